@@ -1,0 +1,9 @@
+//! Authentication: passwords, JWT access tokens, rotating refresh tokens, API keys, and the
+//! `Principal` that handlers receive.
+
+pub mod jwt;
+pub mod password;
+pub mod principal;
+pub mod tokens;
+
+pub use principal::{AuthMethod, Principal};

@@ -1,0 +1,19 @@
+//! The SEIDRA HTTP API: routes, authentication, rate limiting, health, metrics and OpenAPI.
+
+pub mod accounts;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod middleware;
+pub mod net;
+pub mod openapi;
+pub mod ratelimit;
+pub mod routes;
+pub mod server;
+pub mod startup;
+pub mod state;
+pub mod views;
+
+pub use server::{router, serve};
+pub use state::AppState;

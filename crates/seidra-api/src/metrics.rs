@@ -1,0 +1,51 @@
+//! The Prometheus recorder (one per process) and metric descriptions.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Latency buckets in seconds: 1 ms … 30 s.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Installs the global recorder on first call and returns its handle.
+pub fn handle() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+                return None;
+            }
+            describe();
+            metrics::gauge!("seidra_build_info", "version" => seidra_core::VERSION).set(1.0);
+            Some(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("seidra_http_requests_total", "HTTP requests by method, route template and status");
+    describe_histogram!(
+        "seidra_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by method and route template"
+    );
+    describe_gauge!("seidra_build_info", "Always 1; the version label says which build runs");
+    describe_gauge!("seidra_db_pool_connections", "Open database connections in the pool");
+    describe_gauge!("seidra_db_pool_idle_connections", "Idle database connections in the pool");
+    describe_counter!("seidra_rate_limit_rejections_total", "Requests refused with 429, by policy");
+    describe_counter!(
+        "seidra_rate_limit_backend_errors_total",
+        "Redis rate-limit calls that failed and fell back to in-memory windows"
+    );
+    describe_counter!("seidra_auth_logins_total", "Login attempts by outcome");
+    describe_gauge!("seidra_process_uptime_seconds", Unit::Seconds, "Seconds since the process started");
+}

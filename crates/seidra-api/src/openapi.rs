@@ -1,0 +1,51 @@
+//! The OpenAPI document (served at `/api/openapi.json`, printed by `seidra openapi`).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{admin, api_keys, auth, health};
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "SEIDRA Ultimate API", description = "Self-hosted AI media studio"),
+    paths(
+        auth::register, auth::login, auth::refresh, auth::logout, auth::me, auth::change_password,
+        api_keys::list, api_keys::create, api_keys::revoke,
+        admin::list_users, admin::create, admin::update, admin::audit_log,
+        health::healthz, health::readyz, health::system_health, health::generation_health,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Sign-in, tokens and the current account"),
+        (name = "api-keys", description = "Scoped API keys for scripts"),
+        (name = "admin", description = "User management and audit log (admins)"),
+        (name = "system", description = "Health and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A JWT access token from /api/auth/login, or an API key `sk_<id>_<secret>`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The spec with the running version filled in.
+pub fn spec() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = seidra_core::VERSION.to_owned();
+    doc
+}

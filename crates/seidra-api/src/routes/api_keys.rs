@@ -1,0 +1,57 @@
+//! `/api/auth/api-keys`: the caller's API keys.
+
+use axum::Json;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use seidra_core::ApiKeyScope;
+use seidra_store::api_keys;
+
+use crate::accounts::{Actor, create_api_key, revoke_api_key};
+use crate::auth::Principal;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{AppJson, parse_uuid};
+use crate::middleware::ClientIp;
+use crate::state::AppState;
+use crate::views::{ApiKeyList, ApiKeyView, CreateApiKeyRequest, CreatedApiKey};
+
+/// List the caller's API keys (revoked ones included).
+#[utoipa::path(get, path = "/api/auth/api-keys", tag = "api-keys", security(("bearer" = [])),
+    responses((status = 200, body = ApiKeyList), (status = 401, body = ErrorBody)))]
+pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<ApiKeyList>> {
+    principal.require_scope(ApiKeyScope::Read)?;
+    let keys = api_keys::list_for_user(&state.db, principal.user.id).await?;
+    Ok(Json(ApiKeyList { items: keys.iter().map(ApiKeyView::from).collect() }))
+}
+
+/// Create an API key; the token is in this response only. Needs a signed-in session.
+#[utoipa::path(post, path = "/api/auth/api-keys", tag = "api-keys", request_body = CreateApiKeyRequest, security(("bearer" = [])),
+    responses((status = 201, body = CreatedApiKey), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(ip): Extension<ClientIp>,
+    principal: Principal,
+    AppJson(body): AppJson<CreateApiKeyRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
+    principal.require_session()?;
+    let actor = Actor { user_id: Some(principal.user.id), ip: Some(ip.0.to_string()) };
+    let (key, token) =
+        create_api_key(&state.db, &actor, &principal.user, &body.name, &body.scopes, body.expires_in_days).await?;
+    Ok((StatusCode::CREATED, Json(CreatedApiKey { key: ApiKeyView::from(&key), token })))
+}
+
+/// Revoke one of the caller's API keys; it stops working at once.
+#[utoipa::path(delete, path = "/api/auth/api-keys/{id}", tag = "api-keys", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "key id")),
+    responses((status = 204, description = "revoked"), (status = 404, body = ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(ip): Extension<ClientIp>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    principal.require_session()?;
+    let id = parse_uuid("id", &id)?;
+    let actor = Actor { user_id: Some(principal.user.id), ip: Some(ip.0.to_string()) };
+    revoke_api_key(&state.db, &actor, principal.user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,6 @@
+//! HTTP handlers, one module per resource.
+
+pub mod admin;
+pub mod api_keys;
+pub mod auth;
+pub mod health;

@@ -1,0 +1,166 @@
+//! The router and the serving loop with graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, patch, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::middleware::{LimitPolicy, authenticate_and_limit, http_metrics};
+use crate::routes::{admin, api_keys, auth, health};
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Longest a regular API request may run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builds the full router.
+pub fn router(state: AppState) -> Router {
+    let auth_routes = Router::new()
+        .route("/api/auth/register", post(auth::register))
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/refresh", post(auth::refresh))
+        .layer(from_fn_with_state((state.clone(), LimitPolicy::Auth), authenticate_and_limit));
+
+    let api_routes = Router::new()
+        .route("/api/auth/logout", post(auth::logout))
+        .route("/api/auth/me", get(auth::me))
+        .route("/api/auth/me/password", post(auth::change_password))
+        .route("/api/auth/api-keys", get(api_keys::list).post(api_keys::create))
+        .route("/api/auth/api-keys/{id}", axum::routing::delete(api_keys::revoke))
+        .route("/api/admin/users", get(admin::list_users).post(admin::create))
+        .route("/api/admin/users/{id}", patch(admin::update))
+        .route("/api/admin/audit", get(admin::audit_log))
+        .route("/api/system/health", get(health::system_health))
+        .route("/api/generation/health", get(health::generation_health))
+        .layer(from_fn_with_state((state.clone(), LimitPolicy::Api), authenticate_and_limit));
+
+    let ops_routes = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics));
+
+    let docs = SwaggerUi::new("/api/docs").url("/api/openapi.json", crate::openapi::spec());
+
+    Router::new()
+        .merge(auth_routes)
+        .merge(api_routes)
+        .merge(ops_routes)
+        .merge(docs)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        })
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn(http_metrics))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(cors(&state.settings.cors_origins))
+        .layer(security_headers(state.settings.is_production()))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
+        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                tracing::info_span!("http", method = %req.method(), uri = %req.uri().path(), request_id, user_id = tracing::field::Empty)
+            }),
+        )
+        .layer(SetSensitiveRequestHeadersLayer::new([http::header::AUTHORIZATION, http::header::COOKIE]))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([http::Method::GET, http::Method::POST, http::Method::PATCH, http::Method::PUT, http::Method::DELETE])
+        .allow_headers([http::header::AUTHORIZATION, http::header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+        .expose_headers([
+            REQUEST_ID,
+            HeaderName::from_static("x-ratelimit-limit"),
+            HeaderName::from_static("x-ratelimit-remaining"),
+            HeaderName::from_static("x-ratelimit-reset"),
+            http::header::RETRY_AFTER,
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Security headers on every response (the docs page needs inline styles, nothing remote).
+fn security_headers(production: bool) -> tower::layer::util::Stack<SetResponseHeaderLayer<Option<HeaderValue>>, tower::layer::util::Stack<SetResponseHeaderLayer<HeaderValue>, tower::layer::util::Stack<SetResponseHeaderLayer<HeaderValue>, tower::layer::util::Stack<SetResponseHeaderLayer<HeaderValue>, tower::layer::util::Stack<SetResponseHeaderLayer<HeaderValue>, SetResponseHeaderLayer<HeaderValue>>>>>> {
+    use tower::layer::util::Stack;
+    let hsts = production.then(|| HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    Stack::new(
+        SetResponseHeaderLayer::if_not_present(http::header::STRICT_TRANSPORT_SECURITY, hsts),
+        Stack::new(
+            SetResponseHeaderLayer::if_not_present(
+                http::header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; \
+                     script-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'",
+                ),
+            ),
+            Stack::new(
+                SetResponseHeaderLayer::if_not_present(http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+                Stack::new(
+                    SetResponseHeaderLayer::if_not_present(http::header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+                    Stack::new(
+                        SetResponseHeaderLayer::if_not_present(http::header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+                        SetResponseHeaderLayer::if_not_present(
+                            HeaderName::from_static("permissions-policy"),
+                            HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    )
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then gives in-flight requests
+/// `grace` to finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+    let server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = server => result,
+        () = async {
+            let _ = rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the grace period");
+            Ok(())
+        }
+    }
+}

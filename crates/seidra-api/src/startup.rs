@@ -1,0 +1,149 @@
+//! Turning settings into a running application state: database, secret key, Redis, limiter,
+//! and the first-boot admin account.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use seidra_config::Settings;
+use seidra_core::Role;
+use seidra_store::{Db, DbOptions, accounts};
+
+use crate::accounts::{Actor, create_user};
+use crate::auth::jwt::JwtKeys;
+use crate::auth::tokens::{random_hex, random_password};
+use crate::net::TrustedProxies;
+use crate::ratelimit::RateLimiter;
+use crate::state::AppState;
+
+/// Name of the generated key file in the data dir.
+pub const SECRET_KEY_FILE: &str = "secret.key";
+
+/// Opens the configured database.
+pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
+    let options = DbOptions {
+        max_connections: settings.database.max_connections,
+        acquire_timeout: Duration::from_secs(settings.database.acquire_timeout_secs),
+    };
+    if settings.database_url.is_none() {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+    }
+    Db::connect(&settings.effective_database_url(), &options).await.context("cannot open the database")
+}
+
+/// The JWT key: configured, or generated once into the data dir with 0600 permissions.
+pub fn load_secret_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    if let Some(key) = &settings.secret_key {
+        return Ok(key.expose().as_bytes().to_vec());
+    }
+    anyhow::ensure!(!settings.is_production(), "SEIDRA_SECRET_KEY is required in production");
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+    let path = settings.data_dir.join(SECRET_KEY_FILE);
+    read_or_create_key(&path)
+}
+
+fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut file) => {
+            let key = random_hex(32).map_err(|e| anyhow::anyhow!("{e}"))?;
+            file.write_all(key.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated a new secret key");
+            Ok(key.into_bytes())
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+                tracing::warn!(path = %path.display(), "secret key file was readable by others; fixed to 0600");
+            }
+            let key = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let key = key.trim().as_bytes().to_vec();
+            anyhow::ensure!(key.len() >= 32, "{} holds a key shorter than 32 bytes", path.display());
+            Ok(key)
+        }
+        Err(err) => Err(err).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// Connects to Redis when configured. A Redis that is down at start is an error: it was asked for.
+pub async fn connect_redis(settings: &Settings) -> anyhow::Result<Option<redis::aio::ConnectionManager>> {
+    let Some(url) = settings.redis_url.as_ref().filter(|u| !u.expose().is_empty()) else { return Ok(None) };
+    let client = redis::Client::open(url.expose()).context("invalid SEIDRA_REDIS_URL")?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_response_timeout(Some(Duration::from_secs(2)));
+    let conn = tokio::time::timeout(Duration::from_secs(5), redis::aio::ConnectionManager::new_with_config(client, config))
+        .await
+        .context("Redis did not answer within 5 s")?
+        .context("cannot connect to Redis")?;
+    Ok(Some(conn))
+}
+
+/// Builds the application state from settings (the database must already be migrated).
+pub async fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
+    let key = load_secret_key(&settings)?;
+    let jwt = JwtKeys::new(&key).map_err(|e| anyhow::anyhow!("invalid secret key: {e}"))?;
+    let redis = connect_redis(&settings).await?;
+    let limiter = match &redis {
+        Some(conn) => RateLimiter::redis(conn.clone(), &settings.redis_prefix),
+        None => RateLimiter::in_memory(),
+    };
+    let _ = crate::metrics::handle();
+    Ok(AppState {
+        db,
+        proxies: Arc::new(TrustedProxies::parse(&settings.trusted_proxies)),
+        settings: Arc::new(settings),
+        jwt,
+        limiter,
+        redis,
+        started: Instant::now(),
+    })
+}
+
+/// What first boot did about the admin account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminBootstrap {
+    /// Accounts already exist.
+    Existing,
+    /// Created with the password from `SEIDRA_ADMIN_PASSWORD`.
+    CreatedFromEnv {
+        /// Username.
+        username: String,
+    },
+    /// Created with a generated password, to be shown once.
+    CreatedGenerated {
+        /// Username.
+        username: String,
+        /// The generated password.
+        password: String,
+    },
+}
+
+/// Creates the admin account when the database has no accounts yet.
+pub async fn ensure_admin(db: &Db, settings: &Settings) -> anyhow::Result<AdminBootstrap> {
+    if accounts::count_users(db).await? > 0 {
+        return Ok(AdminBootstrap::Existing);
+    }
+    let username = settings.admin_username.trim().to_lowercase();
+    let (password, generated) = match &settings.admin_password {
+        Some(p) => (p.expose().to_owned(), false),
+        None => (random_password(20).map_err(|e| anyhow::anyhow!("{e}"))?, true),
+    };
+    let actor = Actor::default();
+    match create_user(db, &actor, &username, &password, Role::Admin).await {
+        Ok(_) => {}
+        // Another replica won the race to create it.
+        Err(err) if err.code == "username_taken" => return Ok(AdminBootstrap::Existing),
+        Err(err) => anyhow::bail!("cannot create the admin account `{username}`: {err}"),
+    }
+    Ok(if generated {
+        AdminBootstrap::CreatedGenerated { username, password }
+    } else {
+        AdminBootstrap::CreatedFromEnv { username }
+    })
+}

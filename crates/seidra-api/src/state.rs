@@ -1,0 +1,30 @@
+//! Shared state handed to every handler.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use seidra_config::Settings;
+use seidra_store::Db;
+
+use crate::auth::jwt::JwtKeys;
+use crate::net::TrustedProxies;
+use crate::ratelimit::RateLimiter;
+
+/// Cheaply clonable application state.
+#[derive(Clone)]
+pub struct AppState {
+    /// Database pool.
+    pub db: Db,
+    /// Effective settings.
+    pub settings: Arc<Settings>,
+    /// Access-token signing key.
+    pub jwt: JwtKeys,
+    /// Rate limiter (in-memory or Redis).
+    pub limiter: RateLimiter,
+    /// Redis connection when configured (health, shared state).
+    pub redis: Option<redis::aio::ConnectionManager>,
+    /// Proxies whose forwarded headers are believed.
+    pub proxies: Arc<TrustedProxies>,
+    /// Process start, for uptime.
+    pub started: Instant,
+}

@@ -1,0 +1,196 @@
+//! The settings structs. Every field has a default and a doc comment; `deny_unknown_fields`
+//! turns a typo in the TOML file into an error that names the key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::Secret;
+
+/// Deployment flavour: production tightens the rules (secret key required, JSON logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Laptop / embedded default.
+    #[default]
+    Development,
+    /// Cluster or any shared deployment.
+    Production,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (Loki-ready).
+    Json,
+    /// Human-readable, coloured when a terminal.
+    Pretty,
+}
+
+/// All settings of a SEIDRA process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `development` or `production` (`SEIDRA_ENV`).
+    pub env: Environment,
+    /// Address the HTTP server listens on.
+    pub bind: SocketAddr,
+    /// Directory for the SQLite database, generated secret key and local media.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; empty = SQLite file `seidra.db` in the data dir.
+    pub database_url: Option<Secret>,
+    /// Optional Redis for shared rate limits and live events across replicas.
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key this instance writes.
+    pub redis_prefix: String,
+    /// JWT signing key; generated into the data dir when absent outside production.
+    pub secret_key: Option<Secret>,
+    /// Username of the admin account created on first boot.
+    pub admin_username: String,
+    /// Password of the first-boot admin; generated and printed once when absent.
+    pub admin_password: Option<Secret>,
+    /// `json` or `pretty`; defaults to `json` in production, `pretty` otherwise.
+    pub log_format: Option<LogFormat>,
+    /// tracing filter directive (`info`, `seidra=debug,sqlx=warn`…); `RUST_LOG` wins when set.
+    pub log_level: String,
+    /// Whether anyone may create an account through `POST /api/auth/register`.
+    pub allow_registration: bool,
+    /// Origins allowed by CORS (comma-separated in env). Empty = same-origin only.
+    #[serde(deserialize_with = "string_or_list")]
+    pub cors_origins: Vec<String>,
+    /// Proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed (comma-separated in env).
+    #[serde(deserialize_with = "string_or_list")]
+    pub trusted_proxies: Vec<String>,
+    /// Lifetime of an access token (JWT), seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token, seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// Largest accepted JSON request body, bytes.
+    pub max_body_bytes: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// Database pool settings.
+    pub database: DatabaseSettings,
+    /// Rate-limit policies.
+    pub rate_limit: RateLimitSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            env: Environment::Development,
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./seidra-data"),
+            database_url: None,
+            redis_url: None,
+            redis_prefix: "seidra:".to_owned(),
+            secret_key: None,
+            admin_username: "admin".to_owned(),
+            admin_password: None,
+            log_format: None,
+            log_level: "info".to_owned(),
+            allow_registration: false,
+            cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            max_body_bytes: 2 * 1024 * 1024,
+            shutdown_grace_secs: 30,
+            database: DatabaseSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// The database URL in effect: the configured one, or the SQLite file in the data dir.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.expose().trim().is_empty() => url.expose().trim().to_owned(),
+            _ => format!("sqlite://{}?mode=rwc", self.data_dir.join("seidra.db").display()),
+        }
+    }
+
+    /// The log format in effect.
+    pub fn effective_log_format(&self) -> LogFormat {
+        self.log_format.unwrap_or(match self.env {
+            Environment::Production => LogFormat::Json,
+            Environment::Development => LogFormat::Pretty,
+        })
+    }
+
+    /// Whether this is a production deployment.
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+}
+
+/// Database connection pool settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Maximum pooled connections (PostgreSQL; SQLite uses it for readers).
+    pub max_connections: u32,
+    /// Seconds to wait for a pooled connection before failing with 503.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { max_connections: 16, acquire_timeout_secs: 5 }
+    }
+}
+
+/// Requests allowed per window for one key (principal or client IP).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitPolicy {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// Window length, seconds.
+    pub window_secs: u64,
+}
+
+impl Default for RateLimitPolicy {
+    fn default() -> Self {
+        Self { requests: 600, window_secs: 60 }
+    }
+}
+
+/// Rate-limit policies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Turn rate limiting off entirely (benchmarks only).
+    pub enabled: bool,
+    /// Login / register / refresh, per client IP and per username (brute-force guard).
+    pub auth: RateLimitPolicy,
+    /// Every other `/api` request, per principal (user or API key), else per client IP.
+    pub api: RateLimitPolicy,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            auth: RateLimitPolicy { requests: 10, window_secs: 60 },
+            api: RateLimitPolicy { requests: 1200, window_secs: 60 },
+        }
+    }
+}
+
+/// Accepts `"a, b"` (environment) as well as `["a", "b"]` (TOML).
+fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v,
+    })
+}

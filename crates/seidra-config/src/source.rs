@@ -1,0 +1,239 @@
+//! Loading settings from their layers and explaining what is wrong with them.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+
+use crate::{Environment, Settings};
+
+/// Environment variables that belong to SEIDRA but are not settings.
+const NON_SETTING_VARS: &[&str] = &["SEIDRA_CONFIG"];
+/// Prefixes of variables used by tooling (tests, benchmarks, the migration CronJob).
+const IGNORED_PREFIXES: &[&str] = &["SEIDRA_TEST_", "SEIDRA_BENCH_", "SEIDRA_MIGRATE_"];
+/// Minimum length of a production secret key, bytes.
+pub const MIN_SECRET_KEY_BYTES: usize = 32;
+
+/// One or more reasons the configuration cannot be used; each names where the value came from.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    /// Each problem, as a full sentence naming the variable or file.
+    pub problems: Vec<String>,
+}
+
+/// Settings plus what the loader noticed along the way.
+#[derive(Debug, Clone)]
+pub struct LoadedSettings {
+    /// The effective settings.
+    pub settings: Settings,
+    /// The TOML file that was read, if any.
+    pub file: Option<PathBuf>,
+    /// `SEIDRA_*` variables that match no setting (likely typos).
+    pub unknown_env: Vec<String>,
+}
+
+/// Loads settings from the file named by `file` or `SEIDRA_CONFIG`, then the environment.
+pub fn load(file: Option<&Path>) -> Result<LoadedSettings, ConfigError> {
+    let from_env = std::env::var_os("SEIDRA_CONFIG").map(PathBuf::from);
+    let file = file.map(Path::to_path_buf).or(from_env);
+    load_from(file.as_deref(), std::env::vars())
+}
+
+/// Loads settings from an optional file and the given environment (used by `load` and tests).
+pub fn load_from(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<LoadedSettings, ConfigError> {
+    let known = known_env_names();
+    let mut unknown_env = Vec::new();
+    let mut present = BTreeSet::new();
+    for (name, _) in env {
+        let Some(rest) = name.strip_prefix("SEIDRA_") else { continue };
+        if NON_SETTING_VARS.contains(&name.as_str()) || IGNORED_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let key = rest.to_ascii_lowercase();
+        if known.contains(&key) {
+            present.insert(key);
+        } else {
+            unknown_env.push(name);
+        }
+    }
+    unknown_env.sort();
+
+    let mut figment = Figment::new();
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError {
+                problems: vec![format!("configuration file {} does not exist or is not a file", path.display())],
+            });
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    let env_provider = Env::prefixed("SEIDRA_")
+        .filter(move |key| present.contains(key.as_str().to_ascii_lowercase().as_str()))
+        .split("__");
+    figment = figment.merge(env_provider);
+
+    let settings: Settings = figment
+        .extract()
+        .map_err(|err| ConfigError { problems: err.into_iter().map(|e| e.to_string()).collect() })?;
+    let problems = validate(&settings);
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    Ok(LoadedSettings { settings, file: file.map(Path::to_path_buf), unknown_env })
+}
+
+/// Checks rules that span fields or that serde cannot express.
+fn validate(s: &Settings) -> Vec<String> {
+    let mut problems = Vec::new();
+    if s.env == Environment::Production {
+        match &s.secret_key {
+            None => problems.push(
+                "SEIDRA_SECRET_KEY is required when SEIDRA_ENV=production (at least 32 bytes, e.g. `openssl rand -hex 32`)"
+                    .to_owned(),
+            ),
+            Some(key) if key.expose().len() < MIN_SECRET_KEY_BYTES => problems.push(format!(
+                "SEIDRA_SECRET_KEY is {} bytes long; production requires at least {MIN_SECRET_KEY_BYTES}",
+                key.expose().len()
+            )),
+            Some(_) => {}
+        }
+    } else if let Some(key) = &s.secret_key
+        && key.expose().len() < MIN_SECRET_KEY_BYTES
+    {
+        problems.push(format!(
+            "SEIDRA_SECRET_KEY is {} bytes long; it must be at least {MIN_SECRET_KEY_BYTES} (or unset to generate one)",
+            key.expose().len()
+        ));
+    }
+    let url = s.effective_database_url();
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        problems.push(format!(
+            "SEIDRA_DATABASE_URL must start with sqlite:, postgres:// or postgresql:// (got scheme `{}`)",
+            url.split(':').next().unwrap_or_default()
+        ));
+    }
+    if let Some(redis) = &s.redis_url
+        && !redis.expose().is_empty()
+        && !(redis.expose().starts_with("redis://") || redis.expose().starts_with("rediss://"))
+    {
+        problems.push("SEIDRA_REDIS_URL must start with redis:// or rediss://".to_owned());
+    }
+    for proxy in &s.trusted_proxies {
+        if proxy.parse::<ipnet::IpNet>().is_err() && proxy.parse::<std::net::IpAddr>().is_err() {
+            problems.push(format!("SEIDRA_TRUSTED_PROXIES: `{proxy}` is not an IP address or CIDR range"));
+        }
+    }
+    for origin in &s.cors_origins {
+        let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+            && !origin.ends_with('/')
+            && origin.split("://").nth(1).is_some_and(|host| !host.is_empty() && !host.contains('/'));
+        if !valid && origin != "*" {
+            problems.push(format!(
+                "SEIDRA_CORS_ORIGINS: `{origin}` is not an origin (expected scheme://host[:port], no path)"
+            ));
+        }
+    }
+    if s.cors_origins.iter().any(|o| o == "*") && s.env == Environment::Production {
+        problems.push("SEIDRA_CORS_ORIGINS: `*` is not allowed in production".to_owned());
+    }
+    if s.admin_username.trim().is_empty() {
+        problems.push("SEIDRA_ADMIN_USERNAME must not be empty".to_owned());
+    }
+    if let Some(pw) = &s.admin_password
+        && pw.expose().chars().count() < 12
+    {
+        problems.push("SEIDRA_ADMIN_PASSWORD must be at least 12 characters".to_owned());
+    }
+    if s.access_token_ttl_secs < 30 {
+        problems.push("SEIDRA_ACCESS_TOKEN_TTL_SECS must be at least 30".to_owned());
+    }
+    if s.refresh_token_ttl_secs <= s.access_token_ttl_secs {
+        problems.push("SEIDRA_REFRESH_TOKEN_TTL_SECS must be longer than SEIDRA_ACCESS_TOKEN_TTL_SECS".to_owned());
+    }
+    if s.database.max_connections < 2 {
+        problems.push("SEIDRA_DATABASE__MAX_CONNECTIONS must be at least 2".to_owned());
+    }
+    for (name, policy) in [("AUTH", s.rate_limit.auth), ("API", s.rate_limit.api)] {
+        if policy.requests == 0 || policy.window_secs == 0 {
+            problems.push(format!(
+                "SEIDRA_RATE_LIMIT__{name}__REQUESTS and __WINDOW_SECS must be greater than 0"
+            ));
+        }
+    }
+    problems
+}
+
+/// Every setting key as its lower-case env suffix (`bind`, `rate_limit__auth__requests`…).
+fn known_env_names() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if let Ok(value) = serde_json::to_value(Settings::default()) {
+        collect_keys(&value, "", &mut out);
+    }
+    out
+}
+
+fn collect_keys(value: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
+    if let serde_json::Value::Object(map) = value {
+        for (key, child) in map {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}__{key}") };
+            out.insert(path.clone());
+            collect_keys(child, &path, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_and_unknown_vars() {
+        let loaded = load_from(None, env(&[("SEIDRA_BINDD", "x"), ("SEIDRA_TEST_DATABASE_URL", "y")]));
+        let loaded = loaded.map_err(|e| e.to_string());
+        assert!(loaded.is_ok(), "{loaded:?}");
+        if let Ok(loaded) = loaded {
+            assert_eq!(loaded.unknown_env, vec!["SEIDRA_BINDD".to_owned()]);
+            assert_eq!(loaded.settings.bind.to_string(), "127.0.0.1:8080");
+            assert!(loaded.settings.effective_database_url().starts_with("sqlite://"));
+        }
+    }
+
+    #[test]
+    fn file_layer_and_typos() {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string());
+        let Ok(dir) = dir else { panic!("tempdir") };
+        let path = dir.path().join("seidra.toml");
+        std::fs::write(&path, "bind = \"0.0.0.0:9000\"\n[rate_limit.auth]\nrequests = 3\n").ok();
+        let loaded = load_from(Some(&path), Vec::new()).map_err(|e| e.to_string());
+        assert_eq!(loaded.as_ref().map(|l| l.settings.bind.port()), Ok(9000));
+        assert_eq!(loaded.map(|l| l.settings.rate_limit.auth.requests), Ok(3));
+
+        std::fs::write(&path, "bindd = \"0.0.0.0:9000\"\n").ok();
+        let err = load_from(Some(&path), Vec::new()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("bindd"), "{err}");
+        assert!(err.contains("seidra.toml"), "{err}");
+    }
+
+    #[test]
+    fn production_rules() {
+        let settings = Settings { env: Environment::Production, ..Settings::default() };
+        let problems = validate(&settings);
+        assert!(problems.iter().any(|p| p.contains("SEIDRA_SECRET_KEY is required")), "{problems:?}");
+        let settings = Settings {
+            trusted_proxies: vec!["10.0.0.0/8".into(), "nope".into()],
+            cors_origins: vec!["https://studio.example".into(), "studio.example".into()],
+            ..Settings::default()
+        };
+        let problems = validate(&settings);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+}

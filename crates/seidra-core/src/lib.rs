@@ -1,0 +1,11 @@
+//! Domain types shared by every SEIDRA crate: accounts, roles, API-key scopes and the
+//! validation rules that guard them. Nothing here performs I/O.
+
+pub mod account;
+pub mod validation;
+
+pub use account::{ApiKeyScope, Role};
+pub use validation::ValidationError;
+
+/// The version of this build, as reported by `seidra --version` and `/api/system/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,124 @@
+//! Field-level validation errors and the rules for usernames and passwords.
+
+use serde::Serialize;
+
+/// A rejected input value: which field and why, shown to the client as-is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// The JSON field (dotted path) that was rejected.
+    pub field: String,
+    /// Why it was rejected, in plain words.
+    pub message: String,
+}
+
+impl ValidationError {
+    /// Builds an error for `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// Minimum password length (characters).
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// Maximum password length (bytes) so hashing cost stays bounded.
+pub const MAX_PASSWORD_BYTES: usize = 256;
+
+/// Passwords that meet the length rule but are still trivially guessed.
+const COMMON_PASSWORDS: &[&str] = &[
+    "123456789012", "1234567890123", "12345678901234", "password1234", "password12345",
+    "passwordpassword", "qwertyuiop12", "qwertyuiopas", "qwerty123456", "administrator",
+    "adminadmin12", "letmein12345", "iloveyou1234", "welcome12345", "changeme1234",
+    "aaaaaaaaaaaa", "abcdefghijkl", "abc123abc123", "motdepasse12", "azertyuiop12",
+    "seidraseidra", "seidra123456", "000000000000", "111111111111", "football1234",
+    "baseball1234", "trustno1trustno1", "monkeymonkey", "dragondragon", "sunshine1234",
+];
+
+/// Checks a new password: length bounds, not common, not mostly the username, not one repeated char.
+pub fn validate_password(field: &str, password: &str, username: &str) -> Result<(), ValidationError> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at least {MIN_PASSWORD_CHARS} characters long"),
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {MAX_PASSWORD_BYTES} bytes long"),
+        ));
+    }
+    let lower = password.to_lowercase();
+    if COMMON_PASSWORDS.contains(&lower.as_str()) {
+        return Err(ValidationError::new(field, "is too common; choose a less guessable password"));
+    }
+    let mut distinct: Vec<char> = lower.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 4 {
+        return Err(ValidationError::new(field, "must use at least 4 different characters"));
+    }
+    if !username.is_empty() && lower.contains(&username.to_lowercase()) && chars < username.len() + 8 {
+        return Err(ValidationError::new(field, "must not be based on the username"));
+    }
+    Ok(())
+}
+
+/// Checks a username: 3–32 characters of `a-z 0-9 . _ -`, starting with a letter or digit.
+pub fn validate_username(field: &str, username: &str) -> Result<(), ValidationError> {
+    let len = username.chars().count();
+    if !(3..=32).contains(&len) {
+        return Err(ValidationError::new(field, "must be 3 to 32 characters long"));
+    }
+    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
+    if !username.chars().all(valid_char) {
+        return Err(ValidationError::new(
+            field,
+            "may only contain lowercase letters, digits, '.', '_' and '-'",
+        ));
+    }
+    if !username.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(ValidationError::new(field, "must start with a letter or a digit"));
+    }
+    Ok(())
+}
+
+/// Checks a free-text label (API key name…): non-empty after trimming, bounded length.
+pub fn validate_label(field: &str, value: &str, max_chars: usize) -> Result<(), ValidationError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if trimmed.chars().count() > max_chars {
+        return Err(ValidationError::new(field, format!("must be at most {max_chars} characters")));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(ValidationError::new(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_rules() {
+        assert!(validate_password("password", "short", "bob").is_err());
+        assert!(validate_password("password", "password1234", "bob").is_err());
+        assert!(validate_password("password", "aaaaaaaaaaaaaaaa", "bob").is_err());
+        assert!(validate_password("password", "aliceliceali", "alice").is_err());
+        assert!(validate_password("password", "correct horse battery", "bob").is_ok());
+        let err = validate_password("new_password", "x", "bob").err();
+        assert_eq!(err.map(|e| e.field), Some("new_password".to_owned()));
+    }
+
+    #[test]
+    fn username_rules() {
+        assert!(validate_username("username", "ab").is_err());
+        assert!(validate_username("username", "Alice").is_err());
+        assert!(validate_username("username", "_alice").is_err());
+        assert!(validate_username("username", "alice.b-2_x").is_ok());
+    }
+}

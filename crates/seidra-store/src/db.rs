@@ -1,0 +1,140 @@
+//! Connecting to the configured database and dispatching queries to it.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::{StoreError, StoreResult};
+
+/// Which database engine a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded default.
+    Sqlite,
+    /// Cluster deployments.
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from a URL scheme.
+    pub fn from_url(url: &str) -> StoreResult<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::Other(format!(
+                "unsupported database URL scheme in `{}` (expected sqlite: or postgres://)",
+                url.split(':').next().unwrap_or_default()
+            )))
+        }
+    }
+
+    /// Lower-case name for logs and health output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Upper bound of pooled connections.
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self { max_connections: 16, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// A connection pool on one of the two supported databases. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// PostgreSQL pool.
+    Postgres(PgPool),
+    /// SQLite pool (WAL, foreign keys on, busy timeout).
+    Sqlite(SqlitePool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of `$db`: the same code, and the
+/// same SQL text, compiled once per backend.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::Db::Postgres($pool) => $body,
+            $crate::Db::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+impl Db {
+    /// Connects (lazily for PostgreSQL so a down database is reported by health, not a crash).
+    pub async fn connect(url: &str, options: &DbOptions) -> StoreResult<Db> {
+        match Backend::from_url(url)? {
+            Backend::Postgres => {
+                let connect = PgConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL: {e}")))?
+                    .application_name("seidra");
+                let pool = PgPoolOptions::new()
+                    .max_connections(options.max_connections.max(2))
+                    .min_connections(0)
+                    .acquire_timeout(options.acquire_timeout)
+                    .idle_timeout(Some(Duration::from_secs(300)))
+                    .connect_lazy_with(connect);
+                Ok(Db::Postgres(pool))
+            }
+            Backend::Sqlite => {
+                let connect = SqliteConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(options.max_connections.clamp(2, 16))
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect)
+                    .await?;
+                Ok(Db::Sqlite(pool))
+            }
+        }
+    }
+
+    /// Which backend this pool talks to.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Postgres(_) => Backend::Postgres,
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Round-trips a trivial query; returns the latency.
+    pub async fn ping(&self) -> StoreResult<Duration> {
+        let started = Instant::now();
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(started.elapsed())
+    }
+
+    /// Pool size and idle connections, for metrics.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        with_pool!(self, pool => (pool.size(), pool.num_idle()))
+    }
+
+    /// Closes every pooled connection (on shutdown).
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await);
+    }
+}

@@ -1,0 +1,59 @@
+//! Store errors with the distinctions callers act on.
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What went wrong in the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was violated (`constraint` names it when the database says).
+    #[error("conflict on {constraint}")]
+    Conflict {
+        /// The violated constraint or column.
+        constraint: String,
+    },
+    /// The database cannot be reached or the pool is exhausted: retry later (HTTP 503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database schema is not what this binary expects.
+    #[error("{0}")]
+    Schema(String),
+    /// Anything else (a bug or corrupt data).
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                StoreError::Unavailable(err.to_string())
+            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+                constraint: db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned()),
+            },
+            sqlx::Error::Database(db) if is_unavailable_code(db.code().as_deref()) => {
+                StoreError::Unavailable(err.to_string())
+            }
+            _ => StoreError::Other(err.to_string()),
+        }
+    }
+}
+
+/// PostgreSQL "connection exception"/"operator intervention" classes and SQLite BUSY/LOCKED.
+fn is_unavailable_code(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "5" || c == "6" || c == "517")
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        match err {
+            sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
+            other => StoreError::Schema(other.to_string()),
+        }
+    }
+}

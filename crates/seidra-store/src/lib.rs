@@ -1,0 +1,18 @@
+//! Database access for SEIDRA on SQLite or PostgreSQL.
+//!
+//! There is one query code path: every store function is written once, with SQL both
+//! databases accept (`$n` placeholders, `RETURNING`, `ON CONFLICT`), and the [`with_pool!`]
+//! macro expands it for each backend. Values that differ in representation (UUIDs,
+//! timestamps, JSON) go through sqlx's typed encodings, so the same Rust types come back.
+
+mod db;
+mod error;
+pub mod migrate;
+
+pub mod accounts;
+pub mod api_keys;
+pub mod audit;
+pub mod refresh_tokens;
+
+pub use db::{Backend, Db, DbOptions};
+pub use error::{StoreError, StoreResult};
