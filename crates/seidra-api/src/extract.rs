@@ -64,7 +64,14 @@ fn field_from_message(message: &str, path: &str) -> String {
         if let Some(rest) = message.split(marker).nth(1)
             && let Some(name) = rest.split('`').next()
         {
-            return if path == "." || path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+            // serde_path_to_error already ends the path with an unknown field's name, but not a missing one's.
+            return if path == "." || path.is_empty() {
+                name.to_owned()
+            } else if path == name || path.ends_with(&format!(".{name}")) {
+                path.to_owned()
+            } else {
+                format!("{path}.{name}")
+            };
         }
     }
     if path == "." { "body".to_owned() } else { path.to_owned() }

@@ -44,9 +44,13 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// PostgreSQL "connection exception"/"operator intervention" classes and SQLite BUSY/LOCKED.
+/// PostgreSQL classes meaning "the server or database is not usable right now" (connection
+/// exception, operator intervention, insufficient resources, invalid authorization, database
+/// does not exist) and SQLite BUSY/LOCKED.
 fn is_unavailable_code(code: Option<&str>) -> bool {
-    code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "5" || c == "6" || c == "517")
+    code.is_some_and(|c| {
+        ["08", "57P", "53", "28"].iter().any(|class| c.starts_with(class)) || c == "3D000" || c == "5" || c == "6" || c == "517"
+    })
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
