@@ -79,12 +79,25 @@ pub fn load_from(
 
     let settings: Settings = figment
         .extract()
-        .map_err(|err| ConfigError { problems: err.into_iter().map(|e| e.to_string()).collect() })?;
+        .map_err(|err| ConfigError { problems: err.into_iter().map(|e| describe(&e)).collect() })?;
     let problems = validate(&settings);
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
     Ok(LoadedSettings { settings, file: file.map(Path::to_path_buf), unknown_env })
+}
+
+/// Names where a bad value came from: `SEIDRA_X__Y: …` for the environment, `file: key `x.y`: …`.
+fn describe(err: &figment::Error) -> String {
+    let key = err.path.join(".");
+    match err.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(path)) if key.is_empty() => format!("{}: {}", path.display(), err.kind),
+        Some(figment::Source::File(path)) => format!("{}: key `{key}`: {}", path.display(), err.kind),
+        _ if err.metadata.as_ref().is_some_and(|m| m.name.contains("environment")) => {
+            format!("SEIDRA_{}: {}", err.path.join("__").to_ascii_uppercase(), err.kind)
+        }
+        _ => err.to_string(),
+    }
 }
 
 /// Checks rules that span fields or that serde cannot express.
