@@ -24,7 +24,14 @@ pub struct Actor {
 }
 
 /// Writes an audit entry; a failure to audit is logged, never hidden from operators.
-pub async fn audit(db: &Db, actor: &Actor, action: &str, target: Option<String>, success: bool, details: serde_json::Value) {
+pub async fn audit(
+    db: &Db,
+    actor: &Actor,
+    action: &str,
+    target: Option<String>,
+    success: bool,
+    details: serde_json::Value,
+) {
     let entry = NewAuditEntry { actor_id: actor.user_id, action, target, success, ip: actor.ip.clone(), details };
     if let Err(err) = audit::record(db, &entry).await {
         tracing::error!(%err, action, "could not write audit log entry");
@@ -39,16 +46,31 @@ pub async fn create_user(db: &Db, actor: &Actor, username: &str, password: &str,
     let new = NewUser { username: username.to_owned(), password_hash, role };
     let user = accounts::create_user(db, &new).await.map_err(|err| match err {
         StoreError::Conflict { .. } => {
-            ApiError::conflict("username_taken", format!("the username `{username}` is already taken")).with_field("username")
+            ApiError::conflict("username_taken", format!("the username `{username}` is already taken"))
+                .with_field("username")
         }
         other => other.into(),
     })?;
-    audit(db, actor, "user.create", Some(user.id.to_string()), true, serde_json::json!({ "username": username, "role": role })).await;
+    audit(
+        db,
+        actor,
+        "user.create",
+        Some(user.id.to_string()),
+        true,
+        serde_json::json!({ "username": username, "role": role }),
+    )
+    .await;
     Ok(user)
 }
 
 /// Sets a new password and signs the account out everywhere (refresh tokens revoked).
-pub async fn set_password(db: &Db, actor: &Actor, user: &User, new_password: &str, field: &str) -> Result<(), ApiError> {
+pub async fn set_password(
+    db: &Db,
+    actor: &Actor,
+    user: &User,
+    new_password: &str,
+    field: &str,
+) -> Result<(), ApiError> {
     validate_password(field, new_password, &user.username)?;
     let hash = hash_password(new_password.to_owned()).await?;
     accounts::set_password(db, user.id, &hash).await?;
@@ -123,7 +145,15 @@ pub async fn create_api_key(
         expires_at: expires_in_days.map(|d| Utc::now() + Duration::days(i64::from(d))),
     };
     let key = api_keys::create(db, &new).await?;
-    audit(db, actor, "apikey.create", Some(id.to_string()), true, serde_json::json!({ "name": name, "scopes": scopes })).await;
+    audit(
+        db,
+        actor,
+        "apikey.create",
+        Some(id.to_string()),
+        true,
+        serde_json::json!({ "name": name, "scopes": scopes }),
+    )
+    .await;
     Ok((key, token))
 }
 

@@ -5,15 +5,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
 use axum::middleware::from_fn_with_state;
+use axum::response::Response;
 use axum::routing::{get, patch, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
@@ -69,7 +69,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(cors(&state.settings.cors_origins))
-        .layer(security_headers(state.settings.is_production()))
+        .layer(axum::middleware::map_response_with_state(state.settings.is_production(), security_headers))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
         }))
@@ -95,8 +95,18 @@ fn cors(origins: &[String]) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(allow)
-        .allow_methods([http::Method::GET, http::Method::POST, http::Method::PATCH, http::Method::PUT, http::Method::DELETE])
-        .allow_headers([http::header::AUTHORIZATION, http::header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+        .allow_methods([
+            http::Method::GET,
+            http::Method::POST,
+            http::Method::PATCH,
+            http::Method::PUT,
+            http::Method::DELETE,
+        ])
+        .allow_headers([
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ])
         .expose_headers([
             REQUEST_ID,
             HeaderName::from_static("x-ratelimit-limit"),
@@ -108,34 +118,26 @@ fn cors(origins: &[String]) -> CorsLayer {
 }
 
 /// Security headers on every response (the docs page needs inline styles, nothing remote).
-fn security_headers(production: bool) -> tower::layer::util::Stack<SetResponseHeaderLayer<Option<HeaderValue>>, tower::layer::util::Stack<SetResponseHeaderLayer<HeaderValue>, tower::layer::util::Stack<SetResponseHeaderLayer<HeaderValue>, tower::layer::util::Stack<SetResponseHeaderLayer<HeaderValue>, tower::layer::util::Stack<SetResponseHeaderLayer<HeaderValue>, SetResponseHeaderLayer<HeaderValue>>>>>> {
-    use tower::layer::util::Stack;
-    let hsts = production.then(|| HeaderValue::from_static("max-age=31536000; includeSubDomains"));
-    Stack::new(
-        SetResponseHeaderLayer::if_not_present(http::header::STRICT_TRANSPORT_SECURITY, hsts),
-        Stack::new(
-            SetResponseHeaderLayer::if_not_present(
-                http::header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; \
-                     script-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'",
-                ),
-            ),
-            Stack::new(
-                SetResponseHeaderLayer::if_not_present(http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-                Stack::new(
-                    SetResponseHeaderLayer::if_not_present(http::header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-                    Stack::new(
-                        SetResponseHeaderLayer::if_not_present(http::header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
-                        SetResponseHeaderLayer::if_not_present(
-                            HeaderName::from_static("permissions-policy"),
-                            HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
-                        ),
-                    ),
-                ),
-            ),
-        ),
-    )
+async fn security_headers(State(production): State<bool>, mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let mut set = |name: HeaderName, value: &'static str| {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    };
+    set(
+        http::header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; \
+         connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'",
+    );
+    set(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(http::header::X_FRAME_OPTIONS, "DENY");
+    set(http::header::REFERRER_POLICY, "no-referrer");
+    set(HeaderName::from_static("permissions-policy"), "camera=(), microphone=(), geolocation=()");
+    if production {
+        set(http::header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains");
+    }
+    response
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then gives in-flight requests

@@ -77,10 +77,11 @@ pub async fn connect_redis(settings: &Settings) -> anyhow::Result<Option<redis::
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(3)))
         .set_response_timeout(Some(Duration::from_secs(2)));
-    let conn = tokio::time::timeout(Duration::from_secs(5), redis::aio::ConnectionManager::new_with_config(client, config))
-        .await
-        .context("Redis did not answer within 5 s")?
-        .context("cannot connect to Redis")?;
+    let conn =
+        tokio::time::timeout(Duration::from_secs(5), redis::aio::ConnectionManager::new_with_config(client, config))
+            .await
+            .context("Redis did not answer within 5 s")?
+            .context("cannot connect to Redis")?;
     Ok(Some(conn))
 }
 

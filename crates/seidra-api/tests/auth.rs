@@ -1,6 +1,8 @@
 //! Black-box tests of accounts and authentication: the real server on a random port, on
 //! SQLite and on PostgreSQL.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test helpers panic on broken fixtures")]
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
@@ -55,14 +57,20 @@ async fn register_login_refresh_logout(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(status, 401);
 
     // Wrong password, unknown user: same answer.
-    let (s1, b1) = s.post("/api/auth/login", None, &json!({ "username": "alice", "password": "wrong-password-123" })).await?;
-    let (s2, b2) = s.post("/api/auth/login", None, &json!({ "username": "nobody", "password": "wrong-password-123" })).await?;
+    let (s1, b1) =
+        s.post("/api/auth/login", None, &json!({ "username": "alice", "password": "wrong-password-123" })).await?;
+    let (s2, b2) =
+        s.post("/api/auth/login", None, &json!({ "username": "nobody", "password": "wrong-password-123" })).await?;
     assert_eq!((s1, s2), (401, 401));
     assert_eq!(b1, b2);
 
     // Duplicate username.
-    let (status, body) = s.post("/api/auth/register", None, &json!({ "username": "alice", "password": PASSWORD })).await?;
-    assert_eq!((status, body["error"]["code"].as_str(), body["error"]["field"].as_str()), (409, Some("username_taken"), Some("username")));
+    let (status, body) =
+        s.post("/api/auth/register", None, &json!({ "username": "alice", "password": PASSWORD })).await?;
+    assert_eq!(
+        (status, body["error"]["code"].as_str(), body["error"]["field"].as_str()),
+        (409, Some("username_taken"), Some("username"))
+    );
     s.stop().await
 }
 
@@ -80,7 +88,8 @@ async fn password_change(backend: Backend) -> anyhow::Result<()> {
     let (status, _) = s.post("/api/auth/me/password", Some(&access), &good).await?;
     assert_eq!(status, 204);
     // Old refresh tokens are revoked, the new password works, the old one does not.
-    let (status, _) = s.post("/api/auth/refresh", None, &json!({ "refresh_token": token(&login, "refresh_token") })).await?;
+    let (status, _) =
+        s.post("/api/auth/refresh", None, &json!({ "refresh_token": token(&login, "refresh_token") })).await?;
     assert_eq!(status, 401);
     s.login("bob", "another-long-passphrase").await?;
     let (status, _) = s.post("/api/auth/login", None, &json!({ "username": "bob", "password": PASSWORD })).await?;
@@ -102,15 +111,26 @@ async fn forged_and_expired_tokens(backend: Backend) -> anyhow::Result<()> {
 
     let valid = keys.encode(&Claims { sub: user_id, iat: now, exp: now + 60, jti: Uuid::new_v4() });
     let parts: Vec<&str> = valid.split('.').collect();
-    let evil_payload = URL_SAFE_NO_PAD.encode(json!({ "sub": user_id, "iat": now, "exp": now + 999_999, "jti": Uuid::new_v4() }).to_string());
+    let evil_payload = URL_SAFE_NO_PAD
+        .encode(json!({ "sub": user_id, "iat": now, "exp": now + 999_999, "jti": Uuid::new_v4() }).to_string());
     let tampered = format!("{}.{evil_payload}.{}", parts[0], parts[2]);
     let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
     let alg_none = format!("{none_header}.{}.", parts[1]);
     let rs_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#);
     let alg_rs = format!("{rs_header}.{}.{}", parts[1], parts[2]);
-    let foreign = JwtKeys::new(b"some-other-instance-key-0123456789abcdef")?
-        .encode(&Claims { sub: user_id, iat: now, exp: now + 60, jti: Uuid::new_v4() });
-    for (name, forged) in [("tampered", tampered), ("alg none", alg_none), ("alg RS256", alg_rs), ("foreign key", foreign), ("garbage", "abc".to_owned())] {
+    let foreign = JwtKeys::new(b"some-other-instance-key-0123456789abcdef")?.encode(&Claims {
+        sub: user_id,
+        iat: now,
+        exp: now + 60,
+        jti: Uuid::new_v4(),
+    });
+    for (name, forged) in [
+        ("tampered", tampered),
+        ("alg none", alg_none),
+        ("alg RS256", alg_rs),
+        ("foreign key", foreign),
+        ("garbage", "abc".to_owned()),
+    ] {
         let (status, body) = s.get("/api/auth/me", Some(&forged)).await?;
         assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_token")), "{name}: {body}");
     }
@@ -132,7 +152,8 @@ async fn disabled_user_fails_at_once(backend: Backend) -> anyhow::Result<()> {
     let login = s.register("dave", PASSWORD).await?;
     let access = token(&login, "access_token");
     let id = login["user"]["id"].as_str().unwrap_or_default().to_owned();
-    let (status, key) = s.post("/api/auth/api-keys", Some(&access), &json!({ "name": "script", "scopes": ["read"] })).await?;
+    let (status, key) =
+        s.post("/api/auth/api-keys", Some(&access), &json!({ "name": "script", "scopes": ["read"] })).await?;
     assert_eq!(status, 201);
     let api_key = token(&key, "token");
 
@@ -144,7 +165,8 @@ async fn disabled_user_fails_at_once(backend: Backend) -> anyhow::Result<()> {
     }
     let (status, body) = s.post("/api/auth/login", None, &json!({ "username": "dave", "password": PASSWORD })).await?;
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("account_disabled")));
-    let (status, _) = s.post("/api/auth/refresh", None, &json!({ "refresh_token": token(&login, "refresh_token") })).await?;
+    let (status, _) =
+        s.post("/api/auth/refresh", None, &json!({ "refresh_token": token(&login, "refresh_token") })).await?;
     assert_eq!(status, 401);
 
     let (status, _) = s.patch(&format!("/api/admin/users/{id}"), Some(&admin), &json!({ "disabled": false })).await?;
@@ -158,14 +180,17 @@ async fn api_keys_and_scopes(backend: Backend) -> anyhow::Result<()> {
     let login = s.register("erin", PASSWORD).await?;
     let access = token(&login, "access_token");
 
-    let (status, created) = s.post("/api/auth/api-keys", Some(&access), &json!({ "name": "reader", "scopes": ["read"] })).await?;
+    let (status, created) =
+        s.post("/api/auth/api-keys", Some(&access), &json!({ "name": "reader", "scopes": ["read"] })).await?;
     assert_eq!(status, 201, "{created}");
     let reader = token(&created, "token");
     assert!(reader.starts_with("sk_"));
     let reader_id = created["key"]["id"].as_str().unwrap_or_default().to_owned();
-    let (status, _) = s.post("/api/auth/api-keys", Some(&access), &json!({ "name": "gen", "scopes": ["generate"] })).await?;
+    let (status, _) =
+        s.post("/api/auth/api-keys", Some(&access), &json!({ "name": "gen", "scopes": ["generate"] })).await?;
     assert_eq!(status, 201);
-    let (_, created) = s.post("/api/auth/api-keys", Some(&access), &json!({ "name": "gen2", "scopes": ["generate"] })).await?;
+    let (_, created) =
+        s.post("/api/auth/api-keys", Some(&access), &json!({ "name": "gen2", "scopes": ["generate"] })).await?;
     let generator = token(&created, "token");
 
     let (status, me) = s.get("/api/auth/me", Some(&reader)).await?;
@@ -174,11 +199,14 @@ async fn api_keys_and_scopes(backend: Backend) -> anyhow::Result<()> {
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("insufficient_scope")));
 
     // Keys cannot mint keys; a user cannot get the admin scope.
-    let (status, body) = s.post("/api/auth/api-keys", Some(&reader), &json!({ "name": "x", "scopes": ["read"] })).await?;
+    let (status, body) =
+        s.post("/api/auth/api-keys", Some(&reader), &json!({ "name": "x", "scopes": ["read"] })).await?;
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("session_required")));
-    let (status, body) = s.post("/api/auth/api-keys", Some(&access), &json!({ "name": "x", "scopes": ["admin"] })).await?;
+    let (status, body) =
+        s.post("/api/auth/api-keys", Some(&access), &json!({ "name": "x", "scopes": ["admin"] })).await?;
     assert_eq!((status, body["error"]["field"].as_str()), (422, Some("scopes")));
-    let (status, body) = s.post("/api/auth/api-keys", Some(&access), &json!({ "name": "x", "scopes": ["root"] })).await?;
+    let (status, body) =
+        s.post("/api/auth/api-keys", Some(&access), &json!({ "name": "x", "scopes": ["root"] })).await?;
     assert_eq!((status, body["error"]["field"].as_str()), (422, Some("scopes[0]")));
 
     let (status, list) = s.get("/api/auth/api-keys", Some(&reader)).await?;
@@ -187,7 +215,8 @@ async fn api_keys_and_scopes(backend: Backend) -> anyhow::Result<()> {
 
     // Another user cannot revoke it; the owner can, and it fails at once.
     let other = s.register("frank", PASSWORD).await?;
-    let (status, _) = s.delete(&format!("/api/auth/api-keys/{reader_id}"), Some(&token(&other, "access_token"))).await?;
+    let (status, _) =
+        s.delete(&format!("/api/auth/api-keys/{reader_id}"), Some(&token(&other, "access_token"))).await?;
     assert_eq!(status, 404);
     let (status, _) = s.delete(&format!("/api/auth/api-keys/{reader_id}"), Some(&access)).await?;
     assert_eq!(status, 204);
@@ -218,11 +247,13 @@ async fn admin_routes(backend: Backend) -> anyhow::Result<()> {
         let (status, _) = s.get(path, None).await?;
         assert_eq!(status, 401, "{path}");
     }
-    let (status, _) = s.post("/api/admin/users", Some(&user_token), &json!({ "username": "x", "password": PASSWORD })).await?;
+    let (status, _) =
+        s.post("/api/admin/users", Some(&user_token), &json!({ "username": "x", "password": PASSWORD })).await?;
     assert_eq!(status, 403);
 
-    let (status, created) =
-        s.post("/api/admin/users", Some(&admin), &json!({ "username": "henry", "password": PASSWORD, "role": "admin" })).await?;
+    let (status, created) = s
+        .post("/api/admin/users", Some(&admin), &json!({ "username": "henry", "password": PASSWORD, "role": "admin" }))
+        .await?;
     assert_eq!((status, created["role"].as_str()), (201, Some("admin")));
     let (status, page) = s.get("/api/admin/users?limit=2&offset=0", Some(&admin)).await?;
     assert_eq!((status, page["total"].as_i64(), page["items"].as_array().map(Vec::len)), (200, Some(3), Some(2)));
@@ -231,25 +262,30 @@ async fn admin_routes(backend: Backend) -> anyhow::Result<()> {
 
     // Role change, and the last-admin guard.
     let gina_id = user["user"]["id"].as_str().unwrap_or_default();
-    let (status, body) = s.patch(&format!("/api/admin/users/{gina_id}"), Some(&admin), &json!({ "role": "admin" })).await?;
+    let (status, body) =
+        s.patch(&format!("/api/admin/users/{gina_id}"), Some(&admin), &json!({ "role": "admin" })).await?;
     assert_eq!((status, body["role"].as_str()), (200, Some("admin")));
     let (_, admins) = s.get("/api/admin/users", Some(&admin)).await?;
-    let admin_id = admins["items"].as_array().into_iter().flatten().find(|u| u["username"] == "admin").map(|u| u["id"].clone());
+    let admin_id =
+        admins["items"].as_array().into_iter().flatten().find(|u| u["username"] == "admin").map(|u| u["id"].clone());
     let henry_id = created["id"].as_str().unwrap_or_default();
     for id in [gina_id, henry_id] {
         let (status, _) = s.patch(&format!("/api/admin/users/{id}"), Some(&admin), &json!({ "role": "user" })).await?;
         assert_eq!(status, 200);
     }
     let admin_id = admin_id.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    let (status, body) = s.patch(&format!("/api/admin/users/{admin_id}"), Some(&admin), &json!({ "disabled": true })).await?;
+    let (status, body) =
+        s.patch(&format!("/api/admin/users/{admin_id}"), Some(&admin), &json!({ "disabled": true })).await?;
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("last_admin")));
-    let (status, body) = s.patch(&format!("/api/admin/users/{}", Uuid::new_v4()), Some(&admin), &json!({ "disabled": true })).await?;
+    let (status, body) =
+        s.patch(&format!("/api/admin/users/{}", Uuid::new_v4()), Some(&admin), &json!({ "disabled": true })).await?;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
     let (status, body) = s.patch("/api/admin/users/not-a-uuid", Some(&admin), &json!({ "disabled": true })).await?;
     assert_eq!((status, body["error"]["field"].as_str()), (422, Some("id")));
 
     // Admin API key with the admin scope works on admin routes; without it, it does not.
-    let (_, key) = s.post("/api/auth/api-keys", Some(&admin), &json!({ "name": "ops", "scopes": ["read", "admin"] })).await?;
+    let (_, key) =
+        s.post("/api/auth/api-keys", Some(&admin), &json!({ "name": "ops", "scopes": ["read", "admin"] })).await?;
     let (status, _) = s.get("/api/admin/users", Some(&token(&key, "token"))).await?;
     assert_eq!(status, 200);
     let (_, key) = s.post("/api/auth/api-keys", Some(&admin), &json!({ "name": "ro", "scopes": ["read"] })).await?;
@@ -259,7 +295,8 @@ async fn admin_routes(backend: Backend) -> anyhow::Result<()> {
     // The audit log saw all this.
     let (status, audit) = s.get("/api/admin/audit?limit=200", Some(&admin)).await?;
     assert_eq!(status, 200);
-    let actions: Vec<&str> = audit["items"].as_array().into_iter().flatten().filter_map(|e| e["action"].as_str()).collect();
+    let actions: Vec<&str> =
+        audit["items"].as_array().into_iter().flatten().filter_map(|e| e["action"].as_str()).collect();
     for expected in ["auth.login", "user.create", "user.role.change", "apikey.create"] {
         assert!(actions.contains(&expected), "{expected} missing from {actions:?}");
     }
@@ -268,7 +305,8 @@ async fn admin_routes(backend: Backend) -> anyhow::Result<()> {
 
 async fn registration_can_be_closed(backend: Backend) -> anyhow::Result<()> {
     let s = TestServer::builder(backend).settings(|s| s.allow_registration = false).start().await?;
-    let (status, body) = s.post("/api/auth/register", None, &json!({ "username": "ivan", "password": PASSWORD })).await?;
+    let (status, body) =
+        s.post("/api/auth/register", None, &json!({ "username": "ivan", "password": PASSWORD })).await?;
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("registration_disabled")));
     s.login("admin", ADMIN_PASSWORD).await?;
     s.stop().await

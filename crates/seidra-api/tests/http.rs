@@ -1,6 +1,8 @@
 //! The HTTP surface: error envelopes naming fields, health/readiness, metrics, OpenAPI and docs,
 //! security headers, request ids and rate limits (in memory and shared through Redis).
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test helpers panic on broken fixtures")]
+
 use seidra_config::RateLimitPolicy;
 use seidra_store::Backend;
 use seidra_testkit::{TestRedis, TestServer, dual_test};
@@ -22,7 +24,13 @@ async fn validation_errors_name_the_field(backend: Backend) -> anyhow::Result<()
         assert!(resp["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
 
-    let resp = s.client.post(s.url("/api/auth/login")).header("content-type", "application/json").body("{not json").send().await?;
+    let resp = s
+        .client
+        .post(s.url("/api/auth/login"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await?;
     assert_eq!(resp.status().as_u16(), 400);
     let body: serde_json::Value = resp.json().await?;
     assert_eq!(body["error"]["code"], "malformed_json");
@@ -31,7 +39,8 @@ async fn validation_errors_name_the_field(backend: Backend) -> anyhow::Result<()
     assert_eq!(resp.status().as_u16(), 415);
 
     let big = "x".repeat(3 * 1024 * 1024);
-    let resp = s.client.post(s.url("/api/auth/login")).header("content-type", "application/json").body(big).send().await?;
+    let resp =
+        s.client.post(s.url("/api/auth/login")).header("content-type", "application/json").body(big).send().await?;
     assert_eq!(resp.status().as_u16(), 413);
 
     let (status, body) = s.get("/api/nope", None).await?;
@@ -189,7 +198,8 @@ async fn readyz_fails_when_postgres_database_is_gone() -> anyhow::Result<()> {
     let (status, health) = s.get("/api/system/health", None).await?;
     assert_eq!((status, health["status"].as_str()), (503, Some("down")));
     // Requests needing the database answer 503 with a clear code, not 500.
-    let (status, body) = s.post("/api/auth/login", None, &json!({ "username": "admin", "password": "whatever-password" })).await?;
+    let (status, body) =
+        s.post("/api/auth/login", None, &json!({ "username": "admin", "password": "whatever-password" })).await?;
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("database_unavailable")), "{body}");
     s.test_db.drop_database().await.ok();
     Ok(())

@@ -77,9 +77,8 @@ pub fn load_from(
         .split("__");
     figment = figment.merge(env_provider);
 
-    let settings: Settings = figment
-        .extract()
-        .map_err(|err| ConfigError { problems: err.into_iter().map(|e| describe(&e)).collect() })?;
+    let settings: Settings =
+        figment.extract().map_err(|err| ConfigError { problems: err.into_iter().map(|e| describe(&e)).collect() })?;
     let problems = validate(&settings);
     if !problems.is_empty() {
         return Err(ConfigError { problems });
@@ -173,9 +172,7 @@ fn validate(s: &Settings) -> Vec<String> {
     }
     for (name, policy) in [("AUTH", s.rate_limit.auth), ("API", s.rate_limit.api)] {
         if policy.requests == 0 || policy.window_secs == 0 {
-            problems.push(format!(
-                "SEIDRA_RATE_LIMIT__{name}__REQUESTS and __WINDOW_SECS must be greater than 0"
-            ));
+            problems.push(format!("SEIDRA_RATE_LIMIT__{name}__REQUESTS and __WINDOW_SECS must be greater than 0"));
         }
     }
     problems

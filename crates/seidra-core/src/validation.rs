@@ -26,28 +26,46 @@ pub const MAX_PASSWORD_BYTES: usize = 256;
 
 /// Passwords that meet the length rule but are still trivially guessed.
 const COMMON_PASSWORDS: &[&str] = &[
-    "123456789012", "1234567890123", "12345678901234", "password1234", "password12345",
-    "passwordpassword", "qwertyuiop12", "qwertyuiopas", "qwerty123456", "administrator",
-    "adminadmin12", "letmein12345", "iloveyou1234", "welcome12345", "changeme1234",
-    "aaaaaaaaaaaa", "abcdefghijkl", "abc123abc123", "motdepasse12", "azertyuiop12",
-    "seidraseidra", "seidra123456", "000000000000", "111111111111", "football1234",
-    "baseball1234", "trustno1trustno1", "monkeymonkey", "dragondragon", "sunshine1234",
+    "123456789012",
+    "1234567890123",
+    "12345678901234",
+    "password1234",
+    "password12345",
+    "passwordpassword",
+    "qwertyuiop12",
+    "qwertyuiopas",
+    "qwerty123456",
+    "administrator",
+    "adminadmin12",
+    "letmein12345",
+    "iloveyou1234",
+    "welcome12345",
+    "changeme1234",
+    "aaaaaaaaaaaa",
+    "abcdefghijkl",
+    "abc123abc123",
+    "motdepasse12",
+    "azertyuiop12",
+    "seidraseidra",
+    "seidra123456",
+    "000000000000",
+    "111111111111",
+    "football1234",
+    "baseball1234",
+    "trustno1trustno1",
+    "monkeymonkey",
+    "dragondragon",
+    "sunshine1234",
 ];
 
 /// Checks a new password: length bounds, not common, not mostly the username, not one repeated char.
 pub fn validate_password(field: &str, password: &str, username: &str) -> Result<(), ValidationError> {
     let chars = password.chars().count();
     if chars < MIN_PASSWORD_CHARS {
-        return Err(ValidationError::new(
-            field,
-            format!("must be at least {MIN_PASSWORD_CHARS} characters long"),
-        ));
+        return Err(ValidationError::new(field, format!("must be at least {MIN_PASSWORD_CHARS} characters long")));
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(ValidationError::new(
-            field,
-            format!("must be at most {MAX_PASSWORD_BYTES} bytes long"),
-        ));
+        return Err(ValidationError::new(field, format!("must be at most {MAX_PASSWORD_BYTES} bytes long")));
     }
     let lower = password.to_lowercase();
     if COMMON_PASSWORDS.contains(&lower.as_str()) {
@@ -73,10 +91,7 @@ pub fn validate_username(field: &str, username: &str) -> Result<(), ValidationEr
     }
     let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
     if !username.chars().all(valid_char) {
-        return Err(ValidationError::new(
-            field,
-            "may only contain lowercase letters, digits, '.', '_' and '-'",
-        ));
+        return Err(ValidationError::new(field, "may only contain lowercase letters, digits, '.', '_' and '-'"));
     }
     if !username.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(ValidationError::new(field, "must start with a letter or a digit"));

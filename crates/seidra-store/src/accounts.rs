@@ -79,8 +79,11 @@ pub struct NewUser {
 pub async fn create_user(db: &Db, new: &NewUser) -> StoreResult<User> {
     let now = Utc::now();
     let id = Uuid::now_v7();
-    let sql = concat!("INSERT INTO users (id, username, password_hash, role, disabled, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, FALSE, $5, $5) RETURNING ", columns!());
+    let sql = concat!(
+        "INSERT INTO users (id, username, password_hash, role, disabled, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, FALSE, $5, $5) RETURNING ",
+        columns!()
+    );
     let row: UserRow = with_pool!(db, pool => {
         sqlx::query_as(sql)
             .bind(id)

@@ -85,8 +85,11 @@ pub struct NewApiKey<'a> {
 
 /// Stores a new key.
 pub async fn create(db: &Db, new: &NewApiKey<'_>) -> StoreResult<ApiKey> {
-    let sql = concat!("INSERT INTO api_keys (id, user_id, name, secret_hash, scopes, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ", columns!());
+    let sql = concat!(
+        "INSERT INTO api_keys (id, user_id, name, secret_hash, scopes, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+        columns!()
+    );
     let row: ApiKeyRow = with_pool!(db, pool => {
         sqlx::query_as(sql)
             .bind(new.id)

@@ -49,7 +49,11 @@ impl From<sqlx::Error> for StoreError {
 /// does not exist) and SQLite BUSY/LOCKED.
 fn is_unavailable_code(code: Option<&str>) -> bool {
     code.is_some_and(|c| {
-        ["08", "57P", "53", "28"].iter().any(|class| c.starts_with(class)) || c == "3D000" || c == "5" || c == "6" || c == "517"
+        ["08", "57P", "53", "28"].iter().any(|class| c.starts_with(class))
+            || c == "3D000"
+            || c == "5"
+            || c == "6"
+            || c == "517"
     })
 }
 

@@ -75,12 +75,7 @@ impl MigrationStatus {
 
 /// Highest migration version embedded for `backend`.
 pub fn latest_version(backend: Backend) -> i64 {
-    migrator(backend)
-        .iter()
-        .filter(|m| m.migration_type.is_up_migration())
-        .map(|m| m.version)
-        .max()
-        .unwrap_or(0)
+    migrator(backend).iter().filter(|m| m.migration_type.is_up_migration()).map(|m| m.version).max().unwrap_or(0)
 }
 
 /// Reads the applied migrations and compares them with the embedded ones.
@@ -110,9 +105,11 @@ async fn applied(db: &Db) -> StoreResult<Vec<(i64, String, bool)>> {
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?
         }
         Db::Sqlite(pool) => {
-            sqlx::query_scalar("SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
-                .fetch_one(pool)
-                .await?
+            sqlx::query_scalar(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            )
+            .fetch_one(pool)
+            .await?
         }
     };
     if !exists {
@@ -144,10 +141,7 @@ pub async fn down(db: &Db, steps: usize) -> StoreResult<Vec<i64>> {
         before.migrations.iter().filter(|m| m.applied_at.is_some()).map(|m| m.version).collect();
     applied.sort_unstable_by(|a, b| b.cmp(a));
     if steps > applied.len() {
-        return Err(StoreError::Schema(format!(
-            "cannot revert {steps} migration(s): only {} applied",
-            applied.len()
-        )));
+        return Err(StoreError::Schema(format!("cannot revert {steps} migration(s): only {} applied", applied.len())));
     }
     let target = applied.get(steps).copied().unwrap_or(0);
     let m = migrator(db.backend());

@@ -55,8 +55,11 @@ macro_rules! columns {
 
 /// Stores a new refresh token.
 pub async fn insert(db: &Db, new: &NewRefreshToken<'_>) -> StoreResult<RefreshToken> {
-    let sql = concat!("INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, expires_at, ip, user_agent) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ", columns!());
+    let sql = concat!(
+        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, created_at, expires_at, ip, user_agent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
+        columns!()
+    );
     Ok(with_pool!(db, pool => {
         sqlx::query_as(sql)
             .bind(Uuid::now_v7())

@@ -1,6 +1,8 @@
 //! Migrations: up → down 1 → up 1 leaves an identical schema; status; a database ahead of the
 //! binary is refused; concurrent `up` on PostgreSQL does not collide.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test helpers panic on broken fixtures")]
+
 use seidra_store::migrate;
 use seidra_store::{Backend, Db};
 use seidra_testkit::{TestDb, dual_test};

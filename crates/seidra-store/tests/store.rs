@@ -1,5 +1,7 @@
 //! Every store function, on SQLite and on PostgreSQL, each test on its own fresh database.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test helpers panic on broken fixtures")]
+
 use chrono::{Duration, Utc};
 use seidra_core::{ApiKeyScope, Role};
 use seidra_store::accounts::{self, NewUser};
@@ -11,7 +13,8 @@ use seidra_testkit::{TestDb, dual_test};
 use uuid::Uuid;
 
 async fn user(db: &Db, name: &str, role: Role) -> anyhow::Result<accounts::User> {
-    Ok(accounts::create_user(db, &NewUser { username: name.into(), password_hash: "$argon2id$fake".into(), role }).await?)
+    Ok(accounts::create_user(db, &NewUser { username: name.into(), password_hash: "$argon2id$fake".into(), role })
+        .await?)
 }
 
 async fn accounts_crud(backend: Backend) -> anyhow::Result<()> {
@@ -20,7 +23,9 @@ async fn accounts_crud(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(accounts::count_users(db).await?, 0);
     let alice = user(db, "alice", Role::Admin).await?;
     let bob = user(db, "bob", Role::User).await?;
-    assert!(matches!(user(db, "alice", Role::User).await, Err(e) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict { .. }))));
+    assert!(
+        matches!(user(db, "alice", Role::User).await, Err(e) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict { .. })))
+    );
 
     assert_eq!(accounts::get_user(db, alice.id).await?, alice);
     assert_eq!(accounts::get_user_by_username(db, "bob").await?.id, bob.id);
@@ -71,7 +76,11 @@ async fn refresh_token_rotation(backend: Backend) -> anyhow::Result<()> {
     assert!(!refresh_tokens::mark_used(db, second.id).await?, "revoked tokens cannot be used");
     assert!(refresh_tokens::find_by_hash(db, "h2").await?.and_then(|t| t.revoked_at).is_some());
 
-    let other = refresh_tokens::insert(db, &NewRefreshToken { family_id: Uuid::new_v4(), ..new("h4", Utc::now() + Duration::days(1)) }).await?;
+    let other = refresh_tokens::insert(
+        db,
+        &NewRefreshToken { family_id: Uuid::new_v4(), ..new("h4", Utc::now() + Duration::days(1)) },
+    )
+    .await?;
     assert_eq!(refresh_tokens::revoke_all_for_user(db, alice.id).await?, 1);
     assert!(refresh_tokens::find_by_hash(db, "h4").await?.and_then(|t| t.revoked_at).is_some());
     assert_eq!(refresh_tokens::prune_expired(db, Utc::now()).await?, 1);
@@ -88,7 +97,14 @@ async fn api_key_lifecycle(backend: Backend) -> anyhow::Result<()> {
     let id = Uuid::new_v4();
     let key = api_keys::create(
         db,
-        &NewApiKey { id, user_id: alice.id, name: "ci", secret_hash: "abc", scopes: &[ApiKeyScope::Generate, ApiKeyScope::Read], expires_at: None },
+        &NewApiKey {
+            id,
+            user_id: alice.id,
+            name: "ci",
+            secret_hash: "abc",
+            scopes: &[ApiKeyScope::Generate, ApiKeyScope::Read],
+            expires_at: None,
+        },
     )
     .await?;
     assert_eq!(key.scopes, vec![ApiKeyScope::Read, ApiKeyScope::Generate]);
@@ -112,7 +128,9 @@ async fn audit_log(backend: Backend) -> anyhow::Result<()> {
     let t = TestDb::migrated(backend).await?;
     let db = &t.db;
     let alice = user(db, "alice", Role::User).await?;
-    for (actor, action, success) in [(Some(alice.id), "auth.login", false), (Some(alice.id), "auth.login", true), (None, "user.create", true)] {
+    for (actor, action, success) in
+        [(Some(alice.id), "auth.login", false), (Some(alice.id), "auth.login", true), (None, "user.create", true)]
+    {
         let entry = NewAuditEntry {
             actor_id: actor,
             action,

@@ -22,7 +22,8 @@ pub const ADMIN_PASSWORD: &str = "test-admin-password-0001";
 
 /// PostgreSQL server for tests (maintenance database URL).
 pub fn postgres_base_url() -> String {
-    std::env::var("SEIDRA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("SEIDRA_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// Redis for tests.
@@ -125,10 +126,10 @@ impl Drop for TestDb {
         if let Some(Cleanup::Postgres { base, name }) = self.cleanup.take() {
             // Drop runs outside async context guarantees: use a private runtime on a thread.
             let handle = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    if let Err(err) = rt.block_on(drop_pg(&base, &name)) {
-                        eprintln!("warning: could not drop test database {name}: {err}");
-                    }
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build()
+                    && let Err(err) = rt.block_on(drop_pg(&base, &name))
+                {
+                    eprintln!("warning: could not drop test database {name}: {err}");
                 }
             });
             let _ = handle.join();
@@ -206,7 +207,10 @@ mod tests {
     #[test]
     fn database_name_replacement() {
         assert_eq!(super::with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
-        assert_eq!(super::with_database("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(
+            super::with_database("postgres://u@h/postgres?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
         assert_eq!(super::with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
     }
 }

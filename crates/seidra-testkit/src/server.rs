@@ -150,7 +150,8 @@ impl TestServer {
 
     /// Logs in; returns the whole token response.
     pub async fn login(&self, username: &str, password: &str) -> anyhow::Result<Value> {
-        let (status, body) = self.post("/api/auth/login", None, &json!({ "username": username, "password": password })).await?;
+        let (status, body) =
+            self.post("/api/auth/login", None, &json!({ "username": username, "password": password })).await?;
         anyhow::ensure!(status == 200, "login as {username} failed: {status} {body}");
         Ok(body)
     }

@@ -151,7 +151,9 @@ fn print_banner(addr: std::net::SocketAddr, bootstrap: &AdminBootstrap, all_in_o
     println!("  API docs: http://{addr}/api/docs   health: http://{addr}/api/system/health");
     match bootstrap {
         AdminBootstrap::Existing => {
-            println!("  sign in with your account (first-boot admin password was shown once; reset with `seidra user set-password`)");
+            println!(
+                "  sign in with your account (first-boot admin password was shown once; reset with `seidra user set-password`)"
+            );
         }
         AdminBootstrap::CreatedFromEnv { username } => {
             println!("  admin account `{username}` created with the password from SEIDRA_ADMIN_PASSWORD");
@@ -310,17 +312,25 @@ async fn apikey_cmd(settings: Settings, action: ApiKeyAction) -> anyhow::Result<
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(|s| ApiKeyScope::parse(s).ok_or_else(|| anyhow::anyhow!("unknown scope `{s}` (read, generate, admin)")))
+                .map(|s| {
+                    ApiKeyScope::parse(s).ok_or_else(|| anyhow::anyhow!("unknown scope `{s}` (read, generate, admin)"))
+                })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let (key, token) = account_ops::create_api_key(&db, &actor, &user, &name, &scopes, expires_in_days).await?;
-            println!("created API key `{}` ({}) for `{username}` with scopes {}", key.name, key.id, ApiKeyScope::join(&key.scopes));
+            println!(
+                "created API key `{}` ({}) for `{username}` with scopes {}",
+                key.name,
+                key.id,
+                ApiKeyScope::join(&key.scopes)
+            );
             println!("token (shown once): {token}");
         }
         ApiKeyAction::List { username } => {
             let user = find_user(&db, &username).await?;
             for k in api_keys::list_for_user(&db, user.id).await? {
                 let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
-                let used = k.last_used_at.map_or_else(|| "never used".to_owned(), |t| format!("last used {}", t.to_rfc3339()));
+                let used =
+                    k.last_used_at.map_or_else(|| "never used".to_owned(), |t| format!("last used {}", t.to_rfc3339()));
                 println!("{}  {:<24} {:<16} {state:<8} {used}", k.id, k.name, ApiKeyScope::join(&k.scopes));
             }
         }

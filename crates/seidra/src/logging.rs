@@ -26,7 +26,9 @@ pub fn init(settings: &Settings, target: Target) -> anyhow::Result<()> {
     let filter = filter(settings)?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = match (settings.effective_log_format(), target) {
-        (LogFormat::Json, Target::Stdout) => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        (LogFormat::Json, Target::Stdout) => {
+            builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+        }
         (LogFormat::Json, Target::Stderr) => builder
             .json()
             .flatten_event(true)

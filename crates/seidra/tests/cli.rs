@@ -1,6 +1,8 @@
 //! The `seidra` binary as a user runs it: configuration checks, migrations, the all-in-one
 //! studio start, and the account CLI, on SQLite and PostgreSQL.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test helpers panic on broken fixtures")]
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,7 +18,11 @@ fn seidra() -> Command {
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let Output { status, stdout, stderr } = cmd.output().expect("run seidra");
-    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -34,10 +40,18 @@ fn version_and_openapi() {
 #[test]
 fn config_check_explains_bad_values() {
     let dir = tempfile::tempdir().unwrap();
-    let ok = run(seidra().arg("config").arg("check").env("SEIDRA_DATA_DIR", dir.path()).env("SEIDRA_SECRET_KEY", "k".repeat(40)));
+    let ok = run(seidra()
+        .arg("config")
+        .arg("check")
+        .env("SEIDRA_DATA_DIR", dir.path())
+        .env("SEIDRA_SECRET_KEY", "k".repeat(40)));
     assert_eq!(ok.0, 0, "{ok:?}");
     assert!(ok.1.contains("bind = \"127.0.0.1:8080\""), "{}", ok.1);
-    assert!(ok.1.contains("secret_key = \"********\"") && !ok.1.contains(&"k".repeat(40)), "secrets are masked: {}", ok.1);
+    assert!(
+        ok.1.contains("secret_key = \"********\"") && !ok.1.contains(&"k".repeat(40)),
+        "secrets are masked: {}",
+        ok.1
+    );
 
     let cases: [(&[(&str, &str)], &str); 6] = [
         (&[("SEIDRA_BIND", "not-an-address")], "SEIDRA_BIND"),
@@ -68,7 +82,8 @@ fn config_check_explains_bad_values() {
     assert_eq!(code, 0);
     assert!(out.contains("0.0.0.0:9999"));
     // Environment beats the file.
-    let (_, out, _) = run(seidra().args(["config", "check"]).env("SEIDRA_CONFIG", &file).env("SEIDRA_BIND", "127.0.0.1:7777"));
+    let (_, out, _) =
+        run(seidra().args(["config", "check"]).env("SEIDRA_CONFIG", &file).env("SEIDRA_BIND", "127.0.0.1:7777"));
     assert!(out.contains("127.0.0.1:7777"), "{out}");
 }
 
@@ -89,7 +104,10 @@ async fn migrate_commands(backend: Backend) -> anyhow::Result<()> {
     let (code, _, err) = run(db_cmd(&t.url, dir.path()).arg("serve"));
     assert_ne!(code, 0);
     assert!(err.contains("seidra migrate up"), "{err}");
-    let (code, _, err) = run(db_cmd(&t.url, dir.path()).env("SEIDRA_ENV", "production").env("SEIDRA_SECRET_KEY", "k".repeat(40)).arg("serve"));
+    let (code, _, err) = run(db_cmd(&t.url, dir.path())
+        .env("SEIDRA_ENV", "production")
+        .env("SEIDRA_SECRET_KEY", "k".repeat(40))
+        .arg("serve"));
     assert_ne!(code, 0);
     assert!(err.contains("migration Job"), "{err}");
 
@@ -147,7 +165,8 @@ async fn account_cli(backend: Backend) -> anyhow::Result<()> {
     let (code, out, _) = run(db_cmd(&t.url, dir.path()).args(["user", "set-password", "kim"]));
     assert_eq!((code, out.contains("password: ")), (0, true));
 
-    let (code, out, _) = run(db_cmd(&t.url, dir.path()).args(["apikey", "create", "jane", "--name", "ci", "--scopes", "read,admin"]));
+    let (code, out, _) =
+        run(db_cmd(&t.url, dir.path()).args(["apikey", "create", "jane", "--name", "ci", "--scopes", "read,admin"]));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("token (shown once): sk_"), "{out}");
     let id = out.split('(').nth(1).and_then(|s| s.split(')').next()).unwrap_or_default().to_owned();
@@ -157,7 +176,8 @@ async fn account_cli(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(code, 0);
     let (_, out, _) = run(db_cmd(&t.url, dir.path()).args(["apikey", "list", "jane"]));
     assert!(out.contains("revoked"), "{out}");
-    let (code, _, err) = run(db_cmd(&t.url, dir.path()).args(["apikey", "create", "jane", "--name", "x", "--scopes", "root"]));
+    let (code, _, err) =
+        run(db_cmd(&t.url, dir.path()).args(["apikey", "create", "jane", "--name", "x", "--scopes", "root"]));
     assert_ne!(code, 0);
     assert!(err.contains("unknown scope"), "{err}");
     Ok(())
@@ -174,7 +194,10 @@ fn wait_for_banner(child: &mut Child) -> (String, String) {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             banner.push_str(&line);
             banner.push('\n');
-            if line.contains("(shown only this once") || line.contains("SEIDRA_ADMIN_PASSWORD") || line.contains("sign in with your account") {
+            if line.contains("(shown only this once")
+                || line.contains("SEIDRA_ADMIN_PASSWORD")
+                || line.contains("sign in with your account")
+            {
                 let _ = tx.send(banner.clone());
             }
         }
@@ -256,7 +279,9 @@ async fn concurrent_migrate_up_processes_on_postgres() -> anyhow::Result<()> {
     let t = TestDb::empty(Backend::Postgres).await?;
     let dir = tempfile::tempdir()?;
     let children: Vec<Child> = (0..3)
-        .map(|_| db_cmd(&t.url, dir.path()).args(["migrate", "up"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn())
+        .map(|_| {
+            db_cmd(&t.url, dir.path()).args(["migrate", "up"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()
+        })
         .collect::<Result<_, _>>()?;
     for child in children {
         let out = child.wait_with_output()?;

@@ -141,9 +141,8 @@ mod tests {
         let forged = format!("{none_header}.{}.", parts.get(1).copied().unwrap_or_default());
         assert_eq!(keys.decode(&forged, 1001), Err(JwtError::Algorithm));
 
-        let tampered_payload = URL_SAFE_NO_PAD.encode(
-            serde_json::to_vec(&Claims { sub: Uuid::max(), ..claims(1000) }).unwrap_or_default(),
-        );
+        let tampered_payload = URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&Claims { sub: Uuid::max(), ..claims(1000) }).unwrap_or_default());
         let tampered = format!(
             "{}.{tampered_payload}.{}",
             parts.first().copied().unwrap_or_default(),

@@ -11,17 +11,12 @@ static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Hashes a password with argon2id (default parameters: 19 MiB, t=2, p=1).
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || hash_password_blocking(&password))
-        .await
-        .map_err(ApiError::internal)?
+    tokio::task::spawn_blocking(move || hash_password_blocking(&password)).await.map_err(ApiError::internal)?
 }
 
 /// Blocking variant for CLI use.
 pub fn hash_password_blocking(password: &str) -> Result<String, ApiError> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(ApiError::internal)
+    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(ApiError::internal)
 }
 
 /// Checks a password against a stored hash; `None` hash = unknown user (still does the work).
@@ -29,7 +24,9 @@ pub async fn verify_password(password: String, hash: Option<String>) -> Result<b
     tokio::task::spawn_blocking(move || {
         let hash = match hash {
             Some(h) => h,
-            None => DUMMY_HASH.get_or_init(|| hash_password_blocking("not-a-real-password-000").unwrap_or_default()).clone(),
+            None => {
+                DUMMY_HASH.get_or_init(|| hash_password_blocking("not-a-real-password-000").unwrap_or_default()).clone()
+            }
         };
         Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok()
     })

@@ -79,10 +79,9 @@ impl Principal {
     pub fn require_session(&self) -> Result<(), ApiError> {
         match self.method {
             AuthMethod::Jwt { .. } => Ok(()),
-            AuthMethod::ApiKey { .. } => Err(ApiError::forbidden(
-                "session_required",
-                "this action needs a signed-in session, not an API key",
-            )),
+            AuthMethod::ApiKey { .. } => {
+                Err(ApiError::forbidden("session_required", "this action needs a signed-in session, not an API key"))
+            }
         }
     }
 }

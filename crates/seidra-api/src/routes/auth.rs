@@ -5,16 +5,16 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use chrono::{Duration, Utc};
 use seidra_core::{ApiKeyScope, Role, ValidationError};
+use seidra_store::StoreError;
 use seidra_store::accounts::{self, User};
 use seidra_store::refresh_tokens::{self, NewRefreshToken};
-use seidra_store::StoreError;
 use uuid::Uuid;
 
 use crate::accounts::{Actor, audit, create_user, set_password};
+use crate::auth::Principal;
 use crate::auth::jwt::Claims;
 use crate::auth::password::verify_password;
 use crate::auth::tokens::{new_refresh_token, sha256_hex};
-use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, parse_json};
 use crate::middleware::{ClientIp, rate_limited};
@@ -69,7 +69,10 @@ pub async fn register(
     AppJson(body): AppJson<Credentials>,
 ) -> ApiResult<(StatusCode, Json<TokenResponse>)> {
     if !state.settings.allow_registration {
-        return Err(ApiError::forbidden("registration_disabled", "registration is closed on this instance; ask an admin"));
+        return Err(ApiError::forbidden(
+            "registration_disabled",
+            "registration is closed on this instance; ask an admin",
+        ));
     }
     let user = create_user(&state.db, &actor(None, ip), &body.username, &body.password, Role::User).await?;
     let tokens = issue_tokens(&state, &user, Uuid::new_v4(), ip).await?;
@@ -116,7 +119,15 @@ pub async fn login(
         }
     };
     if user.disabled {
-        audit(&state.db, &actor(Some(user.id), ip), "auth.login", None, false, serde_json::json!({"reason": "disabled"})).await;
+        audit(
+            &state.db,
+            &actor(Some(user.id), ip),
+            "auth.login",
+            None,
+            false,
+            serde_json::json!({"reason": "disabled"}),
+        )
+        .await;
         return Err(ApiError::forbidden("account_disabled", "this account is disabled"));
     }
     let user = accounts::touch_login(&state.db, user.id).await?;
@@ -134,7 +145,8 @@ pub async fn refresh(
     Extension(ip): Extension<ClientIp>,
     AppJson(body): AppJson<RefreshRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let invalid = || ApiError::unauthorized("invalid_refresh_token", "the refresh token is invalid, expired or revoked");
+    let invalid =
+        || ApiError::unauthorized("invalid_refresh_token", "the refresh token is invalid, expired or revoked");
     let Some(token) = refresh_tokens::find_by_hash(&state.db, &sha256_hex(body.refresh_token.trim())).await? else {
         return Err(invalid());
     };
@@ -169,7 +181,8 @@ pub async fn logout(
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
     // The body is optional: an empty POST signs out nothing but is still audited.
-    let body: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) { LogoutRequest::default() } else { parse_json(&body)? };
+    let body: LogoutRequest =
+        if body.iter().all(u8::is_ascii_whitespace) { LogoutRequest::default() } else { parse_json(&body)? };
     if body.all {
         refresh_tokens::revoke_all_for_user(&state.db, principal.user.id).await?;
     } else if let Some(raw) = body.refresh_token {
@@ -186,7 +199,15 @@ pub async fn logout(
             }
         }
     }
-    audit(&state.db, &actor(Some(principal.user.id), ip), "auth.logout", None, true, serde_json::json!({ "all": body.all })).await;
+    audit(
+        &state.db,
+        &actor(Some(principal.user.id), ip),
+        "auth.logout",
+        None,
+        true,
+        serde_json::json!({ "all": body.all }),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -210,9 +231,18 @@ pub async fn change_password(
     principal.require_session()?;
     let ok = verify_password(body.current_password, Some(principal.user.password_hash.clone())).await?;
     if !ok {
-        audit(&state.db, &actor(Some(principal.user.id), ip), "user.password.change", None, false, serde_json::json!({})).await;
+        audit(
+            &state.db,
+            &actor(Some(principal.user.id), ip),
+            "user.password.change",
+            None,
+            false,
+            serde_json::json!({}),
+        )
+        .await;
         return Err(ApiError::validation(ValidationError::new("current_password", "is wrong")));
     }
-    set_password(&state.db, &actor(Some(principal.user.id), ip), &principal.user, &body.new_password, "new_password").await?;
+    set_password(&state.db, &actor(Some(principal.user.id), ip), &principal.user, &body.new_password, "new_password")
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

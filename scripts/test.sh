@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The full test suite: formatting, lints, and every test on SQLite, PostgreSQL and Redis.
+#
+# Needs a PostgreSQL server (SEIDRA_TEST_DATABASE_URL, a maintenance database the tests may
+# CREATE/DROP databases through) and a Redis (SEIDRA_TEST_REDIS_URL). The defaults match a
+# local install; `.ci/run` starts private ones when none is running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export SEIDRA_TEST_DATABASE_URL="${SEIDRA_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export SEIDRA_TEST_REDIS_URL="${SEIDRA_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests (PostgreSQL: ${SEIDRA_TEST_DATABASE_URL%%@*}@…, Redis: $SEIDRA_TEST_REDIS_URL)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+  # nextest does not run doctests.
+  cargo test --workspace --locked --doc
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+step "all tests passed"
