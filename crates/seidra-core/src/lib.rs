@@ -2,6 +2,7 @@
 //! validation rules that guard them. Nothing here performs I/O.
 
 pub mod account;
+pub mod job;
 pub mod validation;
 
 pub use account::{ApiKeyScope, Role};

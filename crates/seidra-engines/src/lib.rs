@@ -1,0 +1,123 @@
+//! Generation engines behind one trait. An engine turns a validated [`ImageRequest`] into
+//! output files, reporting progress and stopping between steps when cancelled.
+//!
+//! CONTRACT (used by the worker; keep these signatures):
+//! - `GenerationEngine::name`, `capabilities`, `models`, `check` (engine-specific 422s), `run`.
+//! - `run` must call `progress.report` at least once per step with a fraction in 0..=1, and
+//!   return `EngineError::Cancelled` promptly (between steps) once `cancel.is_cancelled()`.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use seidra_core::ValidationError;
+use seidra_core::job::ImageRequest;
+pub use tokio_util::sync::CancellationToken;
+
+pub mod procedural;
+
+/// What an engine can do; the API refuses requests outside it with a 422 naming the field.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EngineCapabilities {
+    /// Job types it runs (`image`, …).
+    pub job_types: Vec<String>,
+    /// Schedulers it honours (`ddim`, `euler_a`, …).
+    pub schedulers: Vec<String>,
+    /// Smallest width/height, pixels.
+    pub min_size: u32,
+    /// Largest width/height, pixels.
+    pub max_size: u32,
+    /// Width and height must be multiples of this.
+    pub size_multiple: u32,
+    /// Most images per job.
+    pub max_images: u32,
+    /// Most inference steps.
+    pub max_steps: u32,
+    /// Whether LoRAs can be applied.
+    pub supports_loras: bool,
+    /// Whether a negative prompt is used.
+    pub supports_negative_prompt: bool,
+}
+
+/// A model an engine serves.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModelInfo {
+    /// Name used in requests (`model_name`).
+    pub name: String,
+    /// Human description.
+    pub description: String,
+}
+
+/// One progress update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// 0.0 ..= 1.0.
+    pub fraction: f32,
+    /// Short stage message ("step 3/30").
+    pub stage: String,
+    /// Optional low-resolution preview (PNG bytes).
+    pub preview: Option<Vec<u8>>,
+}
+
+/// Receives progress; implemented by the worker (which coalesces and publishes).
+pub trait ProgressSink: Send + Sync {
+    /// Reports progress; must not block.
+    fn report(&self, progress: Progress);
+}
+
+/// One produced file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineOutput {
+    /// File content.
+    pub bytes: Vec<u8>,
+    /// MIME type (`image/png`).
+    pub mime: String,
+    /// Width, pixels (images).
+    pub width: Option<u32>,
+    /// Height, pixels (images).
+    pub height: Option<u32>,
+    /// Seed that produced this output (seed + index for batches).
+    pub seed: Option<u64>,
+}
+
+/// Why a run did not produce outputs.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    /// The cancellation token fired; partial work was discarded.
+    #[error("cancelled")]
+    Cancelled,
+    /// The request is outside this engine's capabilities.
+    #[error("{0}")]
+    Invalid(ValidationError),
+    /// The engine failed; `retryable` says whether another attempt may succeed.
+    #[error("{message}")]
+    Failed {
+        /// Stable code (`engine_unavailable`, `engine_error`…).
+        code: String,
+        /// Explanation.
+        message: String,
+        /// Whether to retry with back-off.
+        retryable: bool,
+    },
+}
+
+/// A generation engine.
+pub trait GenerationEngine: Send + Sync {
+    /// Unique engine name (`procedural`).
+    fn name(&self) -> &str;
+    /// What it can do.
+    fn capabilities(&self) -> &EngineCapabilities;
+    /// Models it serves.
+    fn models(&self) -> Vec<ModelInfo>;
+    /// Engine-specific checks of a request already validated by `ImageRequest::validate`.
+    fn check(&self, request: &ImageRequest) -> Result<(), ValidationError>;
+    /// Runs the request. `request.seed` is always set by the time the engine sees it.
+    fn run<'a>(
+        &'a self,
+        request: &'a ImageRequest,
+        progress: &'a dyn ProgressSink,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<Vec<EngineOutput>, EngineError>>;
+}
+
+/// A shared engine handle.
+pub type SharedEngine = Arc<dyn GenerationEngine>;
