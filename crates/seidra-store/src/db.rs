@@ -138,3 +138,26 @@ impl Db {
         with_pool!(self, pool => pool.close().await);
     }
 }
+
+/// Starts a write transaction: plain `BEGIN` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite so
+/// that read-then-write transactions wait for the write lock instead of failing with BUSY.
+pub(crate) trait BeginWrite {
+    /// The database of the pool.
+    type Database: sqlx::Database;
+    /// Begins the transaction.
+    fn begin_write(&self) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+    fn begin_write(&self) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send {
+        self.begin()
+    }
+}
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+    fn begin_write(&self) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}

@@ -12,7 +12,10 @@ pub mod migrate;
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod jobs;
+pub mod media;
 pub mod refresh_tokens;
+pub mod workers;
 
 pub use db::{Backend, Db, DbOptions};
 pub use error::{StoreError, StoreResult};

@@ -1,0 +1,919 @@
+//! Jobs and the queue on the jobs table.
+//!
+//! Every status change goes through [`seidra_core::job::next_status`]: the functions here read
+//! the current status, ask the state machine for the next one, and write it with a guarded
+//! `UPDATE … WHERE status = <current>` (plus the lease owner for worker-side changes), so a
+//! transition the machine refuses, or one raced by another process, never reaches the table.
+//! The SQL `status IN (…)` lists are checked against the state machine by unit tests.
+
+use chrono::{DateTime, Duration, Utc};
+use seidra_core::job::{JobError, JobEvent, JobStatus, JobType, PriorityClass, backoff_secs, next_status};
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::db::{BeginWrite, with_pool};
+use crate::{Db, StoreError, StoreResult};
+
+/// A stored job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Id.
+    pub id: Uuid,
+    /// Owner.
+    pub owner_id: Uuid,
+    /// Type.
+    pub job_type: JobType,
+    /// Status.
+    pub status: JobStatus,
+    /// Priority class.
+    pub priority: PriorityClass,
+    /// Fairness sequence (round-robin between owners).
+    pub fair_seq: i64,
+    /// Engine that runs it.
+    pub engine: String,
+    /// Model.
+    pub model: String,
+    /// Persona, when one was named.
+    pub persona_id: Option<Uuid>,
+    /// Persona version used.
+    pub persona_version: Option<i32>,
+    /// The full request as accepted (seed resolved).
+    pub request: Value,
+    /// Prompt after persona merge.
+    pub prompt: String,
+    /// Negative prompt after persona merge.
+    pub negative_prompt: String,
+    /// Why it failed (or last retryable failure).
+    pub error: Option<JobError>,
+    /// Claims so far.
+    pub attempt: i32,
+    /// Most claims allowed.
+    pub max_attempts: i32,
+    /// Worker holding the lease.
+    pub lease_owner: Option<Uuid>,
+    /// Lease expiry.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Not claimable before (back-off).
+    pub run_after: DateTime<Utc>,
+    /// Cancel asked while running.
+    pub cancel_requested: bool,
+    /// 0..=1.
+    pub progress: f64,
+    /// Stage message.
+    pub stage: Option<String>,
+    /// Estimated seconds left.
+    pub eta_secs: Option<i64>,
+    /// The job this one retries.
+    pub retry_of: Option<Uuid>,
+    /// Batch it belongs to.
+    pub batch_id: Option<Uuid>,
+    /// Queue wait of the last attempt, ms.
+    pub wait_ms: Option<i64>,
+    /// Run time of the last attempt, ms.
+    pub run_ms: Option<i64>,
+    /// Submitted.
+    pub queued_at: DateTime<Utc>,
+    /// First claimed.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Finished (terminal).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: Uuid,
+    owner_id: Uuid,
+    job_type: String,
+    status: String,
+    priority: String,
+    fair_seq: i64,
+    engine: String,
+    model: String,
+    persona_id: Option<Uuid>,
+    persona_version: Option<i32>,
+    request: Json<Value>,
+    prompt: String,
+    negative_prompt: String,
+    error: Option<Json<JobError>>,
+    attempt: i32,
+    max_attempts: i32,
+    lease_owner: Option<Uuid>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    run_after: DateTime<Utc>,
+    cancel_requested: bool,
+    progress: f64,
+    stage: Option<String>,
+    eta_secs: Option<i64>,
+    retry_of: Option<Uuid>,
+    batch_id: Option<Uuid>,
+    wait_ms: Option<i64>,
+    run_ms: Option<i64>,
+    queued_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+    fn try_from(r: JobRow) -> StoreResult<Job> {
+        let bad = |what: &str, v: &str| StoreError::Other(format!("unknown job {what} `{v}`"));
+        Ok(Job {
+            id: r.id,
+            owner_id: r.owner_id,
+            job_type: JobType::parse(&r.job_type).ok_or_else(|| bad("type", &r.job_type))?,
+            status: JobStatus::parse(&r.status).ok_or_else(|| bad("status", &r.status))?,
+            priority: PriorityClass::parse(&r.priority).ok_or_else(|| bad("priority", &r.priority))?,
+            fair_seq: r.fair_seq,
+            engine: r.engine,
+            model: r.model,
+            persona_id: r.persona_id,
+            persona_version: r.persona_version,
+            request: r.request.0,
+            prompt: r.prompt,
+            negative_prompt: r.negative_prompt,
+            error: r.error.map(|e| e.0),
+            attempt: r.attempt,
+            max_attempts: r.max_attempts,
+            lease_owner: r.lease_owner,
+            lease_expires_at: r.lease_expires_at,
+            run_after: r.run_after,
+            cancel_requested: r.cancel_requested,
+            progress: r.progress,
+            stage: r.stage,
+            eta_secs: r.eta_secs,
+            retry_of: r.retry_of,
+            batch_id: r.batch_id,
+            wait_ms: r.wait_ms,
+            run_ms: r.run_ms,
+            queued_at: r.queued_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// The selected columns, as a macro so queries stay `&'static str`.
+macro_rules! columns {
+    () => {
+        "id, owner_id, job_type, status, priority, fair_seq, engine, model, persona_id, persona_version, request, \
+         prompt, negative_prompt, error, attempt, max_attempts, lease_owner, lease_expires_at, run_after, \
+         cancel_requested, progress, stage, eta_secs, retry_of, batch_id, wait_ms, run_ms, queued_at, started_at, \
+         finished_at, updated_at"
+    };
+}
+
+fn rows_to_jobs(rows: Vec<JobRow>) -> StoreResult<Vec<Job>> {
+    rows.into_iter().map(Job::try_from).collect()
+}
+
+/// A job to create.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Id (chosen by the caller so events can name it before commit).
+    pub id: Uuid,
+    /// Type.
+    pub job_type: JobType,
+    /// Priority class.
+    pub priority: PriorityClass,
+    /// Engine.
+    pub engine: String,
+    /// Model.
+    pub model: String,
+    /// Persona.
+    pub persona_id: Option<Uuid>,
+    /// Persona version.
+    pub persona_version: Option<i32>,
+    /// Accepted request (seed resolved).
+    pub request: Value,
+    /// Merged prompt.
+    pub prompt: String,
+    /// Merged negative prompt.
+    pub negative_prompt: String,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Retried job.
+    pub retry_of: Option<Uuid>,
+    /// Batch.
+    pub batch_id: Option<Uuid>,
+}
+
+/// Limits checked atomically at submit.
+#[derive(Debug, Clone, Copy)]
+pub struct SubmitLimits {
+    /// Most queued (or retrying) jobs per owner.
+    pub max_queued: i64,
+}
+
+/// An `Idempotency-Key` and the hash of the request body it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// The key.
+    pub key: String,
+    /// SHA-256 of the canonical request body.
+    pub request_hash: String,
+}
+
+/// What a submit did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// New jobs were queued.
+    Created(Vec<Job>),
+    /// The same key and body were submitted before: these are the jobs it created.
+    Replayed(Vec<Job>),
+}
+
+/// Why a submit was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The owner already has too many queued jobs.
+    #[error("queue quota exceeded: {queued} queued, at most {max}")]
+    QuotaExceeded {
+        /// Jobs queued now.
+        queued: i64,
+        /// The limit.
+        max: i64,
+    },
+    /// The key was used before with a different body.
+    #[error("idempotency key reused with a different request")]
+    KeyReused,
+    /// Database failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for SubmitError {
+    fn from(e: sqlx::Error) -> Self {
+        SubmitError::Store(e.into())
+    }
+}
+
+/// Queues jobs for `owner_id` in one transaction: checks the quota under the owner's fairness
+/// row lock, assigns round-robin sequence numbers, records the idempotency key.
+pub async fn submit(
+    db: &Db,
+    owner_id: Uuid,
+    jobs: &[NewJob],
+    limits: SubmitLimits,
+    idempotency: Option<&Idempotency>,
+) -> Result<Submitted, SubmitError> {
+    if let Some(idem) = idempotency
+        && let Some(replay) = find_idempotent(db, owner_id, idem).await?
+    {
+        return Ok(replay);
+    }
+    match submit_tx(db, owner_id, jobs, limits, idempotency).await {
+        // A concurrent request with the same key won the insert race: answer like a replay.
+        Err(SubmitError::Store(StoreError::Conflict { .. })) if idempotency.is_some() => {
+            let idem = idempotency.ok_or(SubmitError::KeyReused)?;
+            find_idempotent(db, owner_id, idem).await?.ok_or(SubmitError::KeyReused)
+        }
+        other => other,
+    }
+}
+
+async fn find_idempotent(db: &Db, owner_id: Uuid, idem: &Idempotency) -> Result<Option<Submitted>, SubmitError> {
+    let row: Option<(String, Json<Vec<Uuid>>)> = with_pool!(db, pool => {
+        sqlx::query_as("SELECT request_hash, job_ids FROM idempotency_keys WHERE owner_id = $1 AND key = $2")
+            .bind(owner_id)
+            .bind(&idem.key)
+            .fetch_optional(pool)
+            .await?
+    });
+    let Some((hash, ids)) = row else { return Ok(None) };
+    if hash != idem.request_hash {
+        return Err(SubmitError::KeyReused);
+    }
+    let mut jobs = Vec::with_capacity(ids.0.len());
+    for id in ids.0 {
+        jobs.push(get(db, id).await?);
+    }
+    Ok(Some(Submitted::Replayed(jobs)))
+}
+
+async fn submit_tx(
+    db: &Db,
+    owner_id: Uuid,
+    jobs: &[NewJob],
+    limits: SubmitLimits,
+    idempotency: Option<&Idempotency>,
+) -> Result<Submitted, SubmitError> {
+    let now = Utc::now();
+    let new_count = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
+    let insert = concat!(
+        "INSERT INTO jobs (id, owner_id, job_type, status, priority, priority_rank, fair_seq, engine, model, persona_id, \
+         persona_version, request, prompt, negative_prompt, attempt, max_attempts, run_after, cancel_requested, progress, \
+         retry_of, batch_id, queued_at, updated_at) \
+         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, FALSE, 0, $16, $17, $15, $15) \
+         RETURNING ",
+        columns!()
+    );
+    let created: Vec<JobRow> = with_pool!(db, pool => {
+        let mut tx = pool.begin_write().await?;
+        // Upsert-and-return takes the owner's row lock on PostgreSQL: concurrent submits of one
+        // owner serialise here, so the quota count below cannot be raced. (SQLite: BEGIN IMMEDIATE.)
+        let last_fair_seq: i64 = sqlx::query_scalar(
+            "INSERT INTO queue_owners (owner_id, last_fair_seq) VALUES ($1, 0) \
+             ON CONFLICT (owner_id) DO UPDATE SET last_fair_seq = queue_owners.last_fair_seq RETURNING last_fair_seq",
+        )
+        .bind(owner_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let queued: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE owner_id = $1 AND status IN ('queued', 'retrying')")
+                .bind(owner_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if queued + new_count > limits.max_queued {
+            return Err(SubmitError::QuotaExceeded { queued, max: limits.max_queued });
+        }
+        let mut created = Vec::with_capacity(jobs.len());
+        let mut owner_seq = last_fair_seq;
+        for job in jobs {
+            let rank = job.priority.rank();
+            // Round-robin: a newcomer starts at the head of the line, not behind everyone's backlog.
+            let base: i64 = sqlx::query_scalar(
+                "SELECT COALESCE((SELECT MIN(fair_seq) FROM jobs WHERE priority_rank = $1 AND status IN ('queued', 'retrying')), \
+                 (SELECT MAX(fair_seq) FROM jobs WHERE priority_rank = $1), 0)",
+            )
+            .bind(rank)
+            .fetch_one(&mut *tx)
+            .await?;
+            owner_seq = (owner_seq + 1).max(base);
+            let row: JobRow = sqlx::query_as(insert)
+                .bind(job.id)
+                .bind(owner_id)
+                .bind(job.job_type.as_str())
+                .bind(job.priority.as_str())
+                .bind(rank)
+                .bind(owner_seq)
+                .bind(&job.engine)
+                .bind(&job.model)
+                .bind(job.persona_id)
+                .bind(job.persona_version)
+                .bind(Json(&job.request))
+                .bind(&job.prompt)
+                .bind(&job.negative_prompt)
+                .bind(job.max_attempts)
+                .bind(now)
+                .bind(job.retry_of)
+                .bind(job.batch_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            created.push(row);
+        }
+        sqlx::query("UPDATE queue_owners SET last_fair_seq = $1 WHERE owner_id = $2")
+            .bind(owner_seq)
+            .bind(owner_id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(idem) = idempotency {
+            let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+            sqlx::query(
+                "INSERT INTO idempotency_keys (owner_id, key, request_hash, job_ids, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(owner_id)
+            .bind(&idem.key)
+            .bind(&idem.request_hash)
+            .bind(Json(ids))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        created
+    });
+    Ok(Submitted::Created(rows_to_jobs(created)?))
+}
+
+/// Fetches a job.
+pub async fn get(db: &Db, id: Uuid) -> StoreResult<Job> {
+    let sql = concat!("SELECT ", columns!(), " FROM jobs WHERE id = $1");
+    let row: JobRow = with_pool!(db, pool => sqlx::query_as(sql).bind(id).fetch_one(pool).await?);
+    row.try_into()
+}
+
+/// Filters for listing jobs.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this owner's jobs (None: everyone's, for admins).
+    pub owner_id: Option<Uuid>,
+    /// Status.
+    pub status: Option<JobStatus>,
+    /// Type.
+    pub job_type: Option<JobType>,
+    /// Persona.
+    pub persona_id: Option<Uuid>,
+    /// Batch.
+    pub batch_id: Option<Uuid>,
+    /// Case-insensitive substring of the prompt.
+    pub search: Option<String>,
+    /// Queued at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Queued before.
+    pub to: Option<DateTime<Utc>>,
+    /// Oldest first instead of newest first.
+    pub oldest_first: bool,
+}
+
+macro_rules! list_where {
+    () => {
+        " FROM jobs WHERE ($1 IS NULL OR owner_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR job_type = $3) \
+          AND ($4 IS NULL OR persona_id = $4) AND ($5 IS NULL OR batch_id = $5) \
+          AND ($6 IS NULL OR LOWER(prompt) LIKE $6) AND ($7 IS NULL OR queued_at >= $7) AND ($8 IS NULL OR queued_at < $8)"
+    };
+}
+
+/// Lists jobs matching `filter`, with the total count.
+pub async fn list(db: &Db, filter: &JobFilter, limit: i64, offset: i64) -> StoreResult<(Vec<Job>, i64)> {
+    let sql = if filter.oldest_first {
+        concat!("SELECT ", columns!(), list_where!(), " ORDER BY queued_at ASC, id ASC LIMIT $9 OFFSET $10")
+    } else {
+        concat!("SELECT ", columns!(), list_where!(), " ORDER BY queued_at DESC, id DESC LIMIT $9 OFFSET $10")
+    };
+    let count_sql = concat!("SELECT COUNT(*)", list_where!());
+    let search = filter.search.as_ref().map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
+    let (rows, total): (Vec<JobRow>, i64) = with_pool!(db, pool => {
+        macro_rules! bind_filter {
+            ($q:expr) => {
+                $q.bind(filter.owner_id)
+                    .bind(filter.status.map(JobStatus::as_str))
+                    .bind(filter.job_type.map(JobType::as_str))
+                    .bind(filter.persona_id)
+                    .bind(filter.batch_id)
+                    .bind(search.as_deref())
+                    .bind(filter.from)
+                    .bind(filter.to)
+            };
+        }
+        let rows = bind_filter!(sqlx::query_as(sql)).bind(limit).bind(offset).fetch_all(pool).await?;
+        let total = bind_filter!(sqlx::query_scalar(count_sql)).fetch_one(pool).await?;
+        (rows, total)
+    });
+    Ok((rows_to_jobs(rows)?, total))
+}
+
+/// `%` and `_` in user text match literally (both databases treat `\` as the default-less escape
+/// only when told; we strip them instead of escaping to keep one SQL text).
+fn escape_like(s: &str) -> String {
+    s.replace(['%', '_', '\\'], "")
+}
+
+/// Cancel request outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// It was queued or retrying: now cancelled.
+    Cancelled(Job),
+    /// It is running: the worker will stop it at its next heartbeat/step.
+    Requested(Job),
+    /// Already finished; nothing to do.
+    AlreadyFinished(Job),
+}
+
+/// Cancels a job: at once when not running, by flagging it when running.
+pub async fn request_cancel(db: &Db, id: Uuid) -> StoreResult<CancelOutcome> {
+    for _ in 0..3 {
+        let job = get(db, id).await?;
+        if job.status.is_terminal() {
+            return Ok(CancelOutcome::AlreadyFinished(job));
+        }
+        let to = next_status(job.status, JobEvent::Cancel, job.attempt, job.max_attempts)
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        let now = Utc::now();
+        if job.status == JobStatus::Running {
+            let sql = concat!(
+                "UPDATE jobs SET cancel_requested = TRUE, stage = 'cancelling', updated_at = $1 \
+                 WHERE id = $2 AND status = 'running' RETURNING ",
+                columns!()
+            );
+            let row: Option<JobRow> =
+                with_pool!(db, pool => sqlx::query_as(sql).bind(now).bind(id).fetch_optional(pool).await?);
+            if let Some(row) = row {
+                return Ok(CancelOutcome::Requested(row.try_into()?));
+            }
+        } else {
+            let sql = concat!(
+                "UPDATE jobs SET status = $1, finished_at = $2, updated_at = $2, stage = 'cancelled', lease_owner = NULL, \
+                 lease_expires_at = NULL WHERE id = $3 AND status = $4 RETURNING ",
+                columns!()
+            );
+            let row: Option<JobRow> = with_pool!(db, pool => {
+                sqlx::query_as(sql).bind(to.as_str()).bind(now).bind(id).bind(job.status.as_str()).fetch_optional(pool).await?
+            });
+            if let Some(row) = row {
+                return Ok(CancelOutcome::Cancelled(row.try_into()?));
+            }
+        }
+        // The status changed under us (claimed, finished): read again and decide again.
+    }
+    Err(StoreError::Unavailable("job status kept changing; retry the cancel".into()))
+}
+
+/// Claims the next job this worker can run: highest priority class first, round-robin between
+/// owners inside a class, skipping owners at their running limit. `engines` are the engines
+/// the worker has. PostgreSQL uses `FOR UPDATE SKIP LOCKED`; SQLite one `UPDATE … RETURNING`.
+pub async fn claim(
+    db: &Db,
+    worker_id: Uuid,
+    engines: &[String],
+    lease: Duration,
+    max_running_per_owner: i64,
+) -> StoreResult<Option<Job>> {
+    let now = Utc::now();
+    let lease_until = now + lease;
+    let row: Option<JobRow> = match db {
+        Db::Postgres(pool) => {
+            let sql = concat!(
+                "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
+                 started_at = COALESCE(started_at, $3), updated_at = $3, stage = 'starting' \
+                 WHERE id = (SELECT c.id FROM jobs c WHERE c.status IN ('queued', 'retrying') AND c.run_after <= $3 \
+                 AND c.cancel_requested = FALSE AND c.engine = ANY($4) \
+                 AND (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = c.owner_id AND r.status = 'running') < $5 \
+                 ORDER BY c.priority_rank, c.fair_seq, c.queued_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                 RETURNING ",
+                columns!()
+            );
+            sqlx::query_as(sql)
+                .bind(worker_id)
+                .bind(lease_until)
+                .bind(now)
+                .bind(engines)
+                .bind(max_running_per_owner)
+                .fetch_optional(pool)
+                .await?
+        }
+        Db::Sqlite(pool) => {
+            let sql = concat!(
+                "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
+                 started_at = COALESCE(started_at, $3), updated_at = $3, stage = 'starting' \
+                 WHERE id = (SELECT c.id FROM jobs c WHERE c.status IN ('queued', 'retrying') AND c.run_after <= $3 \
+                 AND c.cancel_requested = FALSE AND c.engine IN (SELECT value FROM json_each($4)) \
+                 AND (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = c.owner_id AND r.status = 'running') < $5 \
+                 ORDER BY c.priority_rank, c.fair_seq, c.queued_at LIMIT 1) \
+                 RETURNING ",
+                columns!()
+            );
+            sqlx::query_as(sql)
+                .bind(worker_id)
+                .bind(lease_until)
+                .bind(now)
+                .bind(Json(engines))
+                .bind(max_running_per_owner)
+                .fetch_optional(pool)
+                .await?
+        }
+    };
+    row.map(Job::try_from).transpose()
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// Lease extended; carry on.
+    Continue,
+    /// Lease extended, but the owner asked to cancel.
+    CancelRequested,
+    /// The lease is no longer ours (expired and re-claimed, or cancelled): stop, keep nothing.
+    LeaseLost,
+}
+
+/// Progress to record with a heartbeat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressUpdate {
+    /// 0..=1.
+    pub progress: f64,
+    /// Stage message.
+    pub stage: String,
+    /// Seconds left, estimated.
+    pub eta_secs: Option<i64>,
+}
+
+/// Extends the lease (and records progress); tells the worker whether to go on.
+pub async fn heartbeat(
+    db: &Db,
+    id: Uuid,
+    worker_id: Uuid,
+    lease: Duration,
+    progress: Option<&ProgressUpdate>,
+) -> StoreResult<Heartbeat> {
+    let now = Utc::now();
+    let cancel: Option<bool> = with_pool!(db, pool => {
+        match progress {
+            Some(p) => sqlx::query_scalar(
+                "UPDATE jobs SET lease_expires_at = $1, updated_at = $2, progress = $3, stage = $4, eta_secs = $5 \
+                 WHERE id = $6 AND lease_owner = $7 AND status = 'running' RETURNING cancel_requested",
+            )
+            .bind(now + lease)
+            .bind(now)
+            .bind(p.progress)
+            .bind(&p.stage)
+            .bind(p.eta_secs)
+            .bind(id)
+            .bind(worker_id)
+            .fetch_optional(pool)
+            .await?,
+            None => sqlx::query_scalar(
+                "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 \
+                 WHERE id = $3 AND lease_owner = $4 AND status = 'running' RETURNING cancel_requested",
+            )
+            .bind(now + lease)
+            .bind(now)
+            .bind(id)
+            .bind(worker_id)
+            .fetch_optional(pool)
+            .await?,
+        }
+    });
+    Ok(match cancel {
+        None => Heartbeat::LeaseLost,
+        Some(true) => Heartbeat::CancelRequested,
+        Some(false) => Heartbeat::Continue,
+    })
+}
+
+/// An output to record with a successful job.
+#[derive(Debug, Clone)]
+pub struct NewMedia {
+    /// Id.
+    pub id: Uuid,
+    /// Position in the job's outputs.
+    pub position: i32,
+    /// Storage key.
+    pub storage_key: String,
+    /// MIME type.
+    pub mime: String,
+    /// Size.
+    pub bytes: i64,
+    /// Width.
+    pub width: Option<i32>,
+    /// Height.
+    pub height: Option<i32>,
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// Seed.
+    pub seed: Option<i64>,
+}
+
+fn durations(job: &Job, now: DateTime<Utc>) -> (Option<i64>, Option<i64>) {
+    // started_at is the first claim; the wait of a retried job counts from its last queueing,
+    // which we approximate with the first start (good enough for averages).
+    let wait = job.started_at.map(|s| (s - job.queued_at).num_milliseconds().max(0));
+    let run = job.started_at.map(|s| (now - s).num_milliseconds().max(0));
+    (wait, run)
+}
+
+/// Marks a running job succeeded and records its outputs, atomically; `None` when the lease
+/// was lost or a cancel arrived (the caller then deletes the stored objects).
+pub async fn complete(db: &Db, job: &Job, worker_id: Uuid, outputs: &[NewMedia]) -> StoreResult<Option<Job>> {
+    let to = next_status(job.status, JobEvent::Succeed, job.attempt, job.max_attempts)
+        .map_err(|e| StoreError::Other(e.to_string()))?;
+    let now = Utc::now();
+    let (wait_ms, run_ms) = durations(job, now);
+    let sql = concat!(
+        "UPDATE jobs SET status = $1, progress = 1, stage = 'done', eta_secs = 0, finished_at = $2, updated_at = $2, \
+         lease_owner = NULL, lease_expires_at = NULL, error = NULL, wait_ms = $3, run_ms = $4 \
+         WHERE id = $5 AND lease_owner = $6 AND status = 'running' AND cancel_requested = FALSE RETURNING ",
+        columns!()
+    );
+    let row: Option<JobRow> = with_pool!(db, pool => {
+        let mut tx = pool.begin_write().await?;
+        let row: Option<JobRow> = sqlx::query_as(sql)
+            .bind(to.as_str())
+            .bind(now)
+            .bind(wait_ms)
+            .bind(run_ms)
+            .bind(job.id)
+            .bind(worker_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if row.is_some() {
+            for m in outputs {
+                sqlx::query(
+                    "INSERT INTO media (id, owner_id, job_id, position, storage_key, mime, bytes, width, height, sha256, seed, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(m.id)
+                .bind(job.owner_id)
+                .bind(job.id)
+                .bind(m.position)
+                .bind(&m.storage_key)
+                .bind(&m.mime)
+                .bind(m.bytes)
+                .bind(m.width)
+                .bind(m.height)
+                .bind(&m.sha256)
+                .bind(m.seed)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        row
+    });
+    row.map(Job::try_from).transpose()
+}
+
+/// Applies a worker-side event (fail, cancel acknowledged, release) to a running job it holds.
+/// Returns the updated job, or `None` when the lease was no longer ours.
+pub async fn finish_attempt(
+    db: &Db,
+    job: &Job,
+    worker_id: Uuid,
+    event: JobEvent,
+    error: Option<&JobError>,
+) -> StoreResult<Option<Job>> {
+    apply_attempt_event(db, job, worker_id, event, error, None).await
+}
+
+/// `finish_attempt`, optionally only if the lease expired before `expired_before` (so a worker
+/// that heartbeats at the last moment keeps its job).
+async fn apply_attempt_event(
+    db: &Db,
+    job: &Job,
+    worker_id: Uuid,
+    event: JobEvent,
+    error: Option<&JobError>,
+    expired_before: Option<DateTime<Utc>>,
+) -> StoreResult<Option<Job>> {
+    let to = next_status(job.status, event, job.attempt, job.max_attempts).map_err(|e| StoreError::Other(e.to_string()))?;
+    let now = Utc::now();
+    let (wait_ms, run_ms) = durations(job, now);
+    let finished_at = to.is_terminal().then_some(now);
+    let run_after = match to {
+        JobStatus::Retrying => now + Duration::seconds(i64::try_from(backoff_secs(job.attempt)).unwrap_or(300)),
+        _ => now,
+    };
+    // A released job gives its attempt back: shutting a worker down is not the job's fault.
+    let attempt = if event == JobEvent::Release { job.attempt - 1 } else { job.attempt };
+    let stage = to.as_str();
+    let sql = concat!(
+        "UPDATE jobs SET status = $1, finished_at = $2, updated_at = $3, run_after = $4, attempt = $5, error = $6, \
+         stage = $7, lease_owner = NULL, lease_expires_at = NULL, wait_ms = $8, run_ms = $9 \
+         WHERE id = $10 AND lease_owner = $11 AND status = 'running' AND ($12 IS NULL OR lease_expires_at < $12) RETURNING ",
+        columns!()
+    );
+    let row: Option<JobRow> = with_pool!(db, pool => {
+        sqlx::query_as(sql)
+            .bind(to.as_str())
+            .bind(finished_at)
+            .bind(now)
+            .bind(run_after)
+            .bind(attempt)
+            .bind(error.map(Json))
+            .bind(stage)
+            .bind(wait_ms)
+            .bind(run_ms)
+            .bind(job.id)
+            .bind(worker_id)
+            .bind(expired_before)
+            .fetch_optional(pool)
+            .await?
+    });
+    row.map(Job::try_from).transpose()
+}
+
+/// Running jobs whose lease expired before `now`: each goes back to the queue (retrying with
+/// back-off), or fails when out of attempts, or is cancelled when a cancel was pending.
+pub async fn reclaim_expired(db: &Db, now: DateTime<Utc>) -> StoreResult<Vec<Job>> {
+    let sql = concat!("SELECT ", columns!(), " FROM jobs WHERE status = 'running' AND lease_expires_at < $1 LIMIT 500");
+    let rows: Vec<JobRow> = with_pool!(db, pool => sqlx::query_as(sql).bind(now).fetch_all(pool).await?);
+    let mut changed = Vec::new();
+    for job in rows_to_jobs(rows)? {
+        let (event, error) = if job.cancel_requested {
+            (JobEvent::Cancel, None)
+        } else {
+            let exhausted = job.attempt >= job.max_attempts;
+            let error = JobError {
+                code: if exhausted { "max_attempts_exceeded" } else { "lease_expired" }.to_owned(),
+                message: if exhausted {
+                    format!("the worker stopped responding on the last of {} attempts", job.max_attempts)
+                } else {
+                    format!("the worker stopped responding (attempt {} of {}); retrying", job.attempt, job.max_attempts)
+                },
+                retryable: !exhausted,
+            };
+            (JobEvent::LeaseExpired, Some(error))
+        };
+        let Some(lease_owner) = job.lease_owner else { continue };
+        if let Some(updated) = apply_attempt_event(db, &job, lease_owner, event, error.as_ref(), Some(now)).await? {
+            changed.push(updated);
+        }
+    }
+    Ok(changed)
+}
+
+/// Deletes finished jobs (and, by cascade, their media rows) older than `before`; returns how many.
+pub async fn prune_finished(db: &Db, before: DateTime<Utc>) -> StoreResult<u64> {
+    Ok(with_pool!(db, pool => {
+        sqlx::query("DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < $1")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    }))
+}
+
+/// Deletes idempotency records older than `before`.
+pub async fn prune_idempotency_keys(db: &Db, before: DateTime<Utc>) -> StoreResult<u64> {
+    Ok(with_pool!(db, pool => {
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1").bind(before).execute(pool).await?.rows_affected()
+    }))
+}
+
+/// Jobs still queued or running for an owner (the WebSocket snapshot on connect).
+pub async fn active_for_owner(db: &Db, owner_id: Uuid) -> StoreResult<Vec<Job>> {
+    let sql = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM jobs WHERE owner_id = $1 AND status IN ('queued', 'running', 'retrying') ORDER BY queued_at LIMIT 500"
+    );
+    let rows: Vec<JobRow> = with_pool!(db, pool => sqlx::query_as(sql).bind(owner_id).fetch_all(pool).await?);
+    rows_to_jobs(rows)
+}
+
+/// Counts by status and average durations.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobStats {
+    /// `(status, count)`.
+    pub by_status: Vec<(JobStatus, i64)>,
+    /// Mean queue wait of finished jobs, ms.
+    pub avg_wait_ms: Option<f64>,
+    /// Mean run time of succeeded jobs, ms.
+    pub avg_run_ms: Option<f64>,
+}
+
+/// Statistics for an owner (None: all owners).
+pub async fn stats(db: &Db, owner_id: Option<Uuid>) -> StoreResult<JobStats> {
+    let (counts, avgs): (Vec<(String, i64)>, (Option<f64>, Option<f64>)) = with_pool!(db, pool => {
+        let counts = sqlx::query_as("SELECT status, COUNT(*) FROM jobs WHERE ($1 IS NULL OR owner_id = $1) GROUP BY status")
+            .bind(owner_id)
+            .fetch_all(pool)
+            .await?;
+        let avgs = sqlx::query_as(
+            "SELECT CAST(AVG(wait_ms) AS DOUBLE PRECISION), \
+             CAST(AVG(CASE WHEN status = 'succeeded' THEN run_ms END) AS DOUBLE PRECISION) \
+             FROM jobs WHERE ($1 IS NULL OR owner_id = $1) AND finished_at IS NOT NULL",
+        )
+        .bind(owner_id)
+        .fetch_one(pool)
+        .await?;
+        (counts, avgs)
+    });
+    let by_status = counts.into_iter().filter_map(|(s, n)| JobStatus::parse(&s).map(|s| (s, n))).collect();
+    Ok(JobStats { by_status, avg_wait_ms: avgs.0, avg_run_ms: avgs.1 })
+}
+
+/// Queue depth by priority class and the age of the oldest claimable job.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueueDepth {
+    /// `(class, queued or retrying count)`.
+    pub by_class: Vec<(PriorityClass, i64)>,
+    /// Running jobs.
+    pub running: i64,
+    /// When the oldest waiting job was queued.
+    pub oldest_queued_at: Option<DateTime<Utc>>,
+}
+
+/// Current queue depth.
+pub async fn queue_depth(db: &Db) -> StoreResult<QueueDepth> {
+    let (classes, running, oldest): (Vec<(String, i64)>, i64, Option<DateTime<Utc>>) = with_pool!(db, pool => {
+        let classes = sqlx::query_as(
+            "SELECT priority, COUNT(*) FROM jobs WHERE status IN ('queued', 'retrying') GROUP BY priority",
+        )
+        .fetch_all(pool)
+        .await?;
+        let running = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'running'").fetch_one(pool).await?;
+        let oldest = sqlx::query_scalar("SELECT MIN(queued_at) FROM jobs WHERE status IN ('queued', 'retrying')")
+            .fetch_one(pool)
+            .await?;
+        (classes, running, oldest)
+    });
+    let by_class = classes.into_iter().filter_map(|(c, n)| PriorityClass::parse(&c).map(|c| (c, n))).collect();
+    Ok(QueueDepth { by_class, running, oldest_queued_at: oldest })
+}
+
+#[cfg(test)]
+mod tests {
+    use seidra_core::job::{JobEvent, JobStatus, next_status};
+
+    fn from_states(event: JobEvent) -> Vec<&'static str> {
+        JobStatus::ALL.into_iter().filter(|s| next_status(*s, event, 1, 3).is_ok()).map(JobStatus::as_str).collect()
+    }
+
+    /// The literal status lists in the SQL above must match the state machine.
+    #[test]
+    fn sql_status_lists_match_the_state_machine() {
+        assert_eq!(from_states(JobEvent::Claim), ["queued", "retrying"]);
+        assert_eq!(from_states(JobEvent::Succeed), ["running"]);
+        assert_eq!(from_states(JobEvent::Release), ["running"]);
+        assert_eq!(from_states(JobEvent::LeaseExpired), ["running"]);
+        assert_eq!(from_states(JobEvent::Cancel), ["queued", "running", "retrying"]);
+    }
+}

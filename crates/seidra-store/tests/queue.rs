@@ -1,0 +1,373 @@
+//! The queue on the jobs table, on SQLite and PostgreSQL: claims, races, priority and
+//! round-robin order, quotas, idempotency, cancel, heartbeats, retries with back-off and
+//! lease expiry.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test helpers panic on broken fixtures")]
+
+use chrono::{Duration, Utc};
+use seidra_core::Role;
+use seidra_core::job::{JobError, JobEvent, JobStatus, JobType, PriorityClass};
+use seidra_store::accounts::{self, NewUser};
+use seidra_store::jobs::{
+    self, CancelOutcome, Heartbeat, Idempotency, JobFilter, NewJob, NewMedia, SubmitError, SubmitLimits, Submitted,
+};
+use seidra_store::{Backend, Db, media, workers};
+use seidra_testkit::{TestDb, dual_test};
+use uuid::Uuid;
+
+const LIMITS: SubmitLimits = SubmitLimits { max_queued: 1000 };
+const LEASE: Duration = Duration::seconds(30);
+
+async fn owner(db: &Db, name: &str) -> Uuid {
+    let new = NewUser { username: name.into(), password_hash: "x".into(), role: Role::User };
+    accounts::create_user(db, &new).await.unwrap().id
+}
+
+fn new_job(prompt: &str, priority: PriorityClass) -> NewJob {
+    NewJob {
+        id: Uuid::now_v7(),
+        job_type: JobType::Image,
+        priority,
+        engine: "procedural".into(),
+        model: "procedural-v1".into(),
+        persona_id: None,
+        persona_version: None,
+        request: serde_json::json!({ "prompt": prompt }),
+        prompt: prompt.into(),
+        negative_prompt: String::new(),
+        max_attempts: 3,
+        retry_of: None,
+        batch_id: None,
+    }
+}
+
+async fn submit_one(db: &Db, owner_id: Uuid, prompt: &str, priority: PriorityClass) -> jobs::Job {
+    match jobs::submit(db, owner_id, &[new_job(prompt, priority)], LIMITS, None).await.unwrap() {
+        Submitted::Created(mut v) => v.remove(0),
+        Submitted::Replayed(_) => panic!("unexpected replay"),
+    }
+}
+
+fn engines() -> Vec<String> {
+    vec!["procedural".to_owned()]
+}
+
+async fn claim(db: &Db, worker: Uuid) -> Option<jobs::Job> {
+    jobs::claim(db, worker, &engines(), LEASE, 100).await.unwrap()
+}
+
+async fn claim_and_complete_cycle(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let alice = owner(db, "alice").await;
+    let job = submit_one(db, alice, "a fox", PriorityClass::Interactive).await;
+    assert_eq!((job.status, job.attempt, job.progress), (JobStatus::Queued, 0, 0.0));
+
+    let worker = Uuid::new_v4();
+    assert!(jobs::claim(db, worker, &["other-engine".to_owned()], LEASE, 100).await?.is_none(), "routing by engine");
+    let claimed = claim(db, worker).await.expect("claimable");
+    assert_eq!((claimed.id, claimed.status, claimed.attempt), (job.id, JobStatus::Running, 1));
+    assert_eq!(claimed.lease_owner, Some(worker));
+    assert!(claim(db, Uuid::new_v4()).await.is_none(), "nothing else to claim");
+
+    let progress = jobs::ProgressUpdate { progress: 0.5, stage: "step 15/30".into(), eta_secs: Some(3) };
+    assert_eq!(jobs::heartbeat(db, job.id, worker, LEASE, Some(&progress)).await?, Heartbeat::Continue);
+    assert_eq!(jobs::heartbeat(db, job.id, Uuid::new_v4(), LEASE, None).await?, Heartbeat::LeaseLost);
+    let running = jobs::get(db, job.id).await?;
+    assert_eq!((running.progress, running.stage.as_deref()), (0.5, Some("step 15/30")));
+
+    let outputs = vec![NewMedia {
+        id: Uuid::new_v4(),
+        position: 0,
+        storage_key: format!("jobs/{}/0.png", job.id),
+        mime: "image/png".into(),
+        bytes: 10,
+        width: Some(64),
+        height: Some(64),
+        sha256: "ab".repeat(32),
+        seed: Some(7),
+    }];
+    // Another worker cannot complete it.
+    assert!(jobs::complete(db, &running, Uuid::new_v4(), &outputs).await?.is_none());
+    let done = jobs::complete(db, &running, worker, &outputs).await?.expect("completed");
+    assert_eq!((done.status, done.progress), (JobStatus::Succeeded, 1.0));
+    assert!(done.finished_at.is_some() && done.run_ms.is_some() && done.wait_ms.is_some());
+    let items = media::list_for_job(db, job.id).await?;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].seed, Some(7));
+    // Completing twice is refused by the state machine guard.
+    assert!(jobs::complete(db, &running, worker, &outputs).await?.is_none());
+    Ok(())
+}
+
+async fn two_workers_race_for_one_job(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let alice = owner(&t.db, "alice").await;
+    for i in 0..20 {
+        submit_one(&t.db, alice, &format!("job {i}"), PriorityClass::Interactive).await;
+    }
+    // Many claimers on separate pools (separate connections) race; every job is claimed once.
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        let db = Db::connect(&t.url, &Default::default()).await?;
+        handles.push(tokio::spawn(async move {
+            let worker = Uuid::new_v4();
+            let mut mine = Vec::new();
+            while let Some(job) = jobs::claim(&db, worker, &["procedural".to_owned()], LEASE, 100).await.unwrap() {
+                mine.push(job.id);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await?);
+    }
+    let unique: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!((all.len(), unique.len()), (20, 20), "each job claimed exactly once");
+    Ok(())
+}
+
+async fn priority_then_round_robin(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let (alice, bob, carol) = (owner(db, "alice").await, owner(db, "bob").await, owner(db, "carol").await);
+    // Alice floods the batch class, then Bob and Carol submit; an interactive job arrives last.
+    for i in 0..4 {
+        submit_one(db, alice, &format!("a{i}"), PriorityClass::Batch).await;
+    }
+    for i in 0..2 {
+        submit_one(db, bob, &format!("b{i}"), PriorityClass::Batch).await;
+    }
+    submit_one(db, carol, "c0", PriorityClass::Batch).await;
+    submit_one(db, carol, "urgent", PriorityClass::Interactive).await;
+
+    let worker = Uuid::new_v4();
+    let mut order = Vec::new();
+    while let Some(job) = claim(db, worker).await {
+        order.push(job.prompt.clone());
+    }
+    assert_eq!(order, ["urgent", "a0", "b0", "c0", "a1", "b1", "a2", "a3"]);
+    Ok(())
+}
+
+async fn running_limit_per_owner(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let (alice, bob) = (owner(db, "alice").await, owner(db, "bob").await);
+    for i in 0..3 {
+        submit_one(db, alice, &format!("a{i}"), PriorityClass::Interactive).await;
+    }
+    submit_one(db, bob, "b0", PriorityClass::Interactive).await;
+    let w = Uuid::new_v4();
+    let first = jobs::claim(db, w, &engines(), LEASE, 1).await?.expect("a0");
+    let second = jobs::claim(db, w, &engines(), LEASE, 1).await?.expect("b0");
+    assert_eq!((first.prompt.as_str(), second.prompt.as_str()), ("a0", "b0"));
+    assert!(jobs::claim(db, w, &engines(), LEASE, 1).await?.is_none(), "alice is at her running limit");
+    Ok(())
+}
+
+async fn quota_and_idempotency(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let alice = owner(db, "alice").await;
+    let limits = SubmitLimits { max_queued: 2 };
+    let batch = [new_job("x", PriorityClass::Batch), new_job("y", PriorityClass::Batch), new_job("z", PriorityClass::Batch)];
+    let err = jobs::submit(db, alice, &batch, limits, None).await.err();
+    assert!(matches!(err, Some(SubmitError::QuotaExceeded { queued: 0, max: 2 })), "{err:?}");
+    assert_eq!(jobs::list(db, &JobFilter::default(), 10, 0).await?.1, 0, "nothing half-created");
+
+    let idem = Idempotency { key: "k1".into(), request_hash: "h1".into() };
+    let first = jobs::submit(db, alice, &batch[..2], limits, Some(&idem)).await?;
+    let Submitted::Created(created) = first else { panic!("created") };
+    let again = jobs::submit(db, alice, &[new_job("other", PriorityClass::Batch)], limits, Some(&idem)).await?;
+    assert_eq!(again, Submitted::Replayed(created.clone()), "same key + same body → same jobs (even at quota)");
+    let reused = Idempotency { key: "k1".into(), request_hash: "h2".into() };
+    assert!(matches!(jobs::submit(db, alice, &batch[..1], limits, Some(&reused)).await, Err(SubmitError::KeyReused)));
+    let err = jobs::submit(db, alice, &batch[2..], limits, None).await.err();
+    assert!(matches!(err, Some(SubmitError::QuotaExceeded { queued: 2, max: 2 })));
+
+    // Concurrent submits with one new key create the jobs once.
+    let bob = owner(db, "bob").await;
+    let key = Idempotency { key: "race".into(), request_hash: "h".into() };
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        let db = db.clone();
+        let key = key.clone();
+        let job = new_job("raced", PriorityClass::Interactive);
+        handles.push(tokio::spawn(async move { jobs::submit(&db, bob, &[job], LIMITS, Some(&key)).await }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for h in handles {
+        match h.await?? {
+            Submitted::Created(v) | Submitted::Replayed(v) => ids.extend(v.into_iter().map(|j| j.id)),
+        }
+    }
+    assert_eq!(ids.len(), 1);
+    let filter = JobFilter { owner_id: Some(bob), ..JobFilter::default() };
+    assert_eq!(jobs::list(db, &filter, 10, 0).await?.1, 1);
+    Ok(())
+}
+
+async fn cancel_queued_and_running(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let alice = owner(db, "alice").await;
+    let queued = submit_one(db, alice, "q", PriorityClass::Interactive).await;
+    let CancelOutcome::Cancelled(c) = jobs::request_cancel(db, queued.id).await? else { panic!("cancelled at once") };
+    assert!(c.status == JobStatus::Cancelled && c.finished_at.is_some());
+    assert!(matches!(jobs::request_cancel(db, queued.id).await?, CancelOutcome::AlreadyFinished(_)));
+
+    let running = submit_one(db, alice, "r", PriorityClass::Interactive).await;
+    let w = Uuid::new_v4();
+    let claimed = claim(db, w).await.expect("claimed");
+    assert_eq!(claimed.id, running.id);
+    let CancelOutcome::Requested(r) = jobs::request_cancel(db, running.id).await? else { panic!("requested") };
+    assert_eq!((r.status, r.cancel_requested), (JobStatus::Running, true));
+    assert_eq!(jobs::heartbeat(db, running.id, w, LEASE, None).await?, Heartbeat::CancelRequested);
+    // Outputs of a cancelled job are never recorded.
+    assert!(jobs::complete(db, &claimed, w, &[]).await?.is_none());
+    let cancelled = jobs::finish_attempt(db, &claimed, w, JobEvent::Cancel, None).await?.expect("ack");
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert!(media::list_for_job(db, running.id).await?.is_empty());
+    Ok(())
+}
+
+async fn retry_backoff_and_lease_expiry(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let alice = owner(db, "alice").await;
+    let job = submit_one(db, alice, "flaky", PriorityClass::Interactive).await;
+    let w = Uuid::new_v4();
+    let err = JobError { code: "engine_error".into(), message: "boom".into(), retryable: true };
+
+    // Attempt 1 fails (retryable) → retrying with a 2 s back-off, not claimable before.
+    let claimed = claim(db, w).await.expect("claim 1");
+    let retrying = jobs::finish_attempt(db, &claimed, w, JobEvent::Fail { retryable: true }, Some(&err)).await?.expect("retrying");
+    assert_eq!(retrying.status, JobStatus::Retrying);
+    let delay = (retrying.run_after - retrying.updated_at).num_milliseconds();
+    assert!((1900..=2100).contains(&delay), "first back-off ≈ 2 s, got {delay} ms");
+    assert!(claim(db, w).await.is_none(), "not before its back-off");
+
+    // Pretend time passed: attempt 2 is claimed, then its worker dies (lease expires).
+    force_run_after_past(db, job.id).await?;
+    let claimed = claim(db, w).await.expect("claim 2");
+    assert_eq!(claimed.attempt, 2);
+    let expired = jobs::reclaim_expired(db, Utc::now() + Duration::seconds(31)).await?;
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].status, JobStatus::Retrying);
+    assert_eq!(expired[0].error.as_ref().map(|e| e.code.as_str()), Some("lease_expired"));
+    assert_eq!(jobs::heartbeat(db, job.id, w, LEASE, None).await?, Heartbeat::LeaseLost, "the old worker lost it");
+
+    // Attempt 3 is the last: its expiry fails the job for good with a clear error.
+    force_run_after_past(db, job.id).await?;
+    let claimed = claim(db, Uuid::new_v4()).await.expect("claim 3");
+    assert_eq!(claimed.attempt, 3);
+    let expired = jobs::reclaim_expired(db, Utc::now() + Duration::seconds(31)).await?;
+    assert_eq!(expired[0].status, JobStatus::Failed);
+    assert_eq!(expired[0].error.as_ref().map(|e| e.code.as_str()), Some("max_attempts_exceeded"));
+    assert!(jobs::reclaim_expired(db, Utc::now() + Duration::seconds(31)).await?.is_empty());
+    // A fresh lease is not reclaimed.
+    let other = submit_one(db, alice, "healthy", PriorityClass::Interactive).await;
+    claim(db, w).await.expect("claim healthy");
+    assert!(jobs::reclaim_expired(db, Utc::now()).await?.is_empty());
+    // Release gives the attempt back.
+    let running = jobs::get(db, other.id).await?;
+    let released = jobs::finish_attempt(db, &running, w, JobEvent::Release, None).await?.expect("released");
+    assert_eq!((released.status, released.attempt), (JobStatus::Queued, 0));
+    Ok(())
+}
+
+async fn force_run_after_past(db: &Db, id: Uuid) -> anyhow::Result<()> {
+    let past = Utc::now() - Duration::seconds(1);
+    match db {
+        Db::Postgres(p) => sqlx::query("UPDATE jobs SET run_after = $1 WHERE id = $2").bind(past).bind(id).execute(p).await.map(|_| ())?,
+        Db::Sqlite(p) => sqlx::query("UPDATE jobs SET run_after = $1 WHERE id = $2").bind(past).bind(id).execute(p).await.map(|_| ())?,
+    }
+    Ok(())
+}
+
+async fn listing_stats_and_depth(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let (alice, bob) = (owner(db, "alice").await, owner(db, "bob").await);
+    for p in ["Red Fox", "blue whale", "red panda"] {
+        submit_one(db, alice, p, PriorityClass::Interactive).await;
+    }
+    submit_one(db, bob, "red car", PriorityClass::Batch).await;
+    let mine = JobFilter { owner_id: Some(alice), ..JobFilter::default() };
+    let (page, total) = jobs::list(db, &mine, 2, 0).await?;
+    assert_eq!((page.len(), total), (2, 3));
+    assert_eq!(page[0].prompt, "red panda", "newest first");
+    let search = JobFilter { owner_id: Some(alice), search: Some("RED".into()), ..JobFilter::default() };
+    assert_eq!(jobs::list(db, &search, 10, 0).await?.1, 2);
+    let everyone = JobFilter { search: Some("red".into()), oldest_first: true, ..JobFilter::default() };
+    let (all, n) = jobs::list(db, &everyone, 10, 0).await?;
+    assert_eq!((n, all[0].prompt.as_str()), (3, "Red Fox"));
+    let tricky = JobFilter { search: Some("%".into()), owner_id: Some(bob), ..JobFilter::default() };
+    assert_eq!(jobs::list(db, &tricky, 10, 0).await?.1, 1, "wildcards in user text are not special");
+
+    let depth = jobs::queue_depth(db).await?;
+    assert!(depth.by_class.contains(&(PriorityClass::Interactive, 3)));
+    assert!(depth.by_class.contains(&(PriorityClass::Batch, 1)));
+    assert!(depth.oldest_queued_at.is_some());
+    let w = Uuid::new_v4();
+    let job = claim(db, w).await.expect("claim");
+    jobs::complete(db, &job, w, &[]).await?;
+    let stats = jobs::stats(db, Some(alice)).await?;
+    assert!(stats.by_status.contains(&(JobStatus::Succeeded, 1)));
+    assert!(stats.by_status.contains(&(JobStatus::Queued, 2)));
+    assert!(stats.avg_run_ms.is_some() && stats.avg_wait_ms.is_some());
+    assert_eq!(jobs::active_for_owner(db, alice).await?.len(), 2);
+    assert_eq!(jobs::prune_finished(db, Utc::now() + Duration::seconds(1)).await?, 1);
+    Ok(())
+}
+
+async fn worker_registry_and_leader(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let id = Uuid::new_v4();
+    let w = workers::NewWorker {
+        id,
+        name: "host:1".into(),
+        host: "host".into(),
+        version: "0.1.0".into(),
+        engines: vec!["procedural".into()],
+        models: serde_json::json!({ "procedural": ["procedural-v1"] }),
+        concurrency: 2,
+    };
+    workers::register(db, &w).await?;
+    let job = Uuid::new_v4();
+    workers::heartbeat(db, id, "active", &[job]).await?;
+    let live = workers::list_live(db).await?;
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].current_jobs.0, vec![job]);
+    assert_eq!(workers::reap(db, Utc::now() - Duration::seconds(60), Utc::now() - Duration::hours(1)).await?, 0);
+    assert_eq!(workers::reap(db, Utc::now() + Duration::seconds(1), Utc::now() - Duration::hours(1)).await?, 1);
+    assert!(workers::list_live(db).await?.is_empty());
+    workers::register(db, &w).await?;
+    workers::deregister(db, id).await?;
+    assert!(workers::list_live(db).await?.is_empty());
+
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    assert!(workers::try_lead(db, "maintenance", a, Duration::seconds(30)).await?);
+    assert!(!workers::try_lead(db, "maintenance", b, Duration::seconds(30)).await?, "one leader at a time");
+    assert!(workers::try_lead(db, "maintenance", a, Duration::seconds(30)).await?, "renewal");
+    workers::resign(db, "maintenance", a).await?;
+    assert!(workers::try_lead(db, "maintenance", b, Duration::seconds(30)).await?);
+    assert!(workers::try_lead(db, "other", a, Duration::milliseconds(-1)).await?);
+    assert!(workers::try_lead(db, "other", b, Duration::seconds(30)).await?, "an expired lease is taken over");
+    Ok(())
+}
+
+dual_test!(
+    claim_and_complete_cycle,
+    two_workers_race_for_one_job,
+    priority_then_round_robin,
+    running_limit_per_owner,
+    quota_and_idempotency,
+    cancel_queued_and_running,
+    retry_backoff_and_lease_expiry,
+    listing_stats_and_depth,
+    worker_registry_and_leader,
+);
