@@ -14,6 +14,7 @@ pub mod server;
 pub mod startup;
 pub mod state;
 pub mod views;
+pub mod ws;
 
 pub use server::{router, serve};
 pub use state::AppState;

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, api_keys, auth, health};
+use crate::routes::{admin, api_keys, auth, health, jobs};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -14,6 +14,7 @@ use crate::routes::{admin, api_keys, auth, health};
         api_keys::list, api_keys::create, api_keys::revoke,
         admin::list_users, admin::create, admin::update, admin::audit_log,
         health::healthz, health::readyz, health::system_health, health::generation_health,
+        jobs::generate_single, jobs::generate_batch, jobs::list, jobs::stats, jobs::get, jobs::cancel, jobs::retry,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -21,6 +22,7 @@ use crate::routes::{admin, api_keys, auth, health};
         (name = "auth", description = "Sign-in, tokens and the current account"),
         (name = "api-keys", description = "Scoped API keys for scripts"),
         (name = "admin", description = "User management and audit log (admins)"),
+        (name = "jobs", description = "Generation jobs: submit, follow, cancel, retry"),
         (name = "system", description = "Health and readiness"),
     )
 )]

@@ -20,7 +20,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
 use crate::middleware::{LimitPolicy, authenticate_and_limit, http_metrics};
-use crate::routes::{admin, api_keys, auth, health};
+use crate::routes::{admin, api_keys, auth, files, health, jobs};
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -46,7 +46,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/audit", get(admin::audit_log))
         .route("/api/system/health", get(health::system_health))
         .route("/api/generation/health", get(health::generation_health))
+        .route("/api/generate/single", post(jobs::generate_single))
+        .route("/api/generate/batch", post(jobs::generate_batch))
+        .route("/api/jobs", get(jobs::list))
+        .route("/api/jobs/stats", get(jobs::stats))
+        .route("/api/jobs/{id}", get(jobs::get))
+        .route("/api/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/jobs/{id}/retry", post(jobs::retry))
         .layer(from_fn_with_state((state.clone(), LimitPolicy::Api), authenticate_and_limit));
+
+    // Signed links and the WebSocket authenticate themselves; no request timeout on /ws.
+    let long_lived = Router::new().route("/ws", get(crate::ws::upgrade)).route("/files/{*key}", get(files::download));
 
     let ops_routes = Router::new()
         .route("/healthz", get(health::healthz))
@@ -64,10 +74,11 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         })
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .merge(long_lived)
         .with_state(state.clone())
         .layer(axum::middleware::from_fn(http_metrics))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(cors(&state.settings.cors_origins))
         .layer(axum::middleware::map_response_with_state(state.settings.is_production(), security_headers))
         .layer(CatchPanicLayer::custom(|_| {

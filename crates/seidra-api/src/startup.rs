@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use seidra_config::Settings;
 use seidra_core::Role;
+use seidra_events::EventBus;
+use seidra_storage::{LocalStore, SharedStore, UrlSigner};
 use seidra_store::{Db, DbOptions, accounts};
+use seidra_worker::EngineRegistry;
+use sha2::{Digest, Sha256};
 
 use crate::accounts::{Actor, create_user};
 use crate::auth::jwt::JwtKeys;
@@ -85,10 +89,39 @@ pub async fn connect_redis(settings: &Settings) -> anyhow::Result<Option<redis::
     Ok(Some(conn))
 }
 
+/// The event bus for this deployment: Redis when configured, else PostgreSQL NOTIFY on a
+/// PostgreSQL database, else in-process (the embedded default: one process).
+pub async fn open_bus(settings: &Settings, db: &Db) -> anyhow::Result<EventBus> {
+    if let Some(url) = settings.redis_url.as_ref().filter(|u| !u.expose().is_empty()) {
+        let channel = format!("{}events", settings.redis_prefix);
+        return EventBus::redis(url.expose(), &channel).await.context("cannot subscribe to Redis events");
+    }
+    match db {
+        Db::Postgres(pool) => EventBus::postgres(pool.clone(), "seidra_events").await.context("cannot LISTEN for events"),
+        Db::Sqlite(_) => Ok(EventBus::in_process()),
+    }
+}
+
+/// The object store for outputs: the `media` directory under the data dir.
+pub fn open_storage(settings: &Settings) -> anyhow::Result<SharedStore> {
+    let root = settings.data_dir.join("media");
+    let store = LocalStore::new(&root).with_context(|| format!("cannot use {} for media", root.display()))?;
+    Ok(Arc::new(store))
+}
+
 /// Builds the application state from settings (the database must already be migrated).
 pub async fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
+    let bus = open_bus(&settings, &db).await?;
+    build_state_with(settings, db, bus, EngineRegistry::builtin()).await
+}
+
+/// Builds the application state with a given bus and engines (shared with in-process workers).
+pub async fn build_state_with(settings: Settings, db: Db, bus: EventBus, engines: EngineRegistry) -> anyhow::Result<AppState> {
     let key = load_secret_key(&settings)?;
     let jwt = JwtKeys::new(&key).map_err(|e| anyhow::anyhow!("invalid secret key: {e}"))?;
+    // A separate key for download links, derived so that neither signature can stand in for the other.
+    let signer = UrlSigner::new(&Sha256::digest([b"seidra-download-urls:".as_slice(), &key].concat()));
+    let storage = open_storage(&settings)?;
     let redis = connect_redis(&settings).await?;
     let limiter = match &redis {
         Some(conn) => RateLimiter::redis(conn.clone(), &settings.redis_prefix),
@@ -103,6 +136,10 @@ pub async fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState>
         limiter,
         redis,
         started: Instant::now(),
+        bus,
+        engines,
+        storage,
+        signer,
     })
 }
 

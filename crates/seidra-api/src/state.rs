@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use seidra_config::Settings;
+use seidra_events::EventBus;
+use seidra_storage::{SharedStore, UrlSigner};
 use seidra_store::Db;
+use seidra_worker::EngineRegistry;
 
 use crate::auth::jwt::JwtKeys;
 use crate::net::TrustedProxies;
@@ -27,4 +30,12 @@ pub struct AppState {
     pub proxies: Arc<TrustedProxies>,
     /// Process start, for uptime.
     pub started: Instant,
+    /// Live events (in-process, PostgreSQL NOTIFY or Redis).
+    pub bus: EventBus,
+    /// Engines requests are validated against and routed to.
+    pub engines: EngineRegistry,
+    /// Object storage for outputs.
+    pub storage: SharedStore,
+    /// Signs short-lived download URLs.
+    pub signer: UrlSigner,
 }

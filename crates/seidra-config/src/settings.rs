@@ -75,6 +75,59 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Rate-limit policies.
     pub rate_limit: RateLimitSettings,
+    /// Job queue behaviour.
+    pub queue: QueueSettings,
+    /// Worker behaviour (`seidra worker`, and the in-process workers of `seidra up`).
+    pub worker: WorkerSettings,
+}
+
+/// Job queue settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Seconds a claimed job stays leased without a heartbeat before another worker may take it.
+    pub lease_secs: u64,
+    /// Claims a job gets before it fails for good.
+    pub max_attempts: u32,
+    /// Most queued (or retrying) jobs per user; more are refused with 429.
+    pub max_queued_per_user: u32,
+    /// Most running jobs per user; further jobs wait in the queue.
+    pub max_running_per_user: u32,
+    /// Days finished jobs are kept before the maintenance loop prunes them.
+    pub retention_days: u32,
+    /// Milliseconds between queue polls when no wake-up arrives.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            lease_secs: 30,
+            max_attempts: 3,
+            max_queued_per_user: 200,
+            max_running_per_user: 4,
+            retention_days: 30,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+/// Worker settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Jobs a worker runs at once (`seidra worker --concurrency` overrides).
+    pub concurrency: u32,
+    /// In-process workers of `seidra up` (0 = none).
+    pub embedded: u32,
+    /// Seconds running jobs get to finish after SIGTERM before they are released to the queue.
+    pub grace_secs: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self { concurrency: 2, embedded: 1, grace_secs: 30 }
+    }
 }
 
 impl Default for Settings {
@@ -100,6 +153,8 @@ impl Default for Settings {
             shutdown_grace_secs: 30,
             database: DatabaseSettings::default(),
             rate_limit: RateLimitSettings::default(),
+            queue: QueueSettings::default(),
+            worker: WorkerSettings::default(),
         }
     }
 }

@@ -175,6 +175,18 @@ fn validate(s: &Settings) -> Vec<String> {
             problems.push(format!("SEIDRA_RATE_LIMIT__{name}__REQUESTS and __WINDOW_SECS must be greater than 0"));
         }
     }
+    if s.queue.lease_secs < 3 {
+        problems.push("SEIDRA_QUEUE__LEASE_SECS must be at least 3".to_owned());
+    }
+    if s.queue.max_attempts == 0 {
+        problems.push("SEIDRA_QUEUE__MAX_ATTEMPTS must be at least 1".to_owned());
+    }
+    if s.queue.max_queued_per_user == 0 || s.queue.max_running_per_user == 0 {
+        problems.push("SEIDRA_QUEUE__MAX_QUEUED_PER_USER and __MAX_RUNNING_PER_USER must be at least 1".to_owned());
+    }
+    if s.worker.concurrency == 0 {
+        problems.push("SEIDRA_WORKER__CONCURRENCY must be at least 1".to_owned());
+    }
     problems
 }
 

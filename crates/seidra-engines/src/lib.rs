@@ -15,6 +15,8 @@ pub use tokio_util::sync::CancellationToken;
 
 pub mod procedural;
 
+pub use procedural::ProceduralEngine;
+
 /// What an engine can do; the API refuses requests outside it with a 422 naming the field.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EngineCapabilities {

@@ -25,9 +25,9 @@ pub enum Command {
     Serve,
     /// A generation worker process.
     Worker {
-        /// Jobs run at once by this worker.
-        #[arg(long, default_value_t = 1)]
-        concurrency: u32,
+        /// Jobs run at once by this worker (default: SEIDRA_WORKER__CONCURRENCY).
+        #[arg(long)]
+        concurrency: Option<u32>,
     },
     /// Database schema migrations.
     Migrate {

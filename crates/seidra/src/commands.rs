@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use seidra_api::accounts::{self as account_ops, Actor};
-use seidra_api::startup::{AdminBootstrap, build_state, ensure_admin, open_db};
+use seidra_api::startup::{AdminBootstrap, build_state, ensure_admin, open_bus, open_db, open_storage};
+use seidra_worker::{EngineRegistry, Worker, WorkerConfig, WorkerDeps};
+use tokio_util::sync::CancellationToken;
 use seidra_config::{LoadedSettings, Settings};
 use seidra_core::{ApiKeyScope, Role};
 use seidra_store::{Db, accounts, api_keys, migrate};
@@ -133,16 +135,56 @@ async fn serve(settings: Settings, all_in_one: bool) -> anyhow::Result<ExitCode>
     let bootstrap = ensure_admin(&db, &settings).await?;
     let bind = settings.bind;
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
+    let embedded_workers = if all_in_one { settings.worker.embedded } else { 0 };
     let state = build_state(settings, db.clone()).await?;
-    let router = seidra_api::router(state);
+    let router = seidra_api::router(state.clone());
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
+
+    // In-process workers share the API's database pool, event bus, storage and engines.
+    let stop_workers = CancellationToken::new();
+    let mut worker_tasks = tokio::task::JoinSet::new();
+    for i in 0..embedded_workers {
+        let deps = WorkerDeps { db: db.clone(), storage: state.storage.clone(), bus: state.bus.clone(), engines: state.engines.clone() };
+        let worker = Worker::new(deps, worker_config(&state.settings, format!("embedded-{i}"), None));
+        worker_tasks.spawn(worker.run(stop_workers.clone()));
+    }
+
     print_banner(addr, &bootstrap, all_in_one);
-    tracing::info!(%addr, "listening");
-    seidra_api::serve(listener, router, shutdown_signal(), grace).await?;
+    tracing::info!(%addr, embedded_workers, "listening");
+    let signal = CancellationToken::new();
+    let signal_watch = signal.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal_watch.cancel();
+    });
+    let http_stop = signal.clone();
+    seidra_api::serve(listener, router, async move { http_stop.cancelled().await }, grace).await?;
+    stop_workers.cancel();
+    while let Some(result) = worker_tasks.join_next().await {
+        match result {
+            Ok(Err(err)) => tracing::error!(error = %err, "worker ended with an error"),
+            Err(err) => tracing::error!(error = %err, "worker task panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
     tracing::info!("shutting down");
     db.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Worker settings from the configuration (`concurrency` overrides the configured value).
+fn worker_config(settings: &Settings, name: String, concurrency: Option<u32>) -> WorkerConfig {
+    WorkerConfig {
+        name,
+        concurrency: usize::try_from(concurrency.unwrap_or(settings.worker.concurrency)).unwrap_or(1),
+        lease: Duration::from_secs(settings.queue.lease_secs),
+        poll_interval: Duration::from_millis(settings.queue.poll_interval_ms),
+        max_running_per_owner: i64::from(settings.queue.max_running_per_user),
+        grace: Duration::from_secs(settings.worker.grace_secs),
+        retention_days: settings.queue.retention_days,
+        maintenance: true,
+    }
 }
 
 fn print_banner(addr: std::net::SocketAddr, bootstrap: &AdminBootstrap, all_in_one: bool) {
@@ -186,10 +228,20 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining");
 }
 
-async fn worker(settings: Settings, concurrency: u32) -> anyhow::Result<ExitCode> {
+async fn worker(settings: Settings, concurrency: Option<u32>) -> anyhow::Result<ExitCode> {
     let db = open_migrated(&settings).await?;
-    tracing::info!(concurrency, "worker started: no engines yet (the job system is not part of this build)");
-    shutdown_signal().await;
+    let bus = open_bus(&settings, &db).await?;
+    let storage = open_storage(&settings)?;
+    let deps = WorkerDeps { db: db.clone(), storage, bus, engines: EngineRegistry::builtin() };
+    let name = format!("{}:{}", std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim(), std::process::id());
+    let worker = Worker::new(deps, worker_config(&settings, name, concurrency));
+    let stop = CancellationToken::new();
+    let stop_on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop_on_signal.cancel();
+    });
+    worker.run(stop).await?;
     db.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -182,26 +182,64 @@ pub async fn system_health(State(state): State<AppState>) -> (StatusCode, Json<S
 /// Engines, registered workers and queue depth.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GenerationHealth {
-    /// `ok` when at least one engine and worker is available, else `unavailable`.
+    /// `ok` when at least one live worker runs an engine, else `unavailable`.
     pub status: &'static str,
-    /// Configured generation engines.
+    /// Engines known to this server, with models and capabilities.
     pub engines: Vec<serde_json::Value>,
-    /// Registered workers with heartbeat age.
+    /// Registered live workers with heartbeat age and current jobs.
     pub workers: Vec<serde_json::Value>,
-    /// Queued jobs by priority class.
+    /// Queue depth by class, running jobs, and the oldest waiting job's age.
     pub queue: serde_json::Value,
 }
 
-/// Generation engines and workers. The job system is not part of this build yet, so the lists
-/// are honestly empty.
+/// Generation engines, registered workers and the queue.
 #[utoipa::path(get, path = "/api/generation/health", tag = "system", responses((status = 200, body = GenerationHealth)))]
-pub async fn generation_health() -> Json<GenerationHealth> {
-    Json(GenerationHealth {
-        status: "unavailable",
-        engines: Vec::new(),
-        workers: Vec::new(),
-        queue: serde_json::json!({}),
-    })
+pub async fn generation_health(State(state): State<AppState>) -> Result<Json<GenerationHealth>, crate::error::ApiError> {
+    let now = chrono::Utc::now();
+    let live = seidra_store::workers::list_live(&state.db).await?;
+    let workers: Vec<serde_json::Value> = live
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "id": w.id,
+                "name": w.name,
+                "host": w.host,
+                "version": w.version,
+                "status": w.status,
+                "engines": w.engines.0,
+                "models": w.models.0,
+                "concurrency": w.concurrency,
+                "current_jobs": w.current_jobs.0,
+                "started_at": w.started_at,
+                "heartbeat_age_secs": (now - w.heartbeat_at).num_milliseconds() as f64 / 1000.0,
+            })
+        })
+        .collect();
+    let engines = state
+        .engines
+        .engines()
+        .iter()
+        .map(|e| {
+            let served_by = live.iter().filter(|w| w.engines.0.iter().any(|n| n == e.name())).count();
+            serde_json::json!({
+                "name": e.name(),
+                "state": if served_by > 0 { "ready" } else { "no_worker" },
+                "workers": served_by,
+                "models": e.models(),
+                "capabilities": e.capabilities(),
+            })
+        })
+        .collect();
+    let depth = seidra_store::jobs::queue_depth(&state.db).await?;
+    let class = |c: seidra_core::job::PriorityClass| depth.by_class.iter().find(|(k, _)| *k == c).map_or(0, |(_, n)| *n);
+    let queue = serde_json::json!({
+        "interactive": class(seidra_core::job::PriorityClass::Interactive),
+        "batch": class(seidra_core::job::PriorityClass::Batch),
+        "running": depth.running,
+        "oldest_queued_age_secs": depth.oldest_queued_at.map(|t| (now - t).num_milliseconds() as f64 / 1000.0),
+    });
+    let status = if workers.is_empty() { "unavailable" } else { "ok" };
+    Ok(Json(GenerationHealth { status, engines, workers, queue }))
 }
 
 /// Prometheus metrics.
@@ -213,5 +251,17 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("seidra_db_pool_connections").set(f64::from(size));
     metrics::gauge!("seidra_db_pool_idle_connections").set(idle as f64);
     metrics::gauge!("seidra_process_uptime_seconds").set(state.started.elapsed().as_secs_f64());
+    if let Ok(depth) = seidra_store::jobs::queue_depth(&state.db).await {
+        for class in [seidra_core::job::PriorityClass::Interactive, seidra_core::job::PriorityClass::Batch] {
+            let n = depth.by_class.iter().find(|(c, _)| *c == class).map_or(0, |(_, n)| *n);
+            metrics::gauge!("seidra_queue_depth", "class" => class.as_str()).set(n as f64);
+        }
+        metrics::gauge!("seidra_jobs_running").set(depth.running as f64);
+        let age = depth.oldest_queued_at.map_or(0.0, |t| (chrono::Utc::now() - t).num_milliseconds() as f64 / 1000.0);
+        metrics::gauge!("seidra_queue_oldest_age_seconds").set(age);
+    }
+    if let Ok(live) = seidra_store::workers::list_live(&state.db).await {
+        metrics::gauge!("seidra_workers_alive").set(live.len() as f64);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
 }

@@ -3,4 +3,6 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod files;
 pub mod health;
+pub mod jobs;

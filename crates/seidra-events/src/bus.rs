@@ -1,0 +1,446 @@
+//! The bus handle: publishing, subscribing and the health round trip.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::AbortHandle;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::Event;
+use crate::listener::{self, Connector};
+
+/// Events the local broadcast holds for its slowest receiver before that receiver lags.
+pub const BROADCAST_CAPACITY: usize = 4096;
+
+/// Largest `NOTIFY` payload PostgreSQL accepts, in bytes (it must be shorter than 8000).
+pub const PG_MAX_PAYLOAD: usize = 7999;
+
+/// PostgreSQL truncates identifiers to 63 bytes: `LISTEN` would then listen on another name
+/// than the one `pg_notify` sends to.
+const PG_MAX_CHANNEL: usize = 63;
+
+/// Limit for connecting and subscribing at start.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Limit for [`EventBus::health`].
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Limit for one publish: a server that stopped answering must not stall the publisher (a
+/// worker reporting progress) for the length of the client's reconnection attempts.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why an event bus operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// PostgreSQL refused or could not be reached.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] sqlx::Error),
+    /// Redis refused or could not be reached.
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The server did not answer in time.
+    #[error("{what} did not complete within {after:?}")]
+    Timeout {
+        /// The step that timed out.
+        what: &'static str,
+        /// The limit that passed.
+        after: Duration,
+    },
+    /// The channel name cannot be used on this transport.
+    #[error("invalid event channel name {name:?}: {reason}")]
+    InvalidChannel {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The event could not be serialised.
+    #[error("cannot encode the event: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The event exceeds the PostgreSQL payload limit even with its `data` truncated.
+    #[error("the event is {bytes} bytes even with its data truncated; PostgreSQL accepts at most {PG_MAX_PAYLOAD}")]
+    TooLarge {
+        /// Size of the truncated event.
+        bytes: usize,
+    },
+}
+
+/// A handle on the event bus; clones share one listener and one local broadcast.
+///
+/// `publish` returning `Err` with a transport error ([`BusError::Postgres`],
+/// [`BusError::Redis`], [`BusError::Timeout`]) means the event reached this process's
+/// subscribers only; [`BusError::TooLarge`], [`BusError::Encode`] mean it reached nobody.
+#[derive(Clone)]
+pub struct EventBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: broadcast::Sender<Arc<Event>>,
+    transport: &'static str,
+    channel: Arc<str>,
+    publisher: Option<Publisher>,
+    probes: Arc<Probes>,
+    listener: Option<AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The listener owns only clones of the sender and the probe table, never `Inner`, so
+        // the last handle going away is what ends it.
+        if let Some(task) = &self.listener {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("transport", &self.inner.transport)
+            .field("channel", &self.inner.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventBus {
+    /// A bus that only reaches subscribers of this process (`tokio::sync::broadcast`).
+    pub fn in_process() -> Self {
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Self {
+            inner: Arc::new(Inner {
+                tx,
+                transport: "in_process",
+                channel: Arc::from(""),
+                publisher: None,
+                probes: Arc::default(),
+                listener: None,
+            }),
+        }
+    }
+
+    /// A bus over PostgreSQL `LISTEN/NOTIFY` on `channel`; publishes go through `pool`, the
+    /// listener keeps its own connection (same connect options) outside the pool.
+    pub async fn postgres(pool: PgPool, channel: &str) -> Result<Self, BusError> {
+        check_channel(channel, Some(PG_MAX_CHANNEL))?;
+        let channel: Arc<str> = Arc::from(channel);
+        // Outside the caller's pool so the listener neither occupies one of its slots forever
+        // nor is closed by its idle and lifetime reaping.
+        let options = (*pool.connect_options()).clone().application_name("seidra-events-listener");
+        let connector = Connector::Postgres { options, channel: channel.clone() };
+        let subscription = connector.connect().await?;
+        Ok(Self::start("postgres", connector, subscription, Publisher::Postgres { pool, channel }))
+    }
+
+    /// A bus over Redis `PUBLISH/SUBSCRIBE` on `channel`.
+    pub async fn redis(url: &str, channel: &str) -> Result<Self, BusError> {
+        check_channel(channel, None)?;
+        let channel: Arc<str> = Arc::from(channel);
+        let client = redis::Client::open(url)?;
+        // Short timeouts and few retries: a publish during an outage must fail fast so the
+        // event reaches local subscribers without stalling the publisher.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, ConnectionManager::new_with_config(client.clone(), config))
+            .await
+            .map_err(|_| BusError::Timeout { what: "connecting to Redis", after: CONNECT_TIMEOUT })??;
+        let connector = Connector::Redis { client, channel: channel.clone() };
+        let subscription = connector.connect().await?;
+        Ok(Self::start("redis", connector, subscription, Publisher::Redis { conn, channel }))
+    }
+
+    fn start(
+        transport: &'static str,
+        connector: Connector,
+        subscription: listener::Subscription,
+        publisher: Publisher,
+    ) -> Self {
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let probes = Arc::<Probes>::default();
+        let channel = publisher.channel().clone();
+        // tokio task names need `tokio_unstable`; the span names the task in every log line.
+        let span = tracing::info_span!("seidra_events_listener", transport, channel = %channel);
+        let task = tokio::spawn(
+            listener::run(connector, subscription, publisher.clone(), tx.clone(), probes.clone()).instrument(span),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                tx,
+                transport,
+                channel,
+                publisher: Some(publisher),
+                probes,
+                listener: Some(task.abort_handle()),
+            }),
+        }
+    }
+
+    /// Publishes `event` to every subscriber of every process on this transport and channel.
+    ///
+    /// On a transport error the event is delivered to this process's subscribers directly and
+    /// the error is returned for the caller to log or count.
+    pub async fn publish(&self, event: &Event) -> Result<(), BusError> {
+        let inner = &*self.inner;
+        let Some(publisher) = &inner.publisher else {
+            // No receiver is not an error: nobody is watching.
+            let _ = inner.tx.send(Arc::new(event.clone()));
+            return Ok(());
+        };
+        let (payload, sent) = encode(event, publisher.max_payload(), &inner.channel)?;
+        let sent_out = tokio::time::timeout(PUBLISH_TIMEOUT, publisher.send(&payload))
+            .await
+            .unwrap_or(Err(BusError::Timeout { what: "publishing an event", after: PUBLISH_TIMEOUT }));
+        match sent_out {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                metrics::counter!("seidra_events_publish_errors_total", "transport" => inner.transport).increment(1);
+                // This process's clients keep seeing this process's events while the server is
+                // away; the event did not go out, so it cannot come back through the listener.
+                let _ = inner.tx.send(Arc::new(sent.into_owned()));
+                Err(err)
+            }
+        }
+    }
+
+    /// A new subscription: every event published after this call, in order, until dropped.
+    ///
+    /// A receiver more than [`BROADCAST_CAPACITY`] events behind gets `RecvError::Lagged`.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.inner.tx.subscribe()
+    }
+
+    /// The transport: `"in_process"`, `"postgres"` or `"redis"`.
+    pub fn transport(&self) -> &'static str {
+        self.inner.transport
+    }
+
+    /// Round trip of a probe through the server and back through this process's listener.
+    ///
+    /// This proves both directions work, which a plain ping would not. In-process: zero.
+    pub async fn health(&self) -> Result<Duration, BusError> {
+        let started = Instant::now();
+        let Some(publisher) = &self.inner.publisher else { return Ok(started.elapsed()) };
+        let (id, _pending, answered) = self.inner.probes.register();
+        let round_trip = async {
+            publisher.send(&probe_payload(id)).await?;
+            // The sender is only dropped by `_pending`, which outlives this future.
+            let _ = answered.await;
+            Ok::<_, BusError>(())
+        };
+        tokio::time::timeout(HEALTH_TIMEOUT, round_trip)
+            .await
+            .map_err(|_| BusError::Timeout { what: "event bus round trip", after: HEALTH_TIMEOUT })??;
+        Ok(started.elapsed())
+    }
+}
+
+fn check_channel(name: &str, max_len: Option<usize>) -> Result<(), BusError> {
+    let invalid = |reason| Err(BusError::InvalidChannel { name: name.to_owned(), reason });
+    if name.is_empty() {
+        return invalid("it is empty");
+    }
+    if max_len.is_some_and(|max| name.len() > max) {
+        return invalid("PostgreSQL channel names are at most 63 bytes");
+    }
+    if name.contains('\0') {
+        return invalid("it contains a NUL byte");
+    }
+    Ok(())
+}
+
+/// Serialises `event`, truncating its data when the transport has a payload limit.
+fn encode<'e>(event: &'e Event, limit: Option<usize>, channel: &str) -> Result<(String, Cow<'e, Event>), BusError> {
+    let payload = serde_json::to_string(event)?;
+    let Some(limit) = limit.filter(|limit| payload.len() > *limit) else { return Ok((payload, Cow::Borrowed(event))) };
+    let truncated = Event {
+        kind: event.kind.clone(),
+        channel: event.channel,
+        owner_id: event.owner_id,
+        job_id: event.job_id,
+        data: serde_json::json!({ "truncated": true }),
+        at: event.at,
+    };
+    let small = serde_json::to_string(&truncated)?;
+    if small.len() > limit {
+        return Err(BusError::TooLarge { bytes: small.len() });
+    }
+    tracing::warn!(
+        kind = %event.kind,
+        job_id = ?event.job_id,
+        bytes = payload.len(),
+        limit,
+        channel,
+        "event too large for the transport; sending it with its data truncated"
+    );
+    metrics::counter!("seidra_events_truncated_total").increment(1);
+    Ok((small, Cow::Owned(truncated)))
+}
+
+/// The sending half of a server transport; cheap to clone.
+#[derive(Clone)]
+pub(crate) enum Publisher {
+    Postgres { pool: PgPool, channel: Arc<str> },
+    Redis { conn: ConnectionManager, channel: Arc<str> },
+}
+
+impl Publisher {
+    fn channel(&self) -> &Arc<str> {
+        match self {
+            Self::Postgres { channel, .. } | Self::Redis { channel, .. } => channel,
+        }
+    }
+
+    fn max_payload(&self) -> Option<usize> {
+        match self {
+            Self::Postgres { .. } => Some(PG_MAX_PAYLOAD),
+            Self::Redis { .. } => None,
+        }
+    }
+
+    /// Sends one raw payload on the channel.
+    pub(crate) async fn send(&self, payload: &str) -> Result<(), BusError> {
+        match self {
+            Self::Postgres { pool, channel } => {
+                sqlx::query("SELECT pg_notify($1, $2)").bind(&**channel).bind(payload).execute(pool).await?;
+            }
+            Self::Redis { conn, channel } => {
+                let mut conn = conn.clone();
+                let _receivers: i64 = redis::cmd("PUBLISH").arg(&**channel).arg(payload).query_async(&mut conn).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A message on the channel: an event, or a probe that only proves the path works.
+pub(crate) enum Incoming {
+    Event(Event),
+    Probe(Uuid),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Probe {
+    seidra_bus_probe: Uuid,
+}
+
+/// The wire form of a probe; never mistaken for an event (it has no `type`).
+pub(crate) fn probe_payload(id: Uuid) -> String {
+    format!(r#"{{"seidra_bus_probe":"{id}"}}"#)
+}
+
+/// Decodes one payload; the error is the event's, since events are what we expect.
+pub(crate) fn decode(payload: &str) -> Result<Incoming, serde_json::Error> {
+    match serde_json::from_str::<Event>(payload) {
+        Ok(event) => Ok(Incoming::Event(event)),
+        Err(err) => {
+            serde_json::from_str::<Probe>(payload).map(|p| Incoming::Probe(p.seidra_bus_probe)).map_err(|_| err)
+        }
+    }
+}
+
+/// Health probes waiting for their round trip.
+#[derive(Default)]
+pub(crate) struct Probes(Mutex<HashMap<Uuid, oneshot::Sender<()>>>);
+
+impl Probes {
+    fn register(self: &Arc<Self>) -> (Uuid, PendingProbe, oneshot::Receiver<()>) {
+        let id = Uuid::new_v4();
+        let (tx, rx) = oneshot::channel();
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(id, tx);
+        (id, PendingProbe { probes: self.clone(), id }, rx)
+    }
+
+    /// Wakes the health check waiting for `id`; probes of other processes are ignored.
+    pub(crate) fn complete(&self, id: Uuid) {
+        if let Some(tx) = self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&id) {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Removes a probe that timed out or was cancelled.
+struct PendingProbe {
+    probes: Arc<Probes>,
+    id: Uuid,
+}
+
+impl Drop for PendingProbe {
+    fn drop(&mut self) {
+        self.probes.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Channel;
+
+    fn event(data: serde_json::Value) -> Event {
+        Event {
+            kind: "job.progress".into(),
+            channel: Channel::Jobs,
+            owner_id: Some(Uuid::new_v4()),
+            job_id: Some(Uuid::new_v4()),
+            data,
+            at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn small_events_are_sent_whole() {
+        let ev = event(serde_json::json!({"progress": 0.5}));
+        let (payload, sent) = encode(&ev, Some(PG_MAX_PAYLOAD), "c").unwrap();
+        assert!(matches!(sent, Cow::Borrowed(_)));
+        assert_eq!(serde_json::from_str::<Event>(&payload).unwrap(), ev);
+    }
+
+    #[test]
+    fn large_events_are_truncated_with_a_marker() {
+        let ev = event(serde_json::json!({"blob": "x".repeat(10_000)}));
+        let (payload, sent) = encode(&ev, Some(PG_MAX_PAYLOAD), "c").unwrap();
+        assert!(payload.len() <= PG_MAX_PAYLOAD);
+        let back: Event = serde_json::from_str(&payload).unwrap();
+        assert_eq!(back.data, serde_json::json!({"truncated": true}));
+        assert_eq!((back.kind.as_str(), back.job_id, back.at), (ev.kind.as_str(), ev.job_id, ev.at));
+        assert_eq!(*sent, back);
+        // Without a limit (Redis) nothing is cut.
+        let (payload, _) = encode(&ev, None, "c").unwrap();
+        assert_eq!(serde_json::from_str::<Event>(&payload).unwrap(), ev);
+    }
+
+    #[test]
+    fn an_event_too_large_even_truncated_is_refused() {
+        let mut ev = event(serde_json::Value::Null);
+        ev.kind = "k".repeat(PG_MAX_PAYLOAD);
+        assert!(matches!(encode(&ev, Some(PG_MAX_PAYLOAD), "c"), Err(BusError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn probes_and_events_are_told_apart() {
+        let id = Uuid::new_v4();
+        assert!(matches!(decode(&probe_payload(id)), Ok(Incoming::Probe(p)) if p == id));
+        let ev = event(serde_json::json!({}));
+        assert!(matches!(decode(&serde_json::to_string(&ev).unwrap()), Ok(Incoming::Event(e)) if e == ev));
+        assert!(decode("{\"type\": 1}").is_err());
+        assert!(decode("not json").is_err());
+    }
+
+    #[test]
+    fn channel_names_are_checked() {
+        assert!(check_channel("seidra_events", Some(PG_MAX_CHANNEL)).is_ok());
+        assert!(check_channel("", None).is_err());
+        assert!(check_channel(&"c".repeat(64), Some(PG_MAX_CHANNEL)).is_err());
+        assert!(check_channel(&"c".repeat(64), None).is_ok());
+    }
+}

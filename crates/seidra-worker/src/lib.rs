@@ -1,0 +1,11 @@
+//! Workers: the loop that claims jobs, runs them on an engine with heartbeats and
+//! cancellation, stores outputs and publishes events — plus the maintenance loop (exactly one
+//! across all processes) that reclaims expired leases, reaps dead workers and prunes old jobs.
+
+pub mod events;
+pub mod maintenance;
+pub mod registry;
+mod runner;
+
+pub use registry::EngineRegistry;
+pub use runner::{Worker, WorkerConfig, WorkerDeps};

@@ -1,0 +1,517 @@
+//! The worker loop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use seidra_core::job::{ImageRequest, JobError, JobEvent, JobStatus};
+use seidra_engines::{EngineError, EngineOutput, Progress, ProgressSink, SharedEngine};
+use seidra_events::{EventBus, Event};
+use seidra_storage::SharedStore;
+use seidra_store::jobs::{self, Heartbeat, Job, NewMedia, ProgressUpdate};
+use seidra_store::{Db, media, workers};
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::events::{JOB_CANCEL, JOBS_WAKE, job_event, progress_event};
+use crate::maintenance;
+use crate::registry::EngineRegistry;
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Display name (`host:pid`).
+    pub name: String,
+    /// Jobs at once.
+    pub concurrency: usize,
+    /// Lease length; heartbeats come every sixth of it.
+    pub lease: Duration,
+    /// Poll interval when no wake-up arrives.
+    pub poll_interval: Duration,
+    /// Running jobs allowed per owner.
+    pub max_running_per_owner: i64,
+    /// Time running jobs get after shutdown before they are released.
+    pub grace: Duration,
+    /// Days finished jobs are kept.
+    pub retention_days: u32,
+    /// Whether this worker takes part in the maintenance election.
+    pub maintenance: bool,
+}
+
+/// What a worker works with.
+#[derive(Clone)]
+pub struct WorkerDeps {
+    /// Database (queue).
+    pub db: Db,
+    /// Where outputs go.
+    pub storage: SharedStore,
+    /// Live events.
+    pub bus: EventBus,
+    /// Engines this worker runs.
+    pub engines: EngineRegistry,
+}
+
+/// A worker process (or an in-process worker of `seidra up`).
+pub struct Worker {
+    id: Uuid,
+    deps: WorkerDeps,
+    config: WorkerConfig,
+}
+
+/// Progress from the engine, relayed by a coalescing task.
+#[derive(Debug, Clone, PartialEq)]
+struct LatestProgress {
+    fraction: f32,
+    stage: String,
+}
+
+struct WatchSink(watch::Sender<Option<LatestProgress>>);
+
+impl ProgressSink for WatchSink {
+    fn report(&self, progress: Progress) {
+        // Keeps only the latest value: the relay samples it at its own pace (coalescing).
+        let _ = self.0.send(Some(LatestProgress { fraction: progress.fraction.clamp(0.0, 1.0), stage: progress.stage }));
+    }
+}
+
+/// Fastest rate of `job.progress` events per job (≤ 10/s).
+const PROGRESS_EVENT_INTERVAL: Duration = Duration::from_millis(100);
+/// Fastest rate of progress writes to the database per job.
+const PROGRESS_DB_INTERVAL: Duration = Duration::from_millis(1000);
+
+impl Worker {
+    /// A worker with a fresh id.
+    pub fn new(deps: WorkerDeps, config: WorkerConfig) -> Self {
+        Self { id: Uuid::now_v7(), deps, config }
+    }
+
+    /// This worker's id (the lease owner of its jobs).
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Runs until `shutdown` fires, then drains: running jobs get the grace period, then are
+    /// released back to the queue.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let me = Arc::new(self);
+        let engines = me.deps.engines.names();
+        let models: serde_json::Map<String, serde_json::Value> = me
+            .deps
+            .engines
+            .engines()
+            .iter()
+            .map(|e| (e.name().to_owned(), serde_json::json!(e.models().iter().map(|m| m.name.clone()).collect::<Vec<_>>())))
+            .collect();
+        workers::register(
+            &me.deps.db,
+            &workers::NewWorker {
+                id: me.id,
+                name: me.config.name.clone(),
+                host: hostname(),
+                version: seidra_core::VERSION.to_owned(),
+                engines: engines.clone(),
+                models: serde_json::Value::Object(models),
+                concurrency: i32::try_from(me.config.concurrency).unwrap_or(i32::MAX),
+            },
+        )
+        .await?;
+        metrics::gauge!("seidra_workers_running").increment(1.0);
+        tracing::info!(worker.id = %me.id, engines = ?engines, concurrency = me.config.concurrency, "worker started");
+
+        let running: Arc<tokio::sync::Mutex<Vec<Uuid>>> = Arc::default();
+        let draining = Arc::new(AtomicBool::new(false));
+        let release_all = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+
+        // Worker-row heartbeat.
+        {
+            let (me, running, draining, stop) = (me.clone(), running.clone(), draining.clone(), release_all.clone());
+            let stop_hb = shutdown.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(me.heartbeat_interval());
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        () = stop.cancelled() => break,
+                    }
+                    let status = if draining.load(Ordering::Relaxed) || stop_hb.is_cancelled() { "draining" } else { "active" };
+                    let current = running.lock().await.clone();
+                    if let Err(err) = workers::heartbeat(&me.deps.db, me.id, status, &current).await {
+                        tracing::warn!(%err, "worker heartbeat failed");
+                    }
+                }
+            });
+        }
+        if me.config.maintenance {
+            let (me, stop) = (me.clone(), release_all.clone());
+            tasks.spawn(async move { maintenance::run(me.deps.db.clone(), me.deps.bus.clone(), me.id, me.config.lease, me.config.retention_days, stop).await });
+        }
+
+        let permits = Arc::new(Semaphore::new(me.config.concurrency.max(1)));
+        let mut wake = me.deps.bus.subscribe();
+        let mut jobs_in_flight = tokio::task::JoinSet::new();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = shutdown.cancelled() => break,
+            };
+            if shutdown.is_cancelled() {
+                break;
+            }
+            match jobs::claim(&me.deps.db, me.id, &engines, chrono_duration(me.config.lease), me.config.max_running_per_owner).await {
+                Ok(Some(job)) => {
+                    backoff = Duration::from_millis(100);
+                    metrics::histogram!("seidra_job_queue_wait_seconds", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone())
+                        .record((Utc::now() - job.queued_at).num_milliseconds().max(0) as f64 / 1000.0);
+                    running.lock().await.push(job.id);
+                    let (me, running, release) = (me.clone(), running.clone(), release_all.clone());
+                    jobs_in_flight.spawn(async move {
+                        let id = job.id;
+                        me.run_job(job, release).await;
+                        running.lock().await.retain(|j| *j != id);
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    // Idle: wait for a wake-up event, the poll interval, or shutdown.
+                    let deadline = tokio::time::sleep(me.config.poll_interval);
+                    tokio::pin!(deadline);
+                    loop {
+                        tokio::select! {
+                            () = &mut deadline => break,
+                            () = shutdown.cancelled() => break,
+                            ev = wake.recv() => match ev {
+                                Ok(ev) if ev.kind == JOBS_WAKE => break,
+                                Ok(_) => {}
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                    wake = me.deps.bus.subscribe();
+                                    break;
+                                }
+                            },
+                        }
+                    }
+                }
+                Err(err) => {
+                    drop(permit);
+                    tracing::warn!(%err, retry_in_ms = backoff.as_millis(), "cannot claim jobs; backing off");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+            // Reap finished job tasks so the set does not grow.
+            while let Some(res) = jobs_in_flight.try_join_next() {
+                if let Err(err) = res {
+                    tracing::error!(%err, "job task panicked");
+                }
+            }
+        }
+
+        // Drain: let running jobs finish within the grace period, then release them.
+        draining.store(true, Ordering::Relaxed);
+        let in_flight = jobs_in_flight.len();
+        if in_flight > 0 {
+            tracing::info!(in_flight, grace_secs = me.config.grace.as_secs(), "draining running jobs");
+        }
+        let drained = tokio::time::timeout(me.config.grace, async { while jobs_in_flight.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("grace period over; releasing unfinished jobs to the queue");
+            release_all.cancel();
+            while jobs_in_flight.join_next().await.is_some() {}
+        }
+        release_all.cancel();
+        while tasks.join_next().await.is_some() {}
+        if let Err(err) = workers::deregister(&me.deps.db, me.id).await {
+            tracing::warn!(%err, "could not deregister the worker");
+        }
+        metrics::gauge!("seidra_workers_running").decrement(1.0);
+        tracing::info!(worker.id = %me.id, "worker stopped");
+        Ok(())
+    }
+
+    fn heartbeat_interval(&self) -> Duration {
+        (self.config.lease / 6).max(Duration::from_millis(250))
+    }
+
+    async fn publish(&self, event: &Event) {
+        match self.deps.bus.publish(event).await {
+            Ok(()) => metrics::counter!("seidra_events_published_total", "type" => event.kind.clone()).increment(1),
+            Err(err) => tracing::warn!(%err, kind = %event.kind, "could not publish event"),
+        }
+    }
+
+    /// Runs one claimed job to a terminal (or retrying/released) state.
+    #[tracing::instrument(skip_all, fields(job_id = %job.id, worker_id = %self.id, engine = %job.engine, attempt = job.attempt))]
+    async fn run_job(self: &Arc<Self>, job: Job, release: CancellationToken) {
+        let started = Instant::now();
+        metrics::counter!("seidra_jobs_started_total", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone()).increment(1);
+        self.publish(&job_event("job.started", &job, None)).await;
+
+        let cancel = CancellationToken::new();
+        let lease_lost = Arc::new(AtomicBool::new(false));
+        let (progress_tx, progress_rx) = watch::channel::<Option<LatestProgress>>(None);
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(self.clone().relay(job.clone(), progress_rx, cancel.clone(), lease_lost.clone(), release.clone(), relay_stop.clone()));
+
+        let outcome = self.execute(&job, WatchSink(progress_tx), &cancel).await;
+        relay_stop.cancel();
+        let _ = relay.await;
+
+        let lost = lease_lost.load(Ordering::Relaxed);
+        let released = release.is_cancelled();
+        let engine = job.engine.clone();
+        let outcome_label = match outcome {
+            _ if lost => {
+                tracing::warn!("lease lost while running; result discarded");
+                "lease_lost"
+            }
+            Ok(outputs) if !cancel.is_cancelled() => self.store_and_complete(&job, outputs).await,
+            Ok(_) | Err(EngineError::Cancelled) if released => {
+                self.settle(&job, JobEvent::Release, None).await;
+                "released"
+            }
+            Ok(_) | Err(EngineError::Cancelled) => {
+                self.settle(&job, JobEvent::Cancel, None).await;
+                "cancelled"
+            }
+            Err(EngineError::Invalid(v)) => {
+                let error = JobError { code: "invalid_request".into(), message: v.to_string(), retryable: false };
+                self.settle(&job, JobEvent::Fail { retryable: false }, Some(error)).await;
+                "failed"
+            }
+            Err(EngineError::Failed { code, message, retryable }) => {
+                let error = JobError { code, message, retryable };
+                self.settle(&job, JobEvent::Fail { retryable }, Some(error)).await;
+                if retryable { "retrying" } else { "failed" }
+            }
+        };
+        metrics::counter!("seidra_jobs_finished_total", "job_type" => job.job_type.as_str(), "engine" => engine.clone(), "outcome" => outcome_label)
+            .increment(1);
+        metrics::histogram!("seidra_job_run_seconds", "job_type" => job.job_type.as_str(), "engine" => engine)
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    /// Runs the engine in its own task so a panic becomes a retryable failure, not a dead worker.
+    async fn execute(&self, job: &Job, sink: WatchSink, cancel: &CancellationToken) -> Result<Vec<EngineOutput>, EngineError> {
+        let request: ImageRequest = serde_json::from_value(job.request.clone()).map_err(|e| EngineError::Failed {
+            code: "invalid_stored_request".into(),
+            message: format!("the stored request cannot be read: {e}"),
+            retryable: false,
+        })?;
+        let Some(engine) = self.deps.engines.get(&job.engine).cloned() else {
+            return Err(EngineError::Failed {
+                code: "engine_missing".into(),
+                message: format!("this worker has no engine `{}`", job.engine),
+                retryable: true,
+            });
+        };
+        let cancel = cancel.clone();
+        let handle = tokio::spawn(async move { run_engine(engine, request, sink, cancel).await });
+        match handle.await {
+            Ok(result) => result,
+            Err(err) => {
+                tracing::error!(%err, "engine task panicked");
+                Err(EngineError::Failed { code: "engine_panic".into(), message: "the engine crashed".into(), retryable: true })
+            }
+        }
+    }
+
+    /// Heartbeats, relays coalesced progress, and turns cancel requests into the token.
+    async fn relay(
+        self: Arc<Self>,
+        job: Job,
+        mut progress: watch::Receiver<Option<LatestProgress>>,
+        cancel: CancellationToken,
+        lease_lost: Arc<AtomicBool>,
+        release: CancellationToken,
+        stop: CancellationToken,
+    ) {
+        let lease = chrono_duration(self.config.lease);
+        let mut heartbeat = tokio::time::interval(self.heartbeat_interval());
+        heartbeat.tick().await;
+        let mut control = self.deps.bus.subscribe();
+        let started = Instant::now();
+        let mut last_event = Instant::now() - PROGRESS_EVENT_INTERVAL;
+        let mut last_db = Instant::now();
+        let mut pending_db: Option<ProgressUpdate> = None;
+        let mut pending_event = false;
+        loop {
+            let flush_in = PROGRESS_EVENT_INTERVAL.saturating_sub(last_event.elapsed());
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = release.cancelled(), if !cancel.is_cancelled() => cancel.cancel(),
+                changed = progress.changed() => {
+                    if changed.is_err() { break; }
+                    pending_event = true;
+                }
+                () = tokio::time::sleep(flush_in), if pending_event => {}
+                ev = control.recv() => {
+                    if let Ok(ev) = ev && ev.kind == JOB_CANCEL && ev.job_id == Some(job.id) {
+                        tracing::info!("cancel requested (event)");
+                        cancel.cancel();
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let update = pending_db.take();
+                    match jobs::heartbeat(&self.deps.db, job.id, self.id, lease, update.as_ref()).await {
+                        Ok(Heartbeat::Continue) => {}
+                        Ok(Heartbeat::CancelRequested) => {
+                            tracing::info!("cancel requested (heartbeat)");
+                            cancel.cancel();
+                        }
+                        Ok(Heartbeat::LeaseLost) => {
+                            lease_lost.store(true, Ordering::Relaxed);
+                            cancel.cancel();
+                            break;
+                        }
+                        Err(err) => {
+                            pending_db = pending_db.or(update);
+                            tracing::warn!(%err, "job heartbeat failed");
+                        }
+                    }
+                    last_db = Instant::now();
+                }
+            }
+            if pending_event && last_event.elapsed() >= PROGRESS_EVENT_INTERVAL {
+                pending_event = false;
+                last_event = Instant::now();
+                let latest = progress.borrow().clone();
+                if let Some(p) = latest {
+                    let fraction = f64::from(p.fraction);
+                    let elapsed = started.elapsed().as_secs_f64();
+                    let eta = (fraction > 0.02).then(|| ((elapsed / fraction) - elapsed).max(0.0).round() as i64);
+                    self.publish(&progress_event(&job, fraction, &p.stage, eta)).await;
+                    pending_db = Some(ProgressUpdate { progress: fraction, stage: p.stage, eta_secs: eta });
+                    if last_db.elapsed() >= PROGRESS_DB_INTERVAL
+                        && let Some(update) = pending_db.take()
+                    {
+                        last_db = Instant::now();
+                        match jobs::heartbeat(&self.deps.db, job.id, self.id, lease, Some(&update)).await {
+                            Ok(Heartbeat::LeaseLost) => {
+                                lease_lost.store(true, Ordering::Relaxed);
+                                cancel.cancel();
+                                break;
+                            }
+                            Ok(Heartbeat::CancelRequested) => cancel.cancel(),
+                            Ok(Heartbeat::Continue) => {}
+                            Err(err) => tracing::warn!(%err, "progress write failed"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores outputs, then completes the job; removes the objects again if completion is refused.
+    async fn store_and_complete(&self, job: &Job, outputs: Vec<EngineOutput>) -> &'static str {
+        let mut stored: Vec<NewMedia> = Vec::with_capacity(outputs.len());
+        for (i, out) in outputs.into_iter().enumerate() {
+            let ext = match out.mime.as_str() {
+                "image/png" => "png",
+                "image/jpeg" => "jpg",
+                "image/webp" => "webp",
+                _ => "bin",
+            };
+            let key = format!("jobs/{}/{}/{}-{i}.{ext}", job.owner_id, job.id, job.attempt);
+            match self.deps.storage.put(&key, out.bytes, &out.mime).await {
+                Ok(obj) => stored.push(NewMedia {
+                    id: Uuid::now_v7(),
+                    position: i32::try_from(i).unwrap_or(i32::MAX),
+                    storage_key: key,
+                    mime: out.mime,
+                    bytes: i64::try_from(obj.bytes_len).unwrap_or(i64::MAX),
+                    width: out.width.and_then(|w| i32::try_from(w).ok()),
+                    height: out.height.and_then(|h| i32::try_from(h).ok()),
+                    sha256: obj.sha256_hex,
+                    seed: out.seed.and_then(|s| i64::try_from(s).ok()),
+                }),
+                Err(err) => {
+                    tracing::warn!(%err, "storing an output failed");
+                    self.delete_objects(&stored).await;
+                    let error = JobError { code: "storage_error".into(), message: format!("could not store the output: {err}"), retryable: true };
+                    self.settle(job, JobEvent::Fail { retryable: true }, Some(error)).await;
+                    return "retrying";
+                }
+            }
+        }
+        match jobs::complete(&self.deps.db, job, self.id, &stored).await {
+            Ok(Some(done)) => {
+                let items = media::list_for_job(&self.deps.db, done.id).await.unwrap_or_default();
+                self.publish(&job_event("job.succeeded", &done, Some(&items))).await;
+                "succeeded"
+            }
+            Ok(None) => {
+                // Cancelled meanwhile, or the lease moved on: keep nothing.
+                self.delete_objects(&stored).await;
+                if let Ok(current) = jobs::get(&self.deps.db, job.id).await
+                    && current.status == JobStatus::Running
+                    && current.cancel_requested
+                    && current.lease_owner == Some(self.id)
+                {
+                    self.settle(&current, JobEvent::Cancel, None).await;
+                    return "cancelled";
+                }
+                "lease_lost"
+            }
+            Err(err) => {
+                tracing::warn!(%err, "could not record the job's completion");
+                self.delete_objects(&stored).await;
+                // The lease will expire and the job be retried by another worker.
+                "error"
+            }
+        }
+    }
+
+    async fn delete_objects(&self, stored: &[NewMedia]) {
+        for m in stored {
+            if let Err(err) = self.deps.storage.delete(&m.storage_key).await {
+                tracing::warn!(%err, key = %m.storage_key, "could not delete an orphaned output");
+            }
+        }
+    }
+
+    /// Applies a worker-side event and publishes the result.
+    async fn settle(&self, job: &Job, event: JobEvent, error: Option<JobError>) {
+        match jobs::finish_attempt(&self.deps.db, job, self.id, event, error.as_ref()).await {
+            Ok(Some(updated)) => {
+                let kind = match updated.status {
+                    JobStatus::Retrying => "job.retrying",
+                    JobStatus::Failed => "job.failed",
+                    JobStatus::Cancelled => "job.cancelled",
+                    JobStatus::Queued => "job.queued",
+                    JobStatus::Running | JobStatus::Succeeded => "job.updated",
+                };
+                self.publish(&job_event(kind, &updated, None)).await;
+                if updated.status == JobStatus::Queued || updated.status == JobStatus::Retrying {
+                    self.publish(&crate::events::control_event(JOBS_WAKE, None)).await;
+                }
+            }
+            Ok(None) => tracing::warn!(?event, "the job was no longer ours to settle"),
+            Err(err) => tracing::warn!(%err, ?event, "could not settle the job; its lease will expire"),
+        }
+    }
+}
+
+async fn run_engine(
+    engine: SharedEngine,
+    request: ImageRequest,
+    sink: WatchSink,
+    cancel: CancellationToken,
+) -> Result<Vec<EngineOutput>, EngineError> {
+    engine.run(&request, &sink, &cancel).await
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(30))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown".to_owned())
+}
