@@ -47,4 +47,36 @@ fn describe() {
     );
     describe_counter!("seidra_auth_logins_total", "Login attempts by outcome");
     describe_gauge!("seidra_process_uptime_seconds", Unit::Seconds, "Seconds since the process started");
+    describe_counter!("seidra_jobs_submitted_total", "Jobs queued, by type and engine");
+    describe_counter!("seidra_jobs_started_total", "Job attempts started by workers, by type and engine");
+    describe_counter!(
+        "seidra_jobs_finished_total",
+        "Job attempts finished, by type, engine and outcome (succeeded, failed, retrying, cancelled, released, lease_lost)"
+    );
+    describe_counter!("seidra_jobs_reclaimed_total", "Jobs taken back from workers that stopped heartbeating");
+    describe_histogram!(
+        "seidra_job_queue_wait_seconds",
+        Unit::Seconds,
+        "Time from submit to claim, by type and engine"
+    );
+    describe_histogram!(
+        "seidra_job_run_seconds",
+        Unit::Seconds,
+        "Time from claim to the end of the attempt, by type and engine"
+    );
+    describe_gauge!("seidra_queue_depth", "Jobs waiting (queued or retrying), by priority class");
+    describe_gauge!("seidra_queue_oldest_age_seconds", Unit::Seconds, "Age of the oldest waiting job (0 when none)");
+    describe_gauge!("seidra_jobs_running", "Jobs running now");
+    describe_gauge!("seidra_workers_alive", "Registered workers with a live heartbeat");
+    describe_gauge!("seidra_workers_running", "Worker loops running in this process");
+    describe_gauge!("seidra_ws_connections", "Open WebSocket connections on this replica");
+    describe_counter!("seidra_ws_events_sent_total", "Events sent to WebSocket clients, by type");
+    describe_counter!("seidra_ws_slow_disconnects_total", "WebSocket clients disconnected for falling behind");
+    describe_counter!("seidra_events_published_total", "Events published on the bus by workers, by type");
+    describe_counter!("seidra_events_reconnects_total", "Event-bus listener reconnects, by transport");
+    describe_counter!(
+        "seidra_events_publish_errors_total",
+        "Event-bus publishes that failed (delivered locally only), by transport"
+    );
+    describe_counter!("seidra_events_truncated_total", "Events whose data was too large for PostgreSQL NOTIFY");
 }

@@ -97,7 +97,9 @@ pub async fn open_bus(settings: &Settings, db: &Db) -> anyhow::Result<EventBus> 
         return EventBus::redis(url.expose(), &channel).await.context("cannot subscribe to Redis events");
     }
     match db {
-        Db::Postgres(pool) => EventBus::postgres(pool.clone(), "seidra_events").await.context("cannot LISTEN for events"),
+        Db::Postgres(pool) => {
+            EventBus::postgres(pool.clone(), "seidra_events").await.context("cannot LISTEN for events")
+        }
         Db::Sqlite(_) => Ok(EventBus::in_process()),
     }
 }
@@ -116,7 +118,12 @@ pub async fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState>
 }
 
 /// Builds the application state with a given bus and engines (shared with in-process workers).
-pub async fn build_state_with(settings: Settings, db: Db, bus: EventBus, engines: EngineRegistry) -> anyhow::Result<AppState> {
+pub async fn build_state_with(
+    settings: Settings,
+    db: Db,
+    bus: EventBus,
+    engines: EngineRegistry,
+) -> anyhow::Result<AppState> {
     let key = load_secret_key(&settings)?;
     let jwt = JwtKeys::new(&key).map_err(|e| anyhow::anyhow!("invalid secret key: {e}"))?;
     // A separate key for download links, derived so that neither signature can stand in for the other.

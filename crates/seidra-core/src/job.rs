@@ -310,7 +310,10 @@ impl ImageRequest {
         if let Some(meta) = &self.metadata {
             let size = serde_json::to_vec(meta).map(|v| v.len()).unwrap_or(usize::MAX);
             if size > MAX_METADATA_BYTES {
-                return Err(ValidationError::new(f("metadata"), format!("must be at most {MAX_METADATA_BYTES} bytes of JSON")));
+                return Err(ValidationError::new(
+                    f("metadata"),
+                    format!("must be at most {MAX_METADATA_BYTES} bytes of JSON"),
+                ));
             }
         }
         Ok(())

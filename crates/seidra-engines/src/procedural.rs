@@ -108,7 +108,10 @@ impl GenerationEngine for ProceduralEngine {
         if let Some(engine) = &request.engine
             && engine != ENGINE_NAME
         {
-            return Err(ValidationError::new("engine", format!("this request is for engine {engine:?}, not {ENGINE_NAME:?}")));
+            return Err(ValidationError::new(
+                "engine",
+                format!("this request is for engine {engine:?}, not {ENGINE_NAME:?}"),
+            ));
         }
         if let Some(model) = &request.model_name
             && model != MODEL_NAME
@@ -246,13 +249,7 @@ fn generate_one(
         message: format!("PNG encoding failed: {e}"),
         retryable: false,
     })?;
-    Ok(EngineOutput {
-        bytes,
-        mime: "image/png".to_owned(),
-        width: Some(width),
-        height: Some(height),
-        seed: Some(seed),
-    })
+    Ok(EngineOutput { bytes, mime: "image/png".to_owned(), width: Some(width), height: Some(height), seed: Some(seed) })
 }
 
 /// A small PNG of the sampler's current prediction; `None` if it could not be made.

@@ -127,7 +127,9 @@ fn is_absent(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::IsADirectory | io::ErrorKind::NotADirectory)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StorageError> + Send + 'static) -> Result<T, StorageError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StorageError::Io(io::Error::other(format!("storage task failed: {e}"))))?
@@ -148,8 +150,12 @@ fn read_range(path: &Path, key: &str, start: u64, end: u64) -> Result<Vec<u8>, S
         return Err(StorageError::InvalidRange { key: key.to_owned(), start, end, len });
     }
     let end = end.min(len);
-    let want = usize::try_from(end - start)
-        .map_err(|_| StorageError::InvalidRange { key: key.to_owned(), start, end, len })?;
+    let want = usize::try_from(end - start).map_err(|_| StorageError::InvalidRange {
+        key: key.to_owned(),
+        start,
+        end,
+        len,
+    })?;
     file.seek(SeekFrom::Start(start)).map_err(ctx("seek", path))?;
     let mut buf = vec![0u8; want];
     file.read_exact(&mut buf).map_err(ctx("read", path))?;

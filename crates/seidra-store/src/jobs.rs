@@ -742,7 +742,8 @@ async fn apply_attempt_event(
     error: Option<&JobError>,
     expired_before: Option<DateTime<Utc>>,
 ) -> StoreResult<Option<Job>> {
-    let to = next_status(job.status, event, job.attempt, job.max_attempts).map_err(|e| StoreError::Other(e.to_string()))?;
+    let to =
+        next_status(job.status, event, job.attempt, job.max_attempts).map_err(|e| StoreError::Other(e.to_string()))?;
     let now = Utc::now();
     let (wait_ms, run_ms) = durations(job, now);
     let finished_at = to.is_terminal().then_some(now);
@@ -851,7 +852,8 @@ pub struct JobStats {
 
 /// Statistics for an owner (None: all owners).
 pub async fn stats(db: &Db, owner_id: Option<Uuid>) -> StoreResult<JobStats> {
-    let (counts, avgs): (Vec<(String, i64)>, (Option<f64>, Option<f64>)) = with_pool!(db, pool => {
+    type Averages = (Option<f64>, Option<f64>);
+    let (counts, avgs): (Vec<(String, i64)>, Averages) = with_pool!(db, pool => {
         let counts = sqlx::query_as("SELECT status, COUNT(*) FROM jobs WHERE ($1 IS NULL OR owner_id = $1) GROUP BY status")
             .bind(owner_id)
             .fetch_all(pool)
@@ -883,7 +885,8 @@ pub struct QueueDepth {
 
 /// Current queue depth.
 pub async fn queue_depth(db: &Db) -> StoreResult<QueueDepth> {
-    let (classes, running, oldest): (Vec<(String, i64)>, i64, Option<DateTime<Utc>>) = with_pool!(db, pool => {
+    type Depth = (Vec<(String, i64)>, i64, Option<DateTime<Utc>>);
+    let (classes, running, oldest): Depth = with_pool!(db, pool => {
         let classes = sqlx::query_as(
             "SELECT priority, COUNT(*) FROM jobs WHERE status IN ('queued', 'retrying') GROUP BY priority",
         )

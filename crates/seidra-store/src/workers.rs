@@ -119,7 +119,11 @@ pub async fn deregister(db: &Db, id: Uuid) -> StoreResult<()> {
 
 /// Workers that are not stopped, newest heartbeat first.
 pub async fn list_live(db: &Db) -> StoreResult<Vec<Worker>> {
-    let sql = concat!("SELECT ", columns!(), " FROM workers WHERE status IN ('active', 'draining') ORDER BY heartbeat_at DESC");
+    let sql = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM workers WHERE status IN ('active', 'draining') ORDER BY heartbeat_at DESC"
+    );
     Ok(with_pool!(db, pool => sqlx::query_as(sql).fetch_all(pool).await?))
 }
 

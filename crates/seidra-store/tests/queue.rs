@@ -172,7 +172,8 @@ async fn quota_and_idempotency(backend: Backend) -> anyhow::Result<()> {
     let db = &t.db;
     let alice = owner(db, "alice").await;
     let limits = SubmitLimits { max_queued: 2 };
-    let batch = [new_job("x", PriorityClass::Batch), new_job("y", PriorityClass::Batch), new_job("z", PriorityClass::Batch)];
+    let batch =
+        [new_job("x", PriorityClass::Batch), new_job("y", PriorityClass::Batch), new_job("z", PriorityClass::Batch)];
     let err = jobs::submit(db, alice, &batch, limits, None).await.err();
     assert!(matches!(err, Some(SubmitError::QuotaExceeded { queued: 0, max: 2 })), "{err:?}");
     assert_eq!(jobs::list(db, &JobFilter::default(), 10, 0).await?.1, 0, "nothing half-created");
@@ -243,7 +244,8 @@ async fn retry_backoff_and_lease_expiry(backend: Backend) -> anyhow::Result<()> 
 
     // Attempt 1 fails (retryable) → retrying with a 2 s back-off, not claimable before.
     let claimed = claim(db, w).await.expect("claim 1");
-    let retrying = jobs::finish_attempt(db, &claimed, w, JobEvent::Fail { retryable: true }, Some(&err)).await?.expect("retrying");
+    let retrying =
+        jobs::finish_attempt(db, &claimed, w, JobEvent::Fail { retryable: true }, Some(&err)).await?.expect("retrying");
     assert_eq!(retrying.status, JobStatus::Retrying);
     let delay = (retrying.run_after - retrying.updated_at).num_milliseconds();
     assert!((1900..=2100).contains(&delay), "first back-off ≈ 2 s, got {delay} ms");
@@ -281,8 +283,18 @@ async fn retry_backoff_and_lease_expiry(backend: Backend) -> anyhow::Result<()> 
 async fn force_run_after_past(db: &Db, id: Uuid) -> anyhow::Result<()> {
     let past = Utc::now() - Duration::seconds(1);
     match db {
-        Db::Postgres(p) => sqlx::query("UPDATE jobs SET run_after = $1 WHERE id = $2").bind(past).bind(id).execute(p).await.map(|_| ())?,
-        Db::Sqlite(p) => sqlx::query("UPDATE jobs SET run_after = $1 WHERE id = $2").bind(past).bind(id).execute(p).await.map(|_| ())?,
+        Db::Postgres(p) => sqlx::query("UPDATE jobs SET run_after = $1 WHERE id = $2")
+            .bind(past)
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|_| ())?,
+        Db::Sqlite(p) => sqlx::query("UPDATE jobs SET run_after = $1 WHERE id = $2")
+            .bind(past)
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|_| ())?,
     }
     Ok(())
 }

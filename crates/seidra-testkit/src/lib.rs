@@ -15,7 +15,9 @@ pub use seidra_store::Backend;
 use seidra_store::{Db, DbOptions};
 
 mod server;
-pub use server::{TestServer, TestServerBuilder};
+mod ws;
+pub use server::{TestServer, TestServerBuilder, test_worker_config};
+pub use ws::WsClient;
 
 /// The admin password every test server starts with.
 pub const ADMIN_PASSWORD: &str = "test-admin-password-0001";

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use seidra_api::startup::{build_state, ensure_admin};
 use seidra_config::{RateLimitPolicy, Secret, Settings};
+use seidra_worker::{Worker, WorkerConfig, WorkerDeps};
 use serde_json::{Value, json};
 
 use crate::{ADMIN_PASSWORD, Backend, TestDb, TestRedis, bind_loopback};
@@ -13,6 +14,7 @@ pub struct TestServerBuilder {
     backend: Backend,
     settings: Settings,
     redis: Option<TestRedis>,
+    workers: usize,
 }
 
 impl TestServerBuilder {
@@ -30,6 +32,12 @@ impl TestServerBuilder {
         self
     }
 
+    /// Runs `n` in-process workers beside the API (as `seidra up` does).
+    pub fn with_workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
     /// Starts on a fresh, migrated database.
     pub async fn start(self) -> anyhow::Result<TestServer> {
         let test_db = TestDb::migrated(self.backend).await?;
@@ -44,6 +52,18 @@ impl TestServerBuilder {
         ensure_admin(&test_db.db, &self.settings).await?;
         let state = build_state(self.settings, test_db.db.clone()).await?;
         let router = seidra_api::router(state.clone());
+        let stop_workers = tokio_util::sync::CancellationToken::new();
+        let mut workers = Vec::new();
+        for i in 0..self.workers {
+            let deps = WorkerDeps {
+                db: state.db.clone(),
+                storage: state.storage.clone(),
+                bus: state.bus.clone(),
+                engines: state.engines.clone(),
+            };
+            let worker = Worker::new(deps, test_worker_config(&state.settings, i));
+            workers.push(tokio::spawn(worker.run(stop_workers.clone())));
+        }
         let (listener, addr) = bind_loopback().await?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(seidra_api::serve(
@@ -63,6 +83,8 @@ impl TestServerBuilder {
             task: Some(task),
             _data_dir: data_dir,
             _redis: self.redis,
+            stop_workers,
+            workers,
         })
     }
 }
@@ -81,6 +103,22 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _data_dir: tempfile::TempDir,
     _redis: Option<TestRedis>,
+    stop_workers: tokio_util::sync::CancellationToken,
+    workers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Worker settings for tests: short lease and poll so failures show quickly.
+pub fn test_worker_config(settings: &Settings, index: usize) -> WorkerConfig {
+    WorkerConfig {
+        name: format!("test-{index}"),
+        concurrency: usize::try_from(settings.worker.concurrency).unwrap_or(2),
+        lease: Duration::from_secs(settings.queue.lease_secs),
+        poll_interval: Duration::from_millis(settings.queue.poll_interval_ms),
+        max_running_per_owner: i64::from(settings.queue.max_running_per_user),
+        grace: Duration::from_secs(settings.worker.grace_secs),
+        retention_days: settings.queue.retention_days,
+        maintenance: true,
+    }
 }
 
 impl TestServer {
@@ -92,7 +130,7 @@ impl TestServer {
             secret_key: Some(Secret::new("test-secret-key-that-is-long-enough-0123456789")),
             ..Settings::default()
         };
-        TestServerBuilder { backend, settings, redis: None }
+        TestServerBuilder { backend, settings, redis: None, workers: 0 }
     }
 
     /// A server with default test settings and generous rate limits.
@@ -172,6 +210,10 @@ impl TestServer {
 
     /// Stops the server and waits for it.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_workers.cancel();
+        for w in self.workers.drain(..) {
+            w.await??;
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -184,6 +226,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        self.stop_workers.cancel();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -196,4 +239,31 @@ async fn body_json(resp: reqwest::Response) -> anyhow::Result<Value> {
         return Ok(Value::Null);
     }
     Ok(serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())))
+}
+
+impl TestServer {
+    /// Polls a job until `done(job)` or the timeout; returns the last state.
+    pub async fn wait_job(
+        &self,
+        token: &str,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (status, job) = self.get(&format!("/api/jobs/{id}"), Some(token)).await?;
+            anyhow::ensure!(status == 200, "GET job {id}: {status} {job}");
+            if done(&job) {
+                return Ok(job);
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "job {id} did not reach the expected state: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Opens an authenticated WebSocket (`Authorization` header).
+    pub async fn ws(&self, token: &str) -> anyhow::Result<crate::WsClient> {
+        crate::WsClient::connect(&self.base, token).await
+    }
 }

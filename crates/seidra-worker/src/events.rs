@@ -40,7 +40,14 @@ pub fn job_event(kind: &str, job: &Job, outputs: Option<&[Media]>) -> Event {
             .collect();
         obj.insert("outputs".to_owned(), Value::Array(items));
     }
-    Event { kind: kind.to_owned(), channel: Channel::Jobs, owner_id: Some(job.owner_id), job_id: Some(job.id), data, at: Utc::now() }
+    Event {
+        kind: kind.to_owned(),
+        channel: Channel::Jobs,
+        owner_id: Some(job.owner_id),
+        job_id: Some(job.id),
+        data,
+        at: Utc::now(),
+    }
 }
 
 /// A progress event (kept small: it is the most frequent one).
@@ -57,5 +64,12 @@ pub fn progress_event(job: &Job, progress: f64, stage: &str, eta_secs: Option<i6
 
 /// A control event between processes (never forwarded to clients).
 pub fn control_event(kind: &str, job_id: Option<Uuid>) -> Event {
-    Event { kind: kind.to_owned(), channel: Channel::Control, owner_id: None, job_id, data: Value::Null, at: Utc::now() }
+    Event {
+        kind: kind.to_owned(),
+        channel: Channel::Control,
+        owner_id: None,
+        job_id,
+        data: Value::Null,
+        at: Utc::now(),
+    }
 }

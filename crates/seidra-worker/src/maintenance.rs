@@ -16,7 +16,14 @@ use crate::events::{JOBS_WAKE, control_event, job_event};
 pub const LEASE_NAME: &str = "maintenance";
 
 /// Runs until `stop`; acts only while holding the lease.
-pub async fn run(db: Db, bus: EventBus, holder: Uuid, job_lease: Duration, retention_days: u32, stop: CancellationToken) {
+pub async fn run(
+    db: Db,
+    bus: EventBus,
+    holder: Uuid,
+    job_lease: Duration,
+    retention_days: u32,
+    stop: CancellationToken,
+) {
     let tick_every = (job_lease / 4).clamp(Duration::from_millis(500), Duration::from_secs(10));
     let lease_ttl = chrono::Duration::from_std(tick_every * 3).unwrap_or(chrono::Duration::seconds(30));
     let mut tick = tokio::time::interval(tick_every);

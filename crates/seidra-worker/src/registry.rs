@@ -44,19 +44,21 @@ impl EngineRegistry {
     pub fn route(&self, request: &ImageRequest, prefix: &str) -> Result<(SharedEngine, String), ValidationError> {
         let engine = match (&request.engine, &request.model_name) {
             (Some(name), _) => self.get(name).cloned().ok_or_else(|| {
-                ValidationError::new(format!("{prefix}engine"), format!("unknown engine `{name}`; available: {}", self.names().join(", ")))
+                ValidationError::new(
+                    format!("{prefix}engine"),
+                    format!("unknown engine `{name}`; available: {}", self.names().join(", ")),
+                )
             })?,
-            (None, Some(model)) => self
-                .engines
-                .iter()
-                .find(|e| e.models().iter().any(|m| &m.name == model))
-                .cloned()
-                .ok_or_else(|| ValidationError::new(format!("{prefix}model_name"), format!("no engine serves the model `{model}`")))?,
-            (None, None) => self
-                .engines
-                .first()
-                .cloned()
-                .ok_or_else(|| ValidationError::new(format!("{prefix}engine"), "no generation engine is configured"))?,
+            (None, Some(model)) => {
+                self.engines.iter().find(|e| e.models().iter().any(|m| &m.name == model)).cloned().ok_or_else(|| {
+                    ValidationError::new(format!("{prefix}model_name"), format!("no engine serves the model `{model}`"))
+                })?
+            }
+            (None, None) => {
+                self.engines.first().cloned().ok_or_else(|| {
+                    ValidationError::new(format!("{prefix}engine"), "no generation engine is configured")
+                })?
+            }
         };
         let model = match &request.model_name {
             Some(m) => m.clone(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use seidra_core::job::{ImageRequest, JobError, JobEvent, JobStatus};
 use seidra_engines::{EngineError, EngineOutput, Progress, ProgressSink, SharedEngine};
-use seidra_events::{EventBus, Event};
+use seidra_events::{Event, EventBus};
 use seidra_storage::SharedStore;
 use seidra_store::jobs::{self, Heartbeat, Job, NewMedia, ProgressUpdate};
 use seidra_store::{Db, media, workers};
@@ -72,7 +72,8 @@ struct WatchSink(watch::Sender<Option<LatestProgress>>);
 impl ProgressSink for WatchSink {
     fn report(&self, progress: Progress) {
         // Keeps only the latest value: the relay samples it at its own pace (coalescing).
-        let _ = self.0.send(Some(LatestProgress { fraction: progress.fraction.clamp(0.0, 1.0), stage: progress.stage }));
+        let _ =
+            self.0.send(Some(LatestProgress { fraction: progress.fraction.clamp(0.0, 1.0), stage: progress.stage }));
     }
 }
 
@@ -102,7 +103,9 @@ impl Worker {
             .engines
             .engines()
             .iter()
-            .map(|e| (e.name().to_owned(), serde_json::json!(e.models().iter().map(|m| m.name.clone()).collect::<Vec<_>>())))
+            .map(|e| {
+                (e.name().to_owned(), serde_json::json!(e.models().iter().map(|m| m.name.clone()).collect::<Vec<_>>()))
+            })
             .collect();
         workers::register(
             &me.deps.db,
@@ -136,7 +139,8 @@ impl Worker {
                         _ = tick.tick() => {}
                         () = stop.cancelled() => break,
                     }
-                    let status = if draining.load(Ordering::Relaxed) || stop_hb.is_cancelled() { "draining" } else { "active" };
+                    let status =
+                        if draining.load(Ordering::Relaxed) || stop_hb.is_cancelled() { "draining" } else { "active" };
                     let current = running.lock().await.clone();
                     if let Err(err) = workers::heartbeat(&me.deps.db, me.id, status, &current).await {
                         tracing::warn!(%err, "worker heartbeat failed");
@@ -146,7 +150,17 @@ impl Worker {
         }
         if me.config.maintenance {
             let (me, stop) = (me.clone(), release_all.clone());
-            tasks.spawn(async move { maintenance::run(me.deps.db.clone(), me.deps.bus.clone(), me.id, me.config.lease, me.config.retention_days, stop).await });
+            tasks.spawn(async move {
+                maintenance::run(
+                    me.deps.db.clone(),
+                    me.deps.bus.clone(),
+                    me.id,
+                    me.config.lease,
+                    me.config.retention_days,
+                    stop,
+                )
+                .await
+            });
         }
 
         let permits = Arc::new(Semaphore::new(me.config.concurrency.max(1)));
@@ -161,7 +175,15 @@ impl Worker {
             if shutdown.is_cancelled() {
                 break;
             }
-            match jobs::claim(&me.deps.db, me.id, &engines, chrono_duration(me.config.lease), me.config.max_running_per_owner).await {
+            match jobs::claim(
+                &me.deps.db,
+                me.id,
+                &engines,
+                chrono_duration(me.config.lease),
+                me.config.max_running_per_owner,
+            )
+            .await
+            {
                 Ok(Some(job)) => {
                     backoff = Duration::from_millis(100);
                     metrics::histogram!("seidra_job_queue_wait_seconds", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone())
@@ -220,7 +242,8 @@ impl Worker {
         if in_flight > 0 {
             tracing::info!(in_flight, grace_secs = me.config.grace.as_secs(), "draining running jobs");
         }
-        let drained = tokio::time::timeout(me.config.grace, async { while jobs_in_flight.join_next().await.is_some() {} }).await;
+        let drained =
+            tokio::time::timeout(me.config.grace, async { while jobs_in_flight.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!("grace period over; releasing unfinished jobs to the queue");
             release_all.cancel();
@@ -258,7 +281,14 @@ impl Worker {
         let lease_lost = Arc::new(AtomicBool::new(false));
         let (progress_tx, progress_rx) = watch::channel::<Option<LatestProgress>>(None);
         let relay_stop = CancellationToken::new();
-        let relay = tokio::spawn(self.clone().relay(job.clone(), progress_rx, cancel.clone(), lease_lost.clone(), release.clone(), relay_stop.clone()));
+        let relay = tokio::spawn(self.clone().relay(
+            job.clone(),
+            progress_rx,
+            cancel.clone(),
+            lease_lost.clone(),
+            release.clone(),
+            relay_stop.clone(),
+        ));
 
         let outcome = self.execute(&job, WatchSink(progress_tx), &cancel).await;
         relay_stop.cancel();
@@ -299,7 +329,12 @@ impl Worker {
     }
 
     /// Runs the engine in its own task so a panic becomes a retryable failure, not a dead worker.
-    async fn execute(&self, job: &Job, sink: WatchSink, cancel: &CancellationToken) -> Result<Vec<EngineOutput>, EngineError> {
+    async fn execute(
+        &self,
+        job: &Job,
+        sink: WatchSink,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<EngineOutput>, EngineError> {
         let request: ImageRequest = serde_json::from_value(job.request.clone()).map_err(|e| EngineError::Failed {
             code: "invalid_stored_request".into(),
             message: format!("the stored request cannot be read: {e}"),
@@ -318,7 +353,11 @@ impl Worker {
             Ok(result) => result,
             Err(err) => {
                 tracing::error!(%err, "engine task panicked");
-                Err(EngineError::Failed { code: "engine_panic".into(), message: "the engine crashed".into(), retryable: true })
+                Err(EngineError::Failed {
+                    code: "engine_panic".into(),
+                    message: "the engine crashed".into(),
+                    retryable: true,
+                })
             }
         }
     }
@@ -435,7 +474,11 @@ impl Worker {
                 Err(err) => {
                     tracing::warn!(%err, "storing an output failed");
                     self.delete_objects(&stored).await;
-                    let error = JobError { code: "storage_error".into(), message: format!("could not store the output: {err}"), retryable: true };
+                    let error = JobError {
+                        code: "storage_error".into(),
+                        message: format!("could not store the output: {err}"),
+                        retryable: true,
+                    };
                     self.settle(job, JobEvent::Fail { retryable: true }, Some(error)).await;
                     return "retrying";
                 }

@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use seidra_api::accounts::{self as account_ops, Actor};
 use seidra_api::startup::{AdminBootstrap, build_state, ensure_admin, open_bus, open_db, open_storage};
-use seidra_worker::{EngineRegistry, Worker, WorkerConfig, WorkerDeps};
-use tokio_util::sync::CancellationToken;
 use seidra_config::{LoadedSettings, Settings};
 use seidra_core::{ApiKeyScope, Role};
 use seidra_store::{Db, accounts, api_keys, migrate};
+use seidra_worker::{EngineRegistry, Worker, WorkerConfig, WorkerDeps};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ApiKeyAction, Cli, Command, ConfigAction, MigrateAction, UserAction};
 use crate::logging::{self, Target};
@@ -145,7 +145,12 @@ async fn serve(settings: Settings, all_in_one: bool) -> anyhow::Result<ExitCode>
     let stop_workers = CancellationToken::new();
     let mut worker_tasks = tokio::task::JoinSet::new();
     for i in 0..embedded_workers {
-        let deps = WorkerDeps { db: db.clone(), storage: state.storage.clone(), bus: state.bus.clone(), engines: state.engines.clone() };
+        let deps = WorkerDeps {
+            db: db.clone(),
+            storage: state.storage.clone(),
+            bus: state.bus.clone(),
+            engines: state.engines.clone(),
+        };
         let worker = Worker::new(deps, worker_config(&state.settings, format!("embedded-{i}"), None));
         worker_tasks.spawn(worker.run(stop_workers.clone()));
     }
@@ -233,7 +238,8 @@ async fn worker(settings: Settings, concurrency: Option<u32>) -> anyhow::Result<
     let bus = open_bus(&settings, &db).await?;
     let storage = open_storage(&settings)?;
     let deps = WorkerDeps { db: db.clone(), storage, bus, engines: EngineRegistry::builtin() };
-    let name = format!("{}:{}", std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim(), std::process::id());
+    let name =
+        format!("{}:{}", std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim(), std::process::id());
     let worker = Worker::new(deps, worker_config(&settings, name, concurrency));
     let stop = CancellationToken::new();
     let stop_on_signal = stop.clone();

@@ -30,7 +30,9 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
     state.signer.verify(&key, q.exp, &q.sig, now).map_err(|e| match e {
-        SignatureError::Expired => ApiError::forbidden("url_expired", "this download link has expired; ask for a new one"),
+        SignatureError::Expired => {
+            ApiError::forbidden("url_expired", "this download link has expired; ask for a new one")
+        }
         _ => ApiError::forbidden("invalid_signature", "this download link is not valid"),
     })?;
     let bytes = state.storage.get(&key).await.map_err(|e| match e {

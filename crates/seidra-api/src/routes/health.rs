@@ -194,7 +194,9 @@ pub struct GenerationHealth {
 
 /// Generation engines, registered workers and the queue.
 #[utoipa::path(get, path = "/api/generation/health", tag = "system", responses((status = 200, body = GenerationHealth)))]
-pub async fn generation_health(State(state): State<AppState>) -> Result<Json<GenerationHealth>, crate::error::ApiError> {
+pub async fn generation_health(
+    State(state): State<AppState>,
+) -> Result<Json<GenerationHealth>, crate::error::ApiError> {
     let now = chrono::Utc::now();
     let live = seidra_store::workers::list_live(&state.db).await?;
     let workers: Vec<serde_json::Value> = live
@@ -231,7 +233,8 @@ pub async fn generation_health(State(state): State<AppState>) -> Result<Json<Gen
         })
         .collect();
     let depth = seidra_store::jobs::queue_depth(&state.db).await?;
-    let class = |c: seidra_core::job::PriorityClass| depth.by_class.iter().find(|(k, _)| *k == c).map_or(0, |(_, n)| *n);
+    let class =
+        |c: seidra_core::job::PriorityClass| depth.by_class.iter().find(|(k, _)| *k == c).map_or(0, |(_, n)| *n);
     let queue = serde_json::json!({
         "interactive": class(seidra_core::job::PriorityClass::Interactive),
         "batch": class(seidra_core::job::PriorityClass::Batch),

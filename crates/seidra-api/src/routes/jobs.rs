@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use seidra_core::job::{ImageRequest, JobError, JobStatus, JobType, PriorityClass};
 use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_store::StoreError;
-use seidra_store::jobs::{self, CancelOutcome, Idempotency, Job, JobFilter, NewJob, SubmitError, SubmitLimits, Submitted};
+use seidra_store::jobs::{
+    self, CancelOutcome, Idempotency, Job, JobFilter, NewJob, SubmitError, SubmitLimits, Submitted,
+};
 use seidra_store::media::{self, Media};
 use seidra_worker::events::{JOB_CANCEL, JOBS_WAKE, control_event, job_event};
 use serde::{Deserialize, Serialize};
@@ -184,8 +186,12 @@ fn idempotency(headers: &HeaderMap, body: &[u8]) -> ApiResult<Option<Idempotency
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 200 && k.chars().all(|c| c.is_ascii_graphic()))
         .ok_or_else(|| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", "Idempotency-Key must be 1–200 visible ASCII characters")
-                .with_field("Idempotency-Key")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1–200 visible ASCII characters",
+            )
+            .with_field("Idempotency-Key")
         })?;
     // Hash the parsed JSON, not raw bytes, so whitespace changes do not count as a new body.
     let canonical = serde_json::from_slice::<serde_json::Value>(body).map(|v| v.to_string()).unwrap_or_default();
@@ -199,7 +205,13 @@ fn random_seed() -> ApiResult<u64> {
 }
 
 /// Validates one request, routes it to an engine, resolves the seed and builds the job.
-fn prepare(state: &AppState, mut request: ImageRequest, prefix: &str, priority: PriorityClass, batch_id: Option<Uuid>) -> ApiResult<NewJob> {
+fn prepare(
+    state: &AppState,
+    mut request: ImageRequest,
+    prefix: &str,
+    priority: PriorityClass,
+    batch_id: Option<Uuid>,
+) -> ApiResult<NewJob> {
     request.validate(prefix)?;
     if let Some(seed) = request.seed
         && seed > MAX_SEED
@@ -236,22 +248,28 @@ fn prepare(state: &AppState, mut request: ImageRequest, prefix: &str, priority: 
     })
 }
 
-async fn submit(state: &AppState, principal: &Principal, new_jobs: Vec<NewJob>, idem: Option<Idempotency>) -> ApiResult<(bool, Vec<Job>)> {
+async fn submit(
+    state: &AppState,
+    principal: &Principal,
+    new_jobs: Vec<NewJob>,
+    idem: Option<Idempotency>,
+) -> ApiResult<(bool, Vec<Job>)> {
     let limits = SubmitLimits { max_queued: i64::from(state.settings.queue.max_queued_per_user) };
-    let outcome = jobs::submit(&state.db, principal.user.id, &new_jobs, limits, idem.as_ref()).await.map_err(|e| match e {
-        SubmitError::QuotaExceeded { queued, max } => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "queue_quota_exceeded",
-            format!("you have {queued} jobs waiting (at most {max}); wait for some to finish or cancel them"),
-        )
-        .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("10")),
-        SubmitError::KeyReused => ApiError::conflict(
-            "idempotency_key_reused",
-            "this Idempotency-Key was already used with a different request body",
-        )
-        .with_field("Idempotency-Key"),
-        SubmitError::Store(s) => s.into(),
-    })?;
+    let outcome =
+        jobs::submit(&state.db, principal.user.id, &new_jobs, limits, idem.as_ref()).await.map_err(|e| match e {
+            SubmitError::QuotaExceeded { queued, max } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue_quota_exceeded",
+                format!("you have {queued} jobs waiting (at most {max}); wait for some to finish or cancel them"),
+            )
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("10")),
+            SubmitError::KeyReused => ApiError::conflict(
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used with a different request body",
+            )
+            .with_field("Idempotency-Key"),
+            SubmitError::Store(s) => s.into(),
+        })?;
     match outcome {
         Submitted::Created(created) => {
             for job in &created {
@@ -291,7 +309,12 @@ fn submit_response(state: &AppState, created: bool, batch_id: Option<Uuid>, jobs
     params(("Idempotency-Key" = Option<String>, Header, description = "same key + same body → the same job")),
     responses((status = 202, body = SubmitResponse), (status = 200, description = "idempotent replay", body = SubmitResponse),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn generate_single(State(state): State<AppState>, principal: Principal, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Response> {
+pub async fn generate_single(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
     principal.require_scope(ApiKeyScope::Generate)?;
     require_json(&headers)?;
     let request: ImageRequest = parse_json(&body)?;
@@ -306,7 +329,12 @@ pub async fn generate_single(State(state): State<AppState>, principal: Principal
 #[utoipa::path(post, path = "/api/generate/batch", tag = "jobs", request_body = BatchRequest, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "same key + same body → the same jobs")),
     responses((status = 202, body = SubmitResponse), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn generate_batch(State(state): State<AppState>, principal: Principal, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Response> {
+pub async fn generate_batch(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
     principal.require_scope(ApiKeyScope::Generate)?;
     require_json(&headers)?;
     let batch: BatchRequest = parse_json(&body)?;
@@ -319,7 +347,11 @@ pub async fn generate_batch(State(state): State<AppState>, principal: Principal,
     let mut new_jobs = Vec::with_capacity(batch.requests.len());
     for (i, request) in batch.requests.into_iter().enumerate() {
         if request.priority.is_some() {
-            return Err(ValidationError::new(format!("requests[{i}].priority"), "set `priority` on the batch, not on its requests").into());
+            return Err(ValidationError::new(
+                format!("requests[{i}].priority"),
+                "set `priority` on the batch, not on its requests",
+            )
+            .into());
         }
         new_jobs.push(prepare(&state, request, &format!("requests[{i}]."), priority, Some(batch_id))?);
     }
@@ -336,7 +368,11 @@ fn require_json(headers: &HeaderMap) -> ApiResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "expected Content-Type: application/json"))
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ))
     }
 }
 
@@ -393,7 +429,11 @@ fn scope_owner(principal: &Principal, all: Option<bool>) -> ApiResult<Option<Uui
 /// List jobs (own; admins may pass `all=true`).
 #[utoipa::path(get, path = "/api/jobs", tag = "jobs", params(JobListQuery), security(("bearer" = [])),
     responses((status = 200, body = JobPage), (status = 422, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, principal: Principal, AppQuery(q): AppQuery<JobListQuery>) -> ApiResult<Json<JobPage>> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppQuery(q): AppQuery<JobListQuery>,
+) -> ApiResult<Json<JobPage>> {
     principal.require_scope(ApiKeyScope::Read)?;
     let (limit, offset) = crate::views::PageQuery { limit: q.limit, offset: q.offset }.resolve()?;
     let oldest_first = match q.sort.as_deref() {
@@ -439,7 +479,11 @@ async fn visible_job(state: &AppState, principal: &Principal, raw_id: &str) -> A
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "job id")),
     responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobView>> {
     principal.require_scope(ApiKeyScope::Read)?;
     let job = visible_job(&state, &principal, &id).await?;
     let outputs = media::list_for_job(&state.db, job.id).await?;
@@ -451,7 +495,11 @@ pub async fn get(State(state): State<AppState>, principal: Principal, Path(id): 
     params(("id" = Uuid, Path, description = "job id")),
     responses((status = 200, description = "cancelled, or cancel requested (running)", body = JobView),
         (status = 404, body = ErrorBody), (status = 409, description = "already finished", body = ErrorBody)))]
-pub async fn cancel(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobView>> {
     principal.require_scope(ApiKeyScope::Generate)?;
     let job = visible_job(&state, &principal, &id).await?;
     match jobs::request_cancel(&state.db, job.id).await? {
@@ -464,10 +512,9 @@ pub async fn cancel(State(state): State<AppState>, principal: Principal, Path(id
             publish(&state, &control_event(JOB_CANCEL, Some(job.id))).await;
             Ok(Json(JobView::new(&state, &job, None)))
         }
-        CancelOutcome::AlreadyFinished(job) => Err(ApiError::conflict(
-            "job_finished",
-            format!("the job already finished ({})", job.status.as_str()),
-        )),
+        CancelOutcome::AlreadyFinished(job) => {
+            Err(ApiError::conflict("job_finished", format!("the job already finished ({})", job.status.as_str())))
+        }
     }
 }
 
@@ -518,7 +565,11 @@ pub struct StatsQuery {
 /// Counts by status, average queue wait and run time.
 #[utoipa::path(get, path = "/api/jobs/stats", tag = "jobs", params(StatsQuery), security(("bearer" = [])),
     responses((status = 200, body = JobStatsView)))]
-pub async fn stats(State(state): State<AppState>, principal: Principal, AppQuery(q): AppQuery<StatsQuery>) -> ApiResult<Json<JobStatsView>> {
+pub async fn stats(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppQuery(q): AppQuery<StatsQuery>,
+) -> ApiResult<Json<JobStatsView>> {
     principal.require_scope(ApiKeyScope::Read)?;
     let stats = jobs::stats(&state.db, scope_owner(&principal, q.all)?).await?;
     let mut by_status: std::collections::BTreeMap<String, i64> =

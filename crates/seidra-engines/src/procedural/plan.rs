@@ -138,8 +138,8 @@ pub(crate) struct Plan {
 
 /// Words that carry no picture and would only dilute the palette.
 const STOP_WORDS: [&str; 24] = [
-    "a", "an", "and", "are", "as", "at", "by", "for", "from", "in", "into", "is", "it", "its", "my", "of", "on",
-    "or", "some", "the", "to", "very", "with", "without",
+    "a", "an", "and", "are", "as", "at", "by", "for", "from", "in", "into", "is", "it", "its", "my", "of", "on", "or",
+    "some", "the", "to", "very", "with", "without",
 ];
 
 /// Colour words and their HSV (hue degrees, saturation, value), sorted by word for binary
@@ -169,8 +169,8 @@ const COLOUR_WORDS: &[(&str, f32, f32, f32)] = &[
     ("grey", 220.0, 0.05, 0.55),
     ("ice", 195.0, 0.3, 0.97),
     ("indigo", 255.0, 0.75, 0.45),
-    ("lavender", 265.0, 0.35, 0.9),
     ("lava", 12.0, 0.95, 0.85),
+    ("lavender", 265.0, 0.35, 0.9),
     ("lemon", 55.0, 0.8, 0.97),
     ("lime", 90.0, 0.8, 0.85),
     ("magenta", 310.0, 0.8, 0.85),
@@ -206,11 +206,7 @@ fn colour_word(word: &str) -> Option<(f32, f32, f32)> {
 
 /// Lower-cased alphanumeric words, in order, at most 64 (prompts are ≤ 2000 characters).
 pub(crate) fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .take(64)
-        .collect()
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).take(64).collect()
 }
 
 fn content_words(text: &str) -> Vec<String> {
@@ -241,7 +237,10 @@ impl Avoid {
         let hues = words.iter().filter_map(|w| colour_word(w)).filter(|c| c.1 > 0.15).map(|c| c.0).collect();
         Self {
             hues,
-            spheres: has_any(&words, &["ball", "balls", "circle", "circles", "orb", "orbs", "round", "sphere", "spheres"]),
+            spheres: has_any(
+                &words,
+                &["ball", "balls", "circle", "circles", "orb", "orbs", "round", "sphere", "spheres"],
+            ),
             rings: has_any(&words, &["circle", "circles", "halo", "halos", "ring", "rings"]),
             waves: has_any(&words, &["line", "lines", "ribbon", "ribbons", "stripes", "wave", "waves"]),
             ridges: has_any(&words, &["hill", "hills", "landscape", "mountain", "mountains", "ridge", "ridges"]),
@@ -294,7 +293,7 @@ fn palette_stops(words: &[String], prompt_hash: u64, seed: u64, avoid: &Avoid) -
         }
     }
     // Too few words: complete with a split-complementary scheme around the first hue.
-    let mut r = Rng::new(prompt_hash ^ 0x5EED_0F_C010);
+    let mut r = Rng::new(prompt_hash ^ 0x005E_ED0F_C010);
     let h0 = stops.first().map_or((prompt_hash % 360) as f32, |s| s.0);
     let extra = [(h0 + 150.0, 0.25), (h0 + 210.0, 0.9), (h0 + 30.0, 0.55)];
     for (h, v) in extra {
@@ -304,7 +303,7 @@ fn palette_stops(words: &[String], prompt_hash: u64, seed: u64, avoid: &Avoid) -
         stops.push((h, r.range(0.5, 0.85), v));
     }
     // Batches share a palette family; the seed nudges hues a little.
-    let jitter = (mix64(seed ^ 0xC0_10E5) % 21) as f32 - 10.0;
+    let jitter = (mix64(seed ^ 0x00C0_10E5) % 21) as f32 - 10.0;
     for s in &mut stops {
         s.0 += jitter;
         for &a in &avoid.hues {
@@ -460,7 +459,7 @@ impl Plan {
         let detail_freq = r.range(18.0, 40.0);
         let detail_amp = if avoid.texture { 0.0 } else { r.range(0.04, 0.09) };
         let grain = match scheduler {
-            Scheduler::EulerA if !avoid.texture => 0.06,
+            Scheduler::EulerA if !avoid.texture => 0.12,
             _ => 0.0,
         };
 
