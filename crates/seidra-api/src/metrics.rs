@@ -47,6 +47,9 @@ fn describe() {
     );
     describe_counter!("seidra_auth_logins_total", "Login attempts by outcome");
     describe_gauge!("seidra_process_uptime_seconds", Unit::Seconds, "Seconds since the process started");
+    describe_gauge!("seidra_process_resident_memory_bytes", Unit::Bytes, "Resident memory of this process");
+    describe_gauge!("seidra_process_cpu_seconds_total", Unit::Seconds, "CPU time used by this process (user + system)");
+    describe_gauge!("seidra_process_open_fds", "Open file descriptors of this process");
     describe_counter!("seidra_jobs_submitted_total", "Jobs queued, by type and engine");
     describe_counter!("seidra_jobs_started_total", "Job attempts started by workers, by type and engine");
     describe_counter!(
@@ -79,4 +82,30 @@ fn describe() {
         "Event-bus publishes that failed (delivered locally only), by transport"
     );
     describe_counter!("seidra_events_truncated_total", "Events whose data was too large for PostgreSQL NOTIFY");
+}
+
+/// Samples this process's CPU time, resident memory and open file descriptors from `/proc`
+/// (Linux); on other systems the series are simply absent.
+pub fn record_process_metrics() {
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(kb) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+    {
+        metrics::gauge!("seidra_process_resident_memory_bytes").set(kb * 1024.0);
+    }
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+        && let Some(after_comm) = stat.rsplit(')').next()
+    {
+        // Fields after the command name: state is #3; utime and stime are #14 and #15 (1-based).
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // USER_HZ is 100 on every Linux platform we ship for.
+        metrics::gauge!("seidra_process_cpu_seconds_total").set((ticks(11) + ticks(12)) / 100.0);
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        metrics::gauge!("seidra_process_open_fds").set(dir.count() as f64);
+    }
 }

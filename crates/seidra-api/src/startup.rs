@@ -114,7 +114,8 @@ pub fn open_storage(settings: &Settings) -> anyhow::Result<SharedStore> {
 /// Builds the application state from settings (the database must already be migrated).
 pub async fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
     let bus = open_bus(&settings, &db).await?;
-    build_state_with(settings, db, bus, EngineRegistry::builtin()).await
+    let engines = EngineRegistry::from_settings(&settings.engines);
+    build_state_with(settings, db, bus, engines).await
 }
 
 /// Builds the application state with a given bus and engines (shared with in-process workers).

@@ -79,6 +79,24 @@ pub struct Settings {
     pub queue: QueueSettings,
     /// Worker behaviour (`seidra worker`, and the in-process workers of `seidra up`).
     pub worker: WorkerSettings,
+    /// Which generation engines this process offers.
+    pub engines: EngineSettings,
+}
+
+/// Engines offered by this process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSettings {
+    /// The built-in CPU `procedural` engine (on by default so the studio works with no GPU).
+    pub procedural: bool,
+    /// The `noop` diagnostics engine (instant tiny outputs; `!fail`/`!flaky` prompts fail).
+    pub noop: bool,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self { procedural: true, noop: false }
+    }
 }
 
 /// Job queue settings.
@@ -155,6 +173,7 @@ impl Default for Settings {
             rate_limit: RateLimitSettings::default(),
             queue: QueueSettings::default(),
             worker: WorkerSettings::default(),
+            engines: EngineSettings::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ use seidra_core::ValidationError;
 use seidra_core::job::ImageRequest;
 pub use tokio_util::sync::CancellationToken;
 
+pub mod noop;
 pub mod procedural;
 
 pub use procedural::ProceduralEngine;

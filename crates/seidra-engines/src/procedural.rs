@@ -17,7 +17,7 @@
 
 mod noise;
 mod plan;
-mod render;
+pub(crate) mod render;
 
 use futures_util::future::BoxFuture;
 use seidra_core::ValidationError;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use seidra_config::EngineSettings;
 use seidra_core::ValidationError;
 use seidra_core::job::ImageRequest;
 use seidra_engines::{GenerationEngine, SharedEngine};
@@ -18,9 +19,16 @@ impl EngineRegistry {
         Self { engines }
     }
 
-    /// The built-in set: the procedural engine.
-    pub fn builtin() -> Self {
-        Self::new(vec![Arc::new(seidra_engines::procedural::ProceduralEngine::new())])
+    /// The built-in engines enabled in the settings (procedural first: it is the default).
+    pub fn from_settings(settings: &EngineSettings) -> Self {
+        let mut engines: Vec<SharedEngine> = Vec::new();
+        if settings.procedural {
+            engines.push(Arc::new(seidra_engines::procedural::ProceduralEngine::new()));
+        }
+        if settings.noop {
+            engines.push(Arc::new(seidra_engines::noop::NoopEngine::new()));
+        }
+        Self::new(engines)
     }
 
     /// Engine names.

@@ -237,7 +237,7 @@ async fn worker(settings: Settings, concurrency: Option<u32>) -> anyhow::Result<
     let db = open_migrated(&settings).await?;
     let bus = open_bus(&settings, &db).await?;
     let storage = open_storage(&settings)?;
-    let deps = WorkerDeps { db: db.clone(), storage, bus, engines: EngineRegistry::builtin() };
+    let deps = WorkerDeps { db: db.clone(), storage, bus, engines: EngineRegistry::from_settings(&settings.engines) };
     let name =
         format!("{}:{}", std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim(), std::process::id());
     let worker = Worker::new(deps, worker_config(&settings, name, concurrency));

@@ -254,6 +254,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("seidra_db_pool_connections").set(f64::from(size));
     metrics::gauge!("seidra_db_pool_idle_connections").set(idle as f64);
     metrics::gauge!("seidra_process_uptime_seconds").set(state.started.elapsed().as_secs_f64());
+    crate::metrics::record_process_metrics();
     if let Ok(depth) = seidra_store::jobs::queue_depth(&state.db).await {
         for class in [seidra_core::job::PriorityClass::Interactive, seidra_core::job::PriorityClass::Batch] {
             let n = depth.by_class.iter().find(|(c, _)| *c == class).map_or(0, |(_, n)| *n);
