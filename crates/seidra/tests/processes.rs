@@ -189,3 +189,54 @@ async fn sigkilled_worker_loses_nothing() -> anyhow::Result<()> {
     assert_eq!(files, 8, "no orphaned files from the killed attempt");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_releases_unfinished_jobs() -> anyhow::Result<()> {
+    let db = TestDb::migrated(Backend::Postgres).await?;
+    let dir = tempfile::tempdir()?;
+    let (_api, base) = serve(&db.url, dir.path(), None);
+    let client = reqwest::Client::new();
+    let alice = register(&client, &base, "alice").await;
+    // Grace 0 s: the running job cannot finish in time, so it must go back to the queue.
+    let mut w = Proc(
+        base_cmd(&db.url, dir.path(), None)
+            .args(["worker", "--concurrency", "1"])
+            .env("SEIDRA_WORKER__GRACE_SECS", "0")
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let body =
+        json!({ "prompt": "interrupted", "width": 2048, "height": 2048, "num_inference_steps": 150, "num_images": 8 });
+    let (_, resp) = post(&client, format!("{base}/api/generate/single"), Some(&alice), &body).await;
+    let id = resp["job_ids"][0].as_str().unwrap_or_default().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = get(&client, format!("{base}/api/jobs/{id}"), &alice).await;
+        if job["status"] == "running" {
+            break;
+        }
+        assert!(job["status"] == "queued" && tokio::time::Instant::now() < deadline, "not caught running: {job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = Command::new("kill").arg("-TERM").arg(w.0.id().to_string()).status();
+    let status = w.0.wait()?;
+    assert!(status.success(), "worker exits cleanly after SIGTERM: {status:?}");
+    let job = get(&client, format!("{base}/api/jobs/{id}"), &alice).await;
+    assert_eq!(job["status"], "queued", "released back to the queue: {job}");
+    assert_eq!(job["attempt"], 0, "a release does not count as an attempt");
+    let health = get(&client, format!("{base}/api/generation/health"), &alice).await;
+    assert_eq!(health["workers"], json!([]), "the worker deregistered: {health}");
+    // Another worker picks it up and finishes it.
+    let _next = worker(&db.url, dir.path(), None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let job = get(&client, format!("{base}/api/jobs/{id}"), &alice).await;
+        if job["status"] == "succeeded" {
+            assert_eq!(job["attempt"], 1);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not finished: {job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
