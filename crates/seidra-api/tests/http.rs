@@ -204,3 +204,27 @@ async fn readyz_fails_when_postgres_database_is_gone() -> anyhow::Result<()> {
     s.test_db.drop_database().await.ok();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_allows_only_configured_origins() -> anyhow::Result<()> {
+    let s = TestServer::builder(Backend::Sqlite)
+        .settings(|s| s.cors_origins = vec!["https://studio.example".to_owned()])
+        .start()
+        .await?;
+    let preflight = |origin: &'static str| {
+        s.client
+            .request(reqwest::Method::OPTIONS, s.url("/api/auth/me"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let allowed = preflight("https://studio.example").await?;
+    assert_eq!(
+        allowed.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        Some("https://studio.example")
+    );
+    let denied = preflight("https://evil.example").await?;
+    assert!(denied.headers().get("access-control-allow-origin").is_none());
+    s.stop().await
+}
