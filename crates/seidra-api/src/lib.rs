@@ -13,6 +13,7 @@ pub mod routes;
 pub mod server;
 pub mod startup;
 pub mod state;
+pub mod ui;
 pub mod views;
 pub mod ws;
 

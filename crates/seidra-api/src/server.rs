@@ -70,7 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api_routes)
         .merge(ops_routes)
         .merge(docs)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
+        .fallback_service(crate::ui::fallback(&state.settings.ui_dir))
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         })

@@ -228,3 +228,30 @@ async fn cors_allows_only_configured_origins() -> anyhow::Result<()> {
     assert!(denied.headers().get("access-control-allow-origin").is_none());
     s.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_the_web_app_with_spa_fallback() -> anyhow::Result<()> {
+    let dist = tempfile::tempdir()?;
+    std::fs::write(dist.path().join("index.html"), "<!doctype html><title>SEIDRA</title><div id=root></div>")?;
+    std::fs::create_dir(dist.path().join("assets"))?;
+    std::fs::write(dist.path().join("assets/app-3f2a1b.js"), "console.log('studio')")?;
+    let ui_dir = dist.path().to_path_buf();
+    let s = TestServer::builder(Backend::Sqlite).settings(|s| s.ui_dir = ui_dir).start().await?;
+    for path in ["/", "/jobs", "/settings/api-keys"] {
+        let resp = s.client.get(s.url(path)).send().await?;
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+        assert_eq!(resp.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-cache"));
+        assert!(resp.text().await?.contains("<div id=root>"), "{path} serves the app shell");
+    }
+    let asset = s.client.get(s.url("/assets/app-3f2a1b.js")).send().await?;
+    assert_eq!(asset.status().as_u16(), 200);
+    assert!(
+        asset.headers().get("cache-control").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("immutable"))
+    );
+    assert!(
+        asset.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("javascript"))
+    );
+    let (status, body) = s.get("/api/unknown", None).await?;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("route_not_found")), "API paths never get the app");
+    s.stop().await
+}

@@ -69,6 +69,8 @@ pub struct Settings {
     pub refresh_token_ttl_secs: u64,
     /// Largest accepted JSON request body, bytes.
     pub max_body_bytes: usize,
+    /// Directory of the built web app (`frontend/dist`), served at `/` when it holds an index.html.
+    pub ui_dir: PathBuf,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
     /// Database pool settings.
@@ -168,6 +170,7 @@ impl Default for Settings {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             max_body_bytes: 2 * 1024 * 1024,
+            ui_dir: PathBuf::from("frontend/dist"),
             shutdown_grace_secs: 30,
             database: DatabaseSettings::default(),
             rate_limit: RateLimitSettings::default(),
