@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, api_keys, auth, health, jobs};
+use crate::routes::{admin, api_keys, auth, health, jobs, media};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -15,6 +15,7 @@ use crate::routes::{admin, api_keys, auth, health, jobs};
         admin::list_users, admin::create, admin::update, admin::audit_log,
         health::healthz, health::readyz, health::system_health, health::generation_health,
         jobs::generate_single, jobs::generate_batch, jobs::list, jobs::stats, jobs::get, jobs::cancel, jobs::retry,
+        media::list, media::get, media::update, media::delete, media::stats, media::bulk,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -23,6 +24,7 @@ use crate::routes::{admin, api_keys, auth, health, jobs};
         (name = "api-keys", description = "Scoped API keys for scripts"),
         (name = "admin", description = "User management and audit log (admins)"),
         (name = "jobs", description = "Generation jobs: submit, follow, cancel, retry"),
+        (name = "media", description = "The media library: search, tags, favourites, bulk actions"),
         (name = "system", description = "Health and readiness"),
     )
 )]

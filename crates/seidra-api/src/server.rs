@@ -20,7 +20,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
 use crate::middleware::{LimitPolicy, authenticate_and_limit, http_metrics};
-use crate::routes::{admin, api_keys, auth, files, health, jobs};
+use crate::routes::{admin, api_keys, auth, files, health, jobs, media};
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -53,6 +53,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}", get(jobs::get))
         .route("/api/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/jobs/{id}/retry", post(jobs::retry))
+        .route("/api/media", get(media::list))
+        .route("/api/media/stats", get(media::stats))
+        .route("/api/media/bulk", post(media::bulk))
+        .route("/api/media/{id}", get(media::get).patch(media::update).delete(media::delete))
         .layer(from_fn_with_state((state.clone(), LimitPolicy::Api), authenticate_and_limit));
 
     // Signed links and the WebSocket authenticate themselves; no request timeout on /ws.

@@ -693,8 +693,9 @@ pub async fn complete(db: &Db, job: &Job, worker_id: Uuid, outputs: &[NewMedia])
         if row.is_some() {
             for m in outputs {
                 sqlx::query(
-                    "INSERT INTO media (id, owner_id, job_id, position, storage_key, mime, bytes, width, height, sha256, seed, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    "INSERT INTO media (id, owner_id, job_id, position, storage_key, mime, bytes, width, height, sha256, seed, created_at, \
+                     kind, source, prompt, negative_prompt, engine, model, parameters, persona_id, persona_version, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'generated', $14, $15, $16, $17, $18, $19, $20, $12)",
                 )
                 .bind(m.id)
                 .bind(job.owner_id)
@@ -708,6 +709,14 @@ pub async fn complete(db: &Db, job: &Job, worker_id: Uuid, outputs: &[NewMedia])
                 .bind(&m.sha256)
                 .bind(m.seed)
                 .bind(now)
+                .bind(crate::media::kind_of(&m.mime))
+                .bind(&job.prompt)
+                .bind(&job.negative_prompt)
+                .bind(&job.engine)
+                .bind(&job.model)
+                .bind(Json(&job.request))
+                .bind(job.persona_id)
+                .bind(job.persona_version)
                 .execute(&mut *tx)
                 .await?;
             }

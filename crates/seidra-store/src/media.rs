@@ -1,19 +1,26 @@
-//! Media items: the files jobs produce (and, later, uploads).
+//! The media library: every job output (and, later, upload) with its provenance, tags and
+//! favourite flag; filtering, full-text search, statistics and bulk changes.
+//!
+//! Full-text search is the one place the two databases differ in SQL: PostgreSQL matches a
+//! generated `tsvector` column, SQLite an FTS5 table kept in sync by triggers. Both index the
+//! prompt and the tags, behind the same [`MediaFilter::search`].
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::db::with_pool;
-use crate::{Db, StoreResult};
+use crate::{Db, StoreError, StoreResult};
 
 /// A stored media item.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Media {
     /// Id.
     pub id: Uuid,
     /// Owner.
     pub owner_id: Uuid,
-    /// Producing job.
+    /// Producing job (None for uploads, or once the job was pruned).
     pub job_id: Option<Uuid>,
     /// Position among the job's outputs.
     pub position: i32,
@@ -33,27 +40,54 @@ pub struct Media {
     pub seed: Option<i64>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// `image`, `audio` or `video`.
+    pub kind: String,
+    /// `generated` or `upload`.
+    pub source: String,
+    /// Favourite flag.
+    pub favorite: bool,
+    /// Prompt that produced it (after persona merge).
+    pub prompt: String,
+    /// Negative prompt.
+    pub negative_prompt: String,
+    /// Engine.
+    pub engine: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// The full accepted request (parameters).
+    pub parameters: Option<Json<Value>>,
+    /// Persona used.
+    pub persona_id: Option<Uuid>,
+    /// Persona version used.
+    pub persona_version: Option<i32>,
+    /// Tags, sorted.
+    pub tags: Json<Vec<String>>,
+    /// Last change.
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 macro_rules! columns {
     () => {
-        "id, owner_id, job_id, position, storage_key, mime, bytes, width, height, sha256, seed, created_at"
+        "id, owner_id, job_id, position, storage_key, mime, bytes, width, height, sha256, seed, created_at, kind, source, \
+         favorite, prompt, negative_prompt, engine, model, parameters, persona_id, persona_version, tags, updated_at"
     };
+}
+
+/// The media kind of a MIME type.
+pub fn kind_of(mime: &str) -> &'static str {
+    if mime.starts_with("audio/") {
+        "audio"
+    } else if mime.starts_with("video/") {
+        "video"
+    } else {
+        "image"
+    }
 }
 
 /// Outputs of a job, in order.
 pub async fn list_for_job(db: &Db, job_id: Uuid) -> StoreResult<Vec<Media>> {
     let sql = concat!("SELECT ", columns!(), " FROM media WHERE job_id = $1 ORDER BY position");
     Ok(with_pool!(db, pool => sqlx::query_as(sql).bind(job_id).fetch_all(pool).await?))
-}
-
-/// Outputs of several jobs, in job then position order.
-pub async fn list_for_jobs(db: &Db, job_ids: &[Uuid]) -> StoreResult<Vec<Media>> {
-    let mut out = Vec::new();
-    for id in job_ids {
-        out.extend(list_for_job(db, *id).await?);
-    }
-    Ok(out)
 }
 
 /// One item.
@@ -67,4 +101,289 @@ pub async fn totals(db: &Db) -> StoreResult<(i64, i64)> {
     Ok(with_pool!(db, pool => {
         sqlx::query_as("SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM media").fetch_one(pool).await?
     }))
+}
+
+/// How to combine several tags in a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TagMatch {
+    /// Items with at least one of the tags.
+    #[default]
+    Any,
+    /// Items with every tag.
+    All,
+}
+
+/// Sort order of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaSort {
+    /// Newest first.
+    #[default]
+    Newest,
+    /// Oldest first.
+    Oldest,
+    /// Largest files first.
+    Largest,
+}
+
+/// Filters for listing the library (always one owner's items).
+#[derive(Debug, Clone, Default)]
+pub struct MediaFilter {
+    /// Owner.
+    pub owner_id: Uuid,
+    /// `image`, `audio`, `video`.
+    pub kind: Option<String>,
+    /// Only favourites (true) or only non-favourites (false).
+    pub favorite: Option<bool>,
+    /// Tags to match.
+    pub tags: Vec<String>,
+    /// Any or all of `tags`.
+    pub tag_match: TagMatch,
+    /// Producing job.
+    pub job_id: Option<Uuid>,
+    /// Persona.
+    pub persona_id: Option<Uuid>,
+    /// Created at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub to: Option<DateTime<Utc>>,
+    /// Full-text search over prompt and tags (words, all must match).
+    pub search: Option<String>,
+    /// Order.
+    pub sort: MediaSort,
+}
+
+/// A value bound to a dynamically assembled query.
+enum Bind {
+    Uuid(Uuid),
+    Text(String),
+    Bool(bool),
+    Time(DateTime<Utc>),
+}
+
+/// Words of a search, stripped of anything that is query syntax on either database.
+fn search_words(search: &str) -> Vec<String> {
+    search
+        .split_whitespace()
+        .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_').collect::<String>().to_lowercase())
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .collect()
+}
+
+/// Lists items matching `filter`, with the total.
+pub async fn list(db: &Db, filter: &MediaFilter, limit: i64, offset: i64) -> StoreResult<(Vec<Media>, i64)> {
+    let postgres = matches!(db, Db::Postgres(_));
+    let mut conditions: Vec<String> = Vec::new();
+    let mut binds: Vec<Bind> = Vec::new();
+    let mut push = |cond: &dyn Fn(usize) -> String, value: Bind| {
+        binds.push(value);
+        conditions.push(cond(binds.len()));
+    };
+    push(&|n| format!("owner_id = ${n}"), Bind::Uuid(filter.owner_id));
+    if let Some(kind) = &filter.kind {
+        push(&|n| format!("kind = ${n}"), Bind::Text(kind.clone()));
+    }
+    if let Some(fav) = filter.favorite {
+        push(&|n| format!("favorite = ${n}"), Bind::Bool(fav));
+    }
+    if let Some(job) = filter.job_id {
+        push(&|n| format!("job_id = ${n}"), Bind::Uuid(job));
+    }
+    if let Some(persona) = filter.persona_id {
+        push(&|n| format!("persona_id = ${n}"), Bind::Uuid(persona));
+    }
+    if let Some(from) = filter.from {
+        push(&|n| format!("created_at >= ${n}"), Bind::Time(from));
+    }
+    if let Some(to) = filter.to {
+        push(&|n| format!("created_at < ${n}"), Bind::Time(to));
+    }
+    if !filter.tags.is_empty() {
+        let tags_json = serde_json::to_string(&filter.tags).map_err(|e| StoreError::Other(e.to_string()))?;
+        let cond: &dyn Fn(usize) -> String = match (postgres, filter.tag_match) {
+            (true, TagMatch::Any) => &|n| format!("tags ?| ARRAY(SELECT jsonb_array_elements_text(${n}::jsonb))"),
+            (true, TagMatch::All) => &|n| format!("tags @> ${n}::jsonb"),
+            (false, TagMatch::Any) => &|n| {
+                format!(
+                    "EXISTS (SELECT 1 FROM json_each(media.tags) t WHERE t.value IN (SELECT value FROM json_each(${n})))"
+                )
+            },
+            (false, TagMatch::All) => &|n| {
+                format!(
+                    "NOT EXISTS (SELECT 1 FROM json_each(${n}) w WHERE w.value NOT IN (SELECT value FROM json_each(media.tags)))"
+                )
+            },
+        };
+        push(cond, Bind::Text(tags_json));
+    }
+    if let Some(search) = &filter.search {
+        let words = search_words(search);
+        if !words.is_empty() {
+            if postgres {
+                push(&|n| format!("search @@ plainto_tsquery('simple', ${n})"), Bind::Text(words.join(" ")));
+            } else {
+                // FTS5: each word quoted (no operators reach the engine), prefix-matched, all required.
+                let query = words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" ");
+                push(
+                    &|n| format!("rowid IN (SELECT rowid FROM media_fts WHERE media_fts MATCH ${n})"),
+                    Bind::Text(query),
+                );
+            }
+        }
+    }
+    let where_sql = conditions.join(" AND ");
+    let order = match filter.sort {
+        MediaSort::Newest => "created_at DESC, id DESC",
+        MediaSort::Oldest => "created_at ASC, id ASC",
+        MediaSort::Largest => "bytes DESC, id DESC",
+    };
+    let n = binds.len();
+    let sql = format!(
+        "SELECT {} FROM media WHERE {where_sql} ORDER BY {order} LIMIT ${} OFFSET ${}",
+        columns!(),
+        n + 1,
+        n + 2
+    );
+    let count_sql = format!("SELECT COUNT(*) FROM media WHERE {where_sql}");
+    let (rows, total) = with_pool!(db, pool => {
+        macro_rules! bind_all {
+            ($q:expr) => {{
+                let mut q = $q;
+                for b in &binds {
+                    q = match b {
+                        Bind::Uuid(v) => q.bind(*v),
+                        Bind::Text(v) => q.bind(v.as_str()),
+                        Bind::Bool(v) => q.bind(*v),
+                        Bind::Time(v) => q.bind(*v),
+                    };
+                }
+                q
+            }};
+        }
+        // The SQL text is assembled only from fixed fragments; every value is a bound parameter.
+        let rows: Vec<Media> = bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))).bind(limit).bind(offset).fetch_all(pool).await?;
+        let total: i64 = bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.clone()))).fetch_one(pool).await?;
+        (rows, total)
+    });
+    Ok((rows, total))
+}
+
+/// How to change an item's tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagChange {
+    /// Replace all tags.
+    Set(Vec<String>),
+    /// Add these.
+    Add(Vec<String>),
+    /// Remove these.
+    Remove(Vec<String>),
+}
+
+/// Most tags per item.
+pub const MAX_TAGS: usize = 50;
+
+/// Applies a tag change to one item of `owner_id`; returns the item. `NotFound` when it is not theirs.
+pub async fn change_tags(db: &Db, owner_id: Uuid, id: Uuid, change: &TagChange) -> StoreResult<Media> {
+    let current = get_owned(db, owner_id, id).await?;
+    let mut tags = current.tags.0.clone();
+    match change {
+        TagChange::Set(new) => tags = new.clone(),
+        TagChange::Add(new) => tags.extend(new.iter().cloned()),
+        TagChange::Remove(old) => tags.retain(|t| !old.contains(t)),
+    }
+    tags.sort();
+    tags.dedup();
+    if tags.len() > MAX_TAGS {
+        return Err(StoreError::Conflict { constraint: format!("at most {MAX_TAGS} tags per item") });
+    }
+    let sql =
+        concat!("UPDATE media SET tags = $1, updated_at = $2 WHERE id = $3 AND owner_id = $4 RETURNING ", columns!());
+    Ok(with_pool!(db, pool => {
+        sqlx::query_as(sql).bind(Json(&tags)).bind(Utc::now()).bind(id).bind(owner_id).fetch_one(pool).await?
+    }))
+}
+
+/// Sets or clears the favourite flag.
+pub async fn set_favorite(db: &Db, owner_id: Uuid, id: Uuid, favorite: bool) -> StoreResult<Media> {
+    let sql = concat!(
+        "UPDATE media SET favorite = $1, updated_at = $2 WHERE id = $3 AND owner_id = $4 RETURNING ",
+        columns!()
+    );
+    Ok(with_pool!(db, pool => {
+        sqlx::query_as(sql).bind(favorite).bind(Utc::now()).bind(id).bind(owner_id).fetch_one(pool).await?
+    }))
+}
+
+/// An item of `owner_id`; `NotFound` for anyone else's (existence does not leak).
+pub async fn get_owned(db: &Db, owner_id: Uuid, id: Uuid) -> StoreResult<Media> {
+    let sql = concat!("SELECT ", columns!(), " FROM media WHERE id = $1 AND owner_id = $2");
+    Ok(with_pool!(db, pool => sqlx::query_as(sql).bind(id).bind(owner_id).fetch_one(pool).await?))
+}
+
+/// Deletes an item of `owner_id`; returns its storage key so the caller removes the object.
+pub async fn delete(db: &Db, owner_id: Uuid, id: Uuid) -> StoreResult<String> {
+    let key: Option<String> = with_pool!(db, pool => {
+        sqlx::query_scalar("DELETE FROM media WHERE id = $1 AND owner_id = $2 RETURNING storage_key")
+            .bind(id)
+            .bind(owner_id)
+            .fetch_optional(pool)
+            .await?
+    });
+    key.ok_or(StoreError::NotFound)
+}
+
+/// Library statistics for one owner.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MediaStats {
+    /// Items.
+    pub total: i64,
+    /// Bytes.
+    pub total_bytes: i64,
+    /// Favourites.
+    pub favorites: i64,
+    /// `(kind, count)`.
+    pub by_kind: Vec<(String, i64)>,
+    /// `(persona id or None, count)`.
+    pub by_persona: Vec<(Option<Uuid>, i64)>,
+    /// `(YYYY-MM-DD, count)` for the last 30 days.
+    pub by_day: Vec<(String, i64)>,
+}
+
+/// Counts by kind, persona and day, and total size.
+pub async fn stats(db: &Db, owner_id: Uuid) -> StoreResult<MediaStats> {
+    let day_expr = match db {
+        Db::Postgres(_) => "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        Db::Sqlite(_) => "substr(created_at, 1, 10)",
+    };
+    let by_day_sql = format!(
+        "SELECT {day_expr} AS day, COUNT(*) FROM media WHERE owner_id = $1 AND created_at >= $2 GROUP BY day ORDER BY day"
+    );
+    let since = Utc::now() - chrono::Duration::days(30);
+    type Totals = (i64, i64, i64);
+    let (totals, by_kind, by_persona, by_day): (
+        Totals,
+        Vec<(String, i64)>,
+        Vec<(Option<Uuid>, i64)>,
+        Vec<(String, i64)>,
+    ) = with_pool!(db, pool => {
+        let totals = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT), COUNT(CASE WHEN favorite THEN 1 END) FROM media WHERE owner_id = $1",
+        )
+        .bind(owner_id)
+        .fetch_one(pool)
+        .await?;
+        let by_kind = sqlx::query_as("SELECT kind, COUNT(*) FROM media WHERE owner_id = $1 GROUP BY kind ORDER BY kind")
+            .bind(owner_id)
+            .fetch_all(pool)
+            .await?;
+        let by_persona = sqlx::query_as(
+            "SELECT persona_id, COUNT(*) FROM media WHERE owner_id = $1 GROUP BY persona_id ORDER BY COUNT(*) DESC LIMIT 50",
+        )
+        .bind(owner_id)
+        .fetch_all(pool)
+        .await?;
+        let by_day = sqlx::query_as(sqlx::AssertSqlSafe(by_day_sql.clone())).bind(owner_id).bind(since).fetch_all(pool).await?;
+        (totals, by_kind, by_persona, by_day)
+    });
+    Ok(MediaStats { total: totals.0, total_bytes: totals.1, favorites: totals.2, by_kind, by_persona, by_day })
 }

@@ -98,7 +98,7 @@ async fn migrate_commands(backend: Backend) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (code, out, _) = run(db_cmd(&t.url, dir.path()).args(["migrate", "status"]));
     assert_eq!(code, 0);
-    assert!(out.contains("current version: 0") && out.contains("3 pending"), "{out}");
+    assert!(out.contains("current version: 0") && out.contains("4 pending"), "{out}");
 
     // serve refuses a database behind the binary and says what to do.
     let (code, _, err) = run(db_cmd(&t.url, dir.path()).arg("serve"));
@@ -113,18 +113,18 @@ async fn migrate_commands(backend: Backend) -> anyhow::Result<()> {
 
     let (code, out, _) = run(db_cmd(&t.url, dir.path()).args(["migrate", "up"]));
     assert_eq!(code, 0);
-    assert!(out.contains("migrations: upgrade successful, version 3"), "{out}");
+    assert!(out.contains("migrations: upgrade successful, version 4"), "{out}");
     let (_, out, _) = run(db_cmd(&t.url, dir.path()).args(["migrate", "status"]));
-    assert!(out.contains("current version: 3") && out.contains("0 pending") && out.contains("applied"), "{out}");
+    assert!(out.contains("current version: 4") && out.contains("0 pending") && out.contains("applied"), "{out}");
 
     let (code, out, _) = run(db_cmd(&t.url, dir.path()).args(["migrate", "down", "1"]));
     assert_eq!(code, 0);
-    assert!(out.contains("downgrade successful, version 2"), "{out}");
+    assert!(out.contains("downgrade successful, version 3"), "{out}");
     let (_, out, _) = run(db_cmd(&t.url, dir.path()).args(["migrate", "status"]));
-    assert!(out.contains("pending     3") && out.contains("1 pending"), "{out}");
+    assert!(out.contains("pending     4") && out.contains("1 pending"), "{out}");
     let (code, _, err) = run(db_cmd(&t.url, dir.path()).args(["migrate", "down", "5"]));
     assert_ne!(code, 0);
-    assert!(err.contains("only 2 applied"), "{err}");
+    assert!(err.contains("only 3 applied"), "{err}");
     let (code, _, _) = run(db_cmd(&t.url, dir.path()).args(["migrate", "up"]));
     assert_eq!(code, 0);
     Ok(())
@@ -234,7 +234,7 @@ async fn up_on_an_empty_data_dir_serves_and_stops_on_sigterm() -> anyhow::Result
         .stdout(Stdio::piped())
         .spawn()?;
     let (addr, banner) = wait_for_banner(&mut child);
-    assert!(banner.contains("migrations: upgrade successful, version 3"), "{banner}");
+    assert!(banner.contains("migrations: upgrade successful, version 4"), "{banner}");
     assert!(banner.contains("admin account created: username `admin`"), "{banner}");
     let password = banner.split("password `").nth(1).and_then(|s| s.split('`').next()).unwrap_or_default().to_owned();
     assert!(password.len() >= 16);
@@ -287,7 +287,7 @@ async fn concurrent_migrate_up_processes_on_postgres() -> anyhow::Result<()> {
         let out = child.wait_with_output()?;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("version 3"), "{stdout}");
+        assert!(stdout.contains("version 4"), "{stdout}");
     }
     let status = seidra_store::migrate::status(&t.db).await?;
     assert!(status.at_head() && status.failed.is_empty());

@@ -6,3 +6,4 @@ pub mod auth;
 pub mod files;
 pub mod health;
 pub mod jobs;
+pub mod media;

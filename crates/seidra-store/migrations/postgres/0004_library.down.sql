@@ -1,0 +1,17 @@
+DROP INDEX media_owner_favorite_idx;
+DROP INDEX media_owner_kind_idx;
+DROP INDEX media_tags_idx;
+DROP INDEX media_search_idx;
+ALTER TABLE media DROP COLUMN search;
+ALTER TABLE media DROP COLUMN updated_at;
+ALTER TABLE media DROP COLUMN tags;
+ALTER TABLE media DROP COLUMN persona_version;
+ALTER TABLE media DROP COLUMN persona_id;
+ALTER TABLE media DROP COLUMN parameters;
+ALTER TABLE media DROP COLUMN model;
+ALTER TABLE media DROP COLUMN engine;
+ALTER TABLE media DROP COLUMN negative_prompt;
+ALTER TABLE media DROP COLUMN prompt;
+ALTER TABLE media DROP COLUMN favorite;
+ALTER TABLE media DROP COLUMN source;
+ALTER TABLE media DROP COLUMN kind;

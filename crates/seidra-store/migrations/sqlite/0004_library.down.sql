@@ -1,0 +1,18 @@
+DROP TRIGGER media_fts_update;
+DROP TRIGGER media_fts_delete;
+DROP TRIGGER media_fts_insert;
+DROP TABLE media_fts;
+DROP INDEX media_owner_favorite_idx;
+DROP INDEX media_owner_kind_idx;
+ALTER TABLE media DROP COLUMN updated_at;
+ALTER TABLE media DROP COLUMN tags;
+ALTER TABLE media DROP COLUMN persona_version;
+ALTER TABLE media DROP COLUMN persona_id;
+ALTER TABLE media DROP COLUMN parameters;
+ALTER TABLE media DROP COLUMN model;
+ALTER TABLE media DROP COLUMN engine;
+ALTER TABLE media DROP COLUMN negative_prompt;
+ALTER TABLE media DROP COLUMN prompt;
+ALTER TABLE media DROP COLUMN favorite;
+ALTER TABLE media DROP COLUMN source;
+ALTER TABLE media DROP COLUMN kind;
