@@ -360,12 +360,9 @@ pub async fn stats(db: &Db, owner_id: Uuid) -> StoreResult<MediaStats> {
     );
     let since = Utc::now() - chrono::Duration::days(30);
     type Totals = (i64, i64, i64);
-    let (totals, by_kind, by_persona, by_day): (
-        Totals,
-        Vec<(String, i64)>,
-        Vec<(Option<Uuid>, i64)>,
-        Vec<(String, i64)>,
-    ) = with_pool!(db, pool => {
+    type Counts = Vec<(String, i64)>;
+    type PersonaCounts = Vec<(Option<Uuid>, i64)>;
+    let (totals, by_kind, by_persona, by_day): (Totals, Counts, PersonaCounts, Counts) = with_pool!(db, pool => {
         let totals = sqlx::query_as(
             "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT), COUNT(CASE WHEN favorite THEN 1 END) FROM media WHERE owner_id = $1",
         )
