@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, api_keys, auth, health, jobs, media};
+use crate::routes::{admin, api_keys, auth, health, jobs, media, personas};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -16,6 +16,8 @@ use crate::routes::{admin, api_keys, auth, health, jobs, media};
         health::healthz, health::readyz, health::system_health, health::generation_health,
         jobs::generate_single, jobs::generate_batch, jobs::list, jobs::stats, jobs::get, jobs::cancel, jobs::retry,
         media::list, media::get, media::update, media::delete, media::stats, media::bulk,
+        personas::list, personas::create, personas::get, personas::update, personas::favorite, personas::delete,
+        personas::duplicate, personas::versions, personas::preview,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -24,6 +26,7 @@ use crate::routes::{admin, api_keys, auth, health, jobs, media};
         (name = "api-keys", description = "Scoped API keys for scripts"),
         (name = "admin", description = "User management and audit log (admins)"),
         (name = "jobs", description = "Generation jobs: submit, follow, cancel, retry"),
+        (name = "personas", description = "Reusable creative identities, versioned"),
         (name = "media", description = "The media library: search, tags, favourites, bulk actions"),
         (name = "system", description = "Health and readiness"),
     )

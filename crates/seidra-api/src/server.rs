@@ -20,7 +20,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
 use crate::middleware::{LimitPolicy, authenticate_and_limit, http_metrics};
-use crate::routes::{admin, api_keys, auth, files, health, jobs, media};
+use crate::routes::{admin, api_keys, auth, files, health, jobs, media, personas};
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -53,6 +53,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}", get(jobs::get))
         .route("/api/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/jobs/{id}/retry", post(jobs::retry))
+        .route("/api/personas", get(personas::list).post(personas::create))
+        .route(
+            "/api/personas/{id}",
+            get(personas::get).put(personas::update).patch(personas::favorite).delete(personas::delete),
+        )
+        .route("/api/personas/{id}/duplicate", post(personas::duplicate))
+        .route("/api/personas/{id}/versions", get(personas::versions))
+        .route("/api/personas/{id}/preview", post(personas::preview))
         .route("/api/media", get(media::list))
         .route("/api/media/stats", get(media::stats))
         .route("/api/media/bulk", post(media::bulk))

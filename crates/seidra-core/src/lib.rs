@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod job;
+pub mod persona;
 pub mod validation;
 
 pub use account::{ApiKeyScope, Role};

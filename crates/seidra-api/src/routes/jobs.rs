@@ -204,22 +204,40 @@ fn random_seed() -> ApiResult<u64> {
     Ok(u64::from_le_bytes(buf) & MAX_SEED)
 }
 
-/// Validates one request, routes it to an engine, resolves the seed and builds the job.
-fn prepare(
+/// Keys the client actually sent in a request object (persona defaults fill only the others).
+pub fn explicit_keys(raw: &serde_json::Value) -> Vec<String> {
+    raw.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// Validates one request, merges its persona, routes it to an engine, resolves the seed and
+/// builds the job.
+pub async fn prepare(
     state: &AppState,
+    owner_id: Uuid,
     mut request: ImageRequest,
+    explicit: &[String],
     prefix: &str,
     priority: PriorityClass,
     batch_id: Option<Uuid>,
 ) -> ApiResult<NewJob> {
+    let mut persona_ref = None;
+    if let Some(persona_id) = request.persona_id {
+        let persona =
+            seidra_store::personas::get_owned(&state.db, owner_id, persona_id).await.map_err(|e| match e {
+                StoreError::NotFound => {
+                    ApiError::validation(ValidationError::new(format!("{prefix}persona_id"), "unknown persona"))
+                }
+                other => other.into(),
+            })?;
+        let keys: Vec<&str> = explicit.iter().map(String::as_str).collect();
+        request = seidra_core::persona::merge_image_request(&persona.spec.0, request, &keys);
+        persona_ref = Some((persona.id, persona.version));
+    }
     request.validate(prefix)?;
     if let Some(seed) = request.seed
         && seed > MAX_SEED
     {
         return Err(ValidationError::new(format!("{prefix}seed"), format!("must be between 0 and {MAX_SEED}")).into());
-    }
-    if request.persona_id.is_some() {
-        return Err(ValidationError::new(format!("{prefix}persona_id"), "unknown persona").into());
     }
     let (engine, model) = state.engines.route(&request, prefix)?;
     request.seed = Some(match request.seed {
@@ -237,8 +255,8 @@ fn prepare(
         priority,
         engine: engine.name().to_owned(),
         model,
-        persona_id: None,
-        persona_version: None,
+        persona_id: persona_ref.map(|p| p.0),
+        persona_version: persona_ref.map(|p| p.1),
         request: serde_json::to_value(&request).map_err(ApiError::internal)?,
         prompt,
         negative_prompt,
@@ -290,6 +308,18 @@ async fn publish(state: &AppState, event: &seidra_events::Event) {
     }
 }
 
+/// Submits prepared jobs and answers like the generate endpoints.
+pub async fn submit_jobs(
+    state: &AppState,
+    principal: &Principal,
+    jobs: Vec<NewJob>,
+    idem: Option<Idempotency>,
+    batch_id: Option<Uuid>,
+) -> ApiResult<Response> {
+    let (created, jobs) = submit(state, principal, jobs, idem).await?;
+    Ok(submit_response(state, created, batch_id, &jobs))
+}
+
 fn submit_response(state: &AppState, created: bool, batch_id: Option<Uuid>, jobs: &[Job]) -> Response {
     let body = SubmitResponse {
         batch_id,
@@ -318,9 +348,10 @@ pub async fn generate_single(
     principal.require_scope(ApiKeyScope::Generate)?;
     require_json(&headers)?;
     let request: ImageRequest = parse_json(&body)?;
+    let explicit = explicit_keys(&serde_json::from_slice(&body).unwrap_or_default());
     let idem = idempotency(&headers, &body)?;
     let priority = request.priority.unwrap_or(PriorityClass::Interactive);
-    let job = prepare(&state, request, "", priority, None)?;
+    let job = prepare(&state, principal.user.id, request, &explicit, "", priority, None).await?;
     let (created, jobs) = submit(&state, &principal, vec![job], idem).await?;
     Ok(submit_response(&state, created, None, &jobs))
 }
@@ -338,6 +369,7 @@ pub async fn generate_batch(
     principal.require_scope(ApiKeyScope::Generate)?;
     require_json(&headers)?;
     let batch: BatchRequest = parse_json(&body)?;
+    let raw: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if batch.requests.is_empty() || batch.requests.len() > MAX_BATCH {
         return Err(ValidationError::new("requests", format!("must hold 1 to {MAX_BATCH} requests")).into());
     }
@@ -353,7 +385,19 @@ pub async fn generate_batch(
             )
             .into());
         }
-        new_jobs.push(prepare(&state, request, &format!("requests[{i}]."), priority, Some(batch_id))?);
+        let explicit = explicit_keys(&raw["requests"][i]);
+        new_jobs.push(
+            prepare(
+                &state,
+                principal.user.id,
+                request,
+                &explicit,
+                &format!("requests[{i}]."),
+                priority,
+                Some(batch_id),
+            )
+            .await?,
+        );
     }
     let (created, jobs) = submit(&state, &principal, new_jobs, idem).await?;
     let batch_id = jobs.first().and_then(|j| j.batch_id);
@@ -534,8 +578,16 @@ pub async fn retry(State(state): State<AppState>, principal: Principal, Path(id)
     if job.owner_id != principal.user.id {
         return Err(ApiError::forbidden("not_owner", "only the owner can retry a job"));
     }
-    let request: ImageRequest = serde_json::from_value(job.request.clone()).map_err(ApiError::internal)?;
-    let mut new_job = prepare(&state, request, "", job.priority, job.batch_id)?;
+    let mut request: ImageRequest = serde_json::from_value(job.request.clone()).map_err(ApiError::internal)?;
+    // The stored request is already merged: retry it as is, keeping the persona reference.
+    let persona = request.persona_id.take();
+    let every_key: Vec<String> = explicit_keys(&job.request);
+    let mut new_job = prepare(&state, principal.user.id, request, &every_key, "", job.priority, job.batch_id).await?;
+    new_job.persona_id = persona.or(job.persona_id);
+    new_job.persona_version = job.persona_version;
+    if let Some(obj) = new_job.request.as_object_mut() {
+        obj.insert("persona_id".to_owned(), serde_json::json!(new_job.persona_id));
+    }
     new_job.retry_of = Some(job.id);
     let (_, jobs) = submit(&state, &principal, vec![new_job], None).await?;
     Ok(submit_response(&state, true, None, &jobs))

@@ -1,0 +1,2 @@
+DROP TABLE persona_versions;
+DROP TABLE personas;
