@@ -28,4 +28,10 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+step "monitoring: promtool rules/tests, dashboards, live seidra + Prometheus"
+bash scripts/check-monitoring.sh
+
+step "deployment checks (chart, manifests, images, compose, workflows, scripts)"
+bash scripts/check-deploy.sh
+
 step "all tests passed"

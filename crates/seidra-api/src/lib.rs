@@ -17,5 +17,5 @@ pub mod ui;
 pub mod views;
 pub mod ws;
 
-pub use server::{router, serve};
+pub use server::{router, serve, worker_router};
 pub use state::AppState;

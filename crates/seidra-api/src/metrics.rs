@@ -6,6 +6,10 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// Job wait/run buckets in seconds: 10 ms … 1 h.
+const JOB_BUCKETS: &[f64] =
+    &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+
 /// Latency buckets in seconds: 1 ms … 30 s.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
@@ -13,7 +17,10 @@ const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 pub fn handle() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
+            // Job timings span milliseconds (noop) to an hour (big renders); HTTP stays fine-grained.
             let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Prefix("seidra_job_".to_owned()), JOB_BUCKETS)
+                .ok()?
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
                 .ok()?;
             let recorder = builder.build_recorder();
@@ -24,6 +31,15 @@ pub fn handle() -> Option<PrometheusHandle> {
             }
             describe();
             metrics::gauge!("seidra_build_info", "version" => seidra_core::VERSION).set(1.0);
+            // Rare-event counters exist from the start so alerts can use increase() on them.
+            for name in [
+                "seidra_jobs_reclaimed_total",
+                "seidra_ws_slow_disconnects_total",
+                "seidra_rate_limit_backend_errors_total",
+                "seidra_events_truncated_total",
+            ] {
+                metrics::counter!(name).increment(0);
+            }
             Some(handle)
         })
         .clone()

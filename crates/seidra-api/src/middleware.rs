@@ -106,7 +106,17 @@ fn add_rate_headers(headers: &mut http::HeaderMap, d: Decision) {
 /// Counts requests and observes latency by method, route template and status.
 pub async fn http_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    // Bounded label: invented methods would otherwise each create a series.
+    let method = match *req.method() {
+        http::Method::GET
+        | http::Method::POST
+        | http::Method::PUT
+        | http::Method::PATCH
+        | http::Method::DELETE
+        | http::Method::HEAD
+        | http::Method::OPTIONS => req.method().as_str().to_owned(),
+        _ => "other".to_owned(),
+    };
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
 use axum::middleware::from_fn_with_state;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -161,6 +161,21 @@ async fn security_headers(State(production): State<bool>, mut response: Response
         set(http::header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains");
     }
     response
+}
+
+/// The small HTTP surface of a `seidra worker` process: `/metrics` (this process's job,
+/// engine and event counters) and `/healthz`.
+pub fn worker_router() -> Router {
+    Router::new().route("/healthz", get(health::healthz)).route(
+        "/metrics",
+        get(|| async {
+            crate::metrics::record_process_metrics();
+            match crate::metrics::handle() {
+                Some(h) => ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+                None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder unavailable\n").into_response(),
+            }
+        }),
+    )
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then gives in-flight requests

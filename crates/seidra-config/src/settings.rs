@@ -142,11 +142,13 @@ pub struct WorkerSettings {
     pub embedded: u32,
     /// Seconds running jobs get to finish after SIGTERM before they are released to the queue.
     pub grace_secs: u64,
+    /// Where `seidra worker` serves `/metrics` and `/healthz` (unset: no HTTP listener).
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { concurrency: 2, embedded: 1, grace_secs: 30 }
+        Self { concurrency: 2, embedded: 1, grace_secs: 30, metrics_bind: None }
     }
 }
 

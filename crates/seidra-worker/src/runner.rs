@@ -303,25 +303,18 @@ impl Worker {
                 "lease_lost"
             }
             Ok(outputs) if !cancel.is_cancelled() => self.store_and_complete(&job, outputs).await,
-            Ok(_) | Err(EngineError::Cancelled) if released => {
-                self.settle(&job, JobEvent::Release, None).await;
-                "released"
-            }
-            Ok(_) | Err(EngineError::Cancelled) => {
-                self.settle(&job, JobEvent::Cancel, None).await;
-                "cancelled"
-            }
+            Ok(_) | Err(EngineError::Cancelled) if released => self.settle(&job, JobEvent::Release, None).await,
+            Ok(_) | Err(EngineError::Cancelled) => self.settle(&job, JobEvent::Cancel, None).await,
             Err(EngineError::Invalid(v)) => {
                 let error = JobError { code: "invalid_request".into(), message: v.to_string(), retryable: false };
-                self.settle(&job, JobEvent::Fail { retryable: false }, Some(error)).await;
-                "failed"
+                self.settle(&job, JobEvent::Fail { retryable: false }, Some(error)).await
             }
             Err(EngineError::Failed { code, message, retryable }) => {
                 let error = JobError { code, message, retryable };
-                self.settle(&job, JobEvent::Fail { retryable }, Some(error)).await;
-                if retryable { "retrying" } else { "failed" }
+                self.settle(&job, JobEvent::Fail { retryable }, Some(error)).await
             }
         };
+        tracing::info!(outcome = outcome_label, elapsed_ms = started.elapsed().as_millis(), "job attempt finished");
         metrics::counter!("seidra_jobs_finished_total", "job_type" => job.job_type.as_str(), "engine" => engine.clone(), "outcome" => outcome_label)
             .increment(1);
         metrics::histogram!("seidra_job_run_seconds", "job_type" => job.job_type.as_str(), "engine" => engine)
@@ -479,8 +472,7 @@ impl Worker {
                         message: format!("could not store the output: {err}"),
                         retryable: true,
                     };
-                    self.settle(job, JobEvent::Fail { retryable: true }, Some(error)).await;
-                    return "retrying";
+                    return self.settle(job, JobEvent::Fail { retryable: true }, Some(error)).await;
                 }
             }
         }
@@ -498,8 +490,7 @@ impl Worker {
                     && current.cancel_requested
                     && current.lease_owner == Some(self.id)
                 {
-                    self.settle(&current, JobEvent::Cancel, None).await;
-                    return "cancelled";
+                    return self.settle(&current, JobEvent::Cancel, None).await;
                 }
                 "lease_lost"
             }
@@ -520,8 +511,9 @@ impl Worker {
         }
     }
 
-    /// Applies a worker-side event and publishes the result.
-    async fn settle(&self, job: &Job, event: JobEvent, error: Option<JobError>) {
+    /// Applies a worker-side event and publishes the result; returns the outcome label (the
+    /// status the job really ended in, so a last retryable failure counts as `failed`).
+    async fn settle(&self, job: &Job, event: JobEvent, error: Option<JobError>) -> &'static str {
         match jobs::finish_attempt(&self.deps.db, job, self.id, event, error.as_ref()).await {
             Ok(Some(updated)) => {
                 let kind = match updated.status {
@@ -535,9 +527,22 @@ impl Worker {
                 if updated.status == JobStatus::Queued || updated.status == JobStatus::Retrying {
                     self.publish(&crate::events::control_event(JOBS_WAKE, None)).await;
                 }
+                match updated.status {
+                    JobStatus::Queued => "released",
+                    JobStatus::Retrying => "retrying",
+                    JobStatus::Failed => "failed",
+                    JobStatus::Cancelled => "cancelled",
+                    JobStatus::Running | JobStatus::Succeeded => "error",
+                }
             }
-            Ok(None) => tracing::warn!(?event, "the job was no longer ours to settle"),
-            Err(err) => tracing::warn!(%err, ?event, "could not settle the job; its lease will expire"),
+            Ok(None) => {
+                tracing::warn!(?event, "the job was no longer ours to settle");
+                "lease_lost"
+            }
+            Err(err) => {
+                tracing::warn!(%err, ?event, "could not settle the job; its lease will expire");
+                "error"
+            }
         }
     }
 }

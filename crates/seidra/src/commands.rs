@@ -247,6 +247,18 @@ async fn worker(settings: Settings, concurrency: Option<u32>) -> anyhow::Result<
         shutdown_signal().await;
         stop_on_signal.cancel();
     });
+    if let Some(addr) = settings.worker.metrics_bind {
+        let _ = seidra_api::metrics::handle();
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(%addr, "worker metrics listening");
+        let stop_http = stop.clone();
+        tokio::spawn(seidra_api::serve(
+            listener,
+            seidra_api::worker_router(),
+            async move { stop_http.cancelled().await },
+            Duration::from_secs(1),
+        ));
+    }
     worker.run(stop).await?;
     db.close().await;
     Ok(ExitCode::SUCCESS)

@@ -99,7 +99,14 @@ async fn events_cross_processes(redis: Option<TestRedis>) -> anyhow::Result<()> 
     let db = TestDb::migrated(Backend::Postgres).await?;
     let dir = tempfile::tempdir()?;
     let (_api, base) = serve(&db.url, dir.path(), redis.as_ref());
-    let _worker = worker(&db.url, dir.path(), redis.as_ref());
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let _worker = Proc(
+        base_cmd(&db.url, dir.path(), redis.as_ref())
+            .args(["worker", "--concurrency", "1"])
+            .env("SEIDRA_WORKER__METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
     let client = reqwest::Client::new();
     let alice = register(&client, &base, "alice").await;
     let bob = register(&client, &base, "bob").await;
@@ -132,6 +139,12 @@ async fn events_cross_processes(redis: Option<TestRedis>) -> anyhow::Result<()> 
     assert_eq!(job["outputs"].as_array().map(Vec::len), Some(2));
     let health = get(&client, format!("{base}/api/generation/health"), &alice).await;
     assert_eq!(health["workers"].as_array().map(Vec::len), Some(1), "{health}");
+    // The worker process exports its own job metrics.
+    let metrics = client.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await?.text().await?;
+    assert!(
+        metrics.contains(r#"seidra_jobs_finished_total{job_type="image",engine="procedural",outcome="succeeded"} 1"#),
+        "{metrics}"
+    );
     Ok(())
 }
 

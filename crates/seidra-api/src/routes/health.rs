@@ -66,7 +66,9 @@ async fn check_database(state: &AppState) -> (DependencyHealth, DependencyHealth
     };
     let migrations = if database.status == "ok" {
         match tokio::time::timeout(CHECK_TIMEOUT, seidra_store::migrate::status(&state.db)).await {
-            Ok(Ok(s)) if s.at_head() => DependencyHealth {
+            // A schema *ahead* of this binary is normal during a rolling upgrade (migrations are
+            // additive): old pods stay ready. Behind (pending) or a failed migration is not.
+            Ok(Ok(s)) if s.pending().next().is_none() && s.failed.is_empty() => DependencyHealth {
                 status: "ok",
                 latency_ms: None,
                 error: None,
