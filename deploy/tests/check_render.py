@@ -186,8 +186,12 @@ def check_common(r: Render, *, repository: str, tag: str, secret_name: str, fron
     if worker:
         c = worker["spec"]["template"]["spec"]["containers"][0]
         check(c.get("args", [])[:1] == ["worker"], f"{label}: worker args {c.get('args')} should start with worker")
-        check("ports" not in c, f"{label}: worker should expose no port")
-        check("readinessProbe" not in c, f"{label}: worker should have no readiness probe (no HTTP port)")
+        ports = [(p.get("name"), p.get("containerPort")) for p in c.get("ports", [])]
+        check(ports == [("metrics", 9090)], f"{label}: worker should expose only metrics:9090, got {ports}")
+        env = {e.get("name"): e.get("value") for e in c.get("env", [])}
+        check(env.get("SEIDRA_WORKER__METRICS_BIND") == "0.0.0.0:9090", f"{label}: worker metrics listener not configured")
+        check(c.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz", f"{label}: worker liveness probe should GET /healthz")
+        check("readinessProbe" not in c, f"{label}: worker should have no readiness probe (it takes no traffic)")
         grace = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         check(grace > int((cm or {}).get("data", {}).get("SEIDRA_WORKER__GRACE_SECS", 30)),
               f"{label}: worker terminationGracePeriodSeconds {grace} not above SEIDRA_WORKER__GRACE_SECS")
