@@ -28,6 +28,9 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+step "web studio: lint, typecheck, API contract, unit tests, build, e2e in Chromium against seidra up"
+SEIDRA_E2E_BACKEND_SERVES_UI=1 bash scripts/check-frontend.sh
+
 step "monitoring: promtool rules/tests, dashboards, live seidra + Prometheus"
 bash scripts/check-monitoring.sh
 

@@ -10,7 +10,7 @@ use crate::routes::{admin, api_keys, auth, health, jobs, media, personas};
 #[openapi(
     info(title = "SEIDRA Ultimate API", description = "Self-hosted AI media studio"),
     paths(
-        auth::register, auth::login, auth::refresh, auth::logout, auth::me, auth::change_password,
+        auth::config, auth::register, auth::login, auth::refresh, auth::logout, auth::me, auth::change_password,
         api_keys::list, api_keys::create, api_keys::revoke,
         admin::list_users, admin::create, admin::update, admin::audit_log,
         health::healthz, health::readyz, health::system_health, health::generation_health,
@@ -50,9 +50,33 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The spec with the running version filled in.
+/// The spec with the running version filled in and operation ids made unique
+/// (`<tag>_<handler>`, e.g. `jobs_list`), as client generators require.
 pub fn spec() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = seidra_core::VERSION.to_owned();
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tag = op.tags.as_ref().and_then(|t| t.first()).cloned().unwrap_or_default().replace('-', "_");
+            if let Some(id) = &op.operation_id
+                && !tag.is_empty()
+                && !id.starts_with(&format!("{tag}_"))
+            {
+                op.operation_id = Some(format!("{tag}_{id}"));
+            }
+        }
+    }
     doc
 }

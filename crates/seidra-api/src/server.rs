@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/register", post(auth::register))
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/refresh", post(auth::refresh))
+        .route("/api/auth/config", get(auth::config))
         .layer(from_fn_with_state((state.clone(), LimitPolicy::Auth), authenticate_and_limit));
 
     let api_routes = Router::new()

@@ -173,6 +173,7 @@ pub struct UserPage {
 
 /// Pagination parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Page size (1–200, default 50).

@@ -305,6 +305,8 @@ async fn admin_routes(backend: Backend) -> anyhow::Result<()> {
 
 async fn registration_can_be_closed(backend: Backend) -> anyhow::Result<()> {
     let s = TestServer::builder(backend).settings(|s| s.allow_registration = false).start().await?;
+    let (status, config) = s.get("/api/auth/config", None).await?;
+    assert_eq!((status, config["registration_open"].as_bool()), (200, Some(false)));
     let (status, body) =
         s.post("/api/auth/register", None, &json!({ "username": "ivan", "password": PASSWORD })).await?;
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("registration_disabled")));

@@ -246,3 +246,21 @@ pub async fn change_password(
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// What the sign-in page needs to know before anyone signs in.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AuthConfig {
+    /// Whether `POST /api/auth/register` is open to anyone.
+    pub registration_open: bool,
+    /// Minimum password length.
+    pub min_password_chars: usize,
+}
+
+/// Public sign-in settings (registration open or not, password rules).
+#[utoipa::path(get, path = "/api/auth/config", tag = "auth", responses((status = 200, body = AuthConfig)))]
+pub async fn config(State(state): State<AppState>) -> Json<AuthConfig> {
+    Json(AuthConfig {
+        registration_open: state.settings.allow_registration,
+        min_password_chars: seidra_core::validation::MIN_PASSWORD_CHARS,
+    })
+}

@@ -422,6 +422,7 @@ fn require_json(headers: &HeaderMap) -> ApiResult<()> {
 
 /// Filters for `GET /api/jobs`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct JobListQuery {
     /// Status.
@@ -608,6 +609,7 @@ pub struct JobStatsView {
 
 /// Statistics query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatsQuery {
     /// Admins: everyone's jobs.

@@ -82,6 +82,7 @@ impl MediaView {
 
 /// Filters for `GET /api/media`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MediaQuery {
     /// `image`, `audio` or `video`.

@@ -61,6 +61,7 @@ pub struct PersonaPage {
 
 /// Listing filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PersonaQuery {
     /// Text in the name.

@@ -1,0 +1,660 @@
+// End-to-end tests: a real `seidra up` (SQLite, temp data dir, free port), the built app, and
+// Debian's Chromium driven by playwright-core. Steps run in order and share state (they tell
+// one story); the first failure stops the run with a screenshot and the backend's log tail.
+//
+//   node e2e/run.mjs                       (after `npm run build`)
+//   SEIDRA_BIN=/path/to/seidra             backend binary (default ../target/debug/seidra)
+//   SEIDRA_E2E_BACKEND_SERVES_UI=1         the backend serves dist/ itself (no proxy in front)
+//   CHROMIUM=/usr/bin/chromium             browser binary
+//   E2E_HEADFUL=1                          watch it run (needs a display)
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, createWriteStream } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer } from './serve.mjs';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const root = resolve(here, '..');
+const dist = join(root, 'dist');
+const shots = join(here, 'screenshots');
+const artifacts = join(here, 'artifacts');
+const bin = process.env.SEIDRA_BIN ?? resolve(root, '../target/debug/seidra');
+const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const backendServesUi = process.env.SEIDRA_E2E_BACKEND_SERVES_UI === '1';
+const ADMIN_PASSWORD = 'e2e-admin-password-0451';
+const PASSWORD = 'correct-horse-battery-e2e';
+
+for (const [path, what] of [
+  [bin, 'the backend binary (cargo build -p seidra, or set SEIDRA_BIN)'],
+  [join(dist, 'index.html'), 'the built app (npm run build)'],
+  [chromiumPath, 'Chromium (apt-get install -y chromium)'],
+]) {
+  if (!existsSync(path)) {
+    console.error(`e2e: missing ${what}: ${path}`);
+    process.exit(2);
+  }
+}
+mkdirSync(shots, { recursive: true });
+mkdirSync(artifacts, { recursive: true });
+
+// ---------------------------------------------------------------- processes we own
+const cleanups = [];
+let cleaning = null;
+const cleanup = () =>
+  (cleaning ??= (async () => {
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        console.error('cleanup:', err);
+      }
+    }
+  })());
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = /** @type {net.AddressInfo} */ (s.address());
+      s.close(() => res(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function startBackend() {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'seidra-e2e-'));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const logPath = join(artifacts, 'backend.log');
+  const log = createWriteStream(logPath);
+  /** @type {Record<string, string | undefined>} */
+  const env = {
+    ...process.env,
+    SEIDRA_BIND: `127.0.0.1:${port}`,
+    SEIDRA_DATA_DIR: dataDir,
+    SEIDRA_ADMIN_PASSWORD: ADMIN_PASSWORD,
+    SEIDRA_ALLOW_REGISTRATION: 'true',
+    SEIDRA_LOG_FORMAT: 'pretty',
+    NO_COLOR: '1',
+  };
+  // Our own knobs are not the server's configuration (it warns about unknown SEIDRA_* names).
+  delete env.SEIDRA_BIN;
+  delete env.SEIDRA_E2E_BACKEND_SERVES_UI;
+  if (backendServesUi) env.SEIDRA_UI_DIR = dist;
+  const child = spawn(bin, ['up'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  let exited = false;
+  child.on('exit', () => {
+    exited = true;
+  });
+  cleanups.push(async () => {
+    if (exited) return;
+    child.kill('SIGTERM');
+    for (let i = 0; i < 100 && !exited; i++) await sleep(100);
+    if (!exited) child.kill('SIGKILL');
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`seidra up exited early; see ${logPath}`);
+    try {
+      const res = await fetch(`${url}/readyz`);
+      if (res.ok) return { url, logPath };
+    } catch {
+      // not listening yet
+    }
+    await sleep(200);
+  }
+  throw new Error(`seidra up not ready within 60 s; see ${logPath}`);
+}
+
+// ---------------------------------------------------------------- tiny test runner
+const results = [];
+/** @type {import('playwright-core').Page} */
+let page = /** @type {any} */ (null);
+async function step(name, fn) {
+  const started = Date.now();
+  process.stdout.write(`• ${name} … `);
+  try {
+    await fn();
+    const ms = Date.now() - started;
+    results.push({ name, ok: true, ms });
+    console.log(`ok (${ms} ms)`);
+  } catch (err) {
+    console.log('FAILED');
+    results.push({ name, ok: false, ms: Date.now() - started, err });
+    throw err;
+  }
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(`assertion failed: ${message}`);
+}
+
+async function waitFor(fn, message, timeout = 20_000, interval = 100) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(interval);
+  }
+  throw new Error(`timed out waiting for ${message}${last instanceof Error ? ` (${last.message})` : ''}`);
+}
+
+// ---------------------------------------------------------------- page helpers
+const axeSource = readFileSync(join(root, 'node_modules/axe-core/axe.min.js'), 'utf8');
+const axeReport = [];
+
+/** Runs axe-core in the page; fails on serious or critical violations. */
+async function axe(screen) {
+  await page.evaluate(axeSource); // evaluated through DevTools: not subject to the page's CSP
+  const result = await page.evaluate(async () => {
+    // @ts-expect-error axe is injected above
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+  });
+  const bad = result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  axeReport.push({ screen, violations: result });
+  assert(bad.length === 0, `axe (${screen}): ${JSON.stringify(bad, null, 1)}`);
+}
+
+async function shot(name, { full = true } = {}) {
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: full, animations: 'disabled' });
+}
+
+async function screen(name, { axeCheck = true, full = !/generate/.test(name) } = {}) {
+  await page.waitForLoadState('networkidle').catch(() => undefined);
+  await page.locator('.loading').first().waitFor({ state: 'detached', timeout: 10_000 }).catch(() => undefined);
+  await shot(name, { full });
+  if (axeCheck) await axe(name);
+}
+
+async function go(path) {
+  await page.goto(base + path);
+  await page.locator('main h1').first().waitFor();
+}
+
+async function login(username, password) {
+  await page.goto(`${base}/login`);
+  await page.fill('#username', username);
+  await page.fill('#password', password);
+  await page.click('form button[type=submit]');
+  await page.waitForURL(/\/generate/);
+  await page.locator('.live-open').waitFor({ timeout: 15_000 });
+}
+
+async function signOut() {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(/\/login/);
+}
+
+/** The API as this page's user (same origin, the page's stored token). */
+async function apiAs(token, path, init = {}) {
+  return fetch(`${base}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...init.headers } });
+}
+
+const storedToken = () => page.evaluate(() => JSON.parse(localStorage.getItem('seidra.session') ?? 'null')?.accessToken ?? null);
+
+const cardFor = (prompt) => page.locator('article.job-card', { has: page.locator('.job-card-prompt', { hasText: prompt }) }).first();
+
+/** @param {{ prompt: string, preset?: string, width?: number, height?: number, steps?: number, count?: number }} o */
+async function fillGenerate({ prompt, preset, width, height, steps, count }) {
+  await page.fill('#prompt', prompt);
+  if (preset) await page.selectOption('#size_preset', preset);
+  if (width) await page.fill('#width', String(width));
+  if (height) await page.fill('#height', String(height));
+  if (steps) await page.fill('#num_inference_steps', String(steps));
+  if (count) await page.fill('#num_images', String(count));
+}
+
+// ---------------------------------------------------------------- the story
+let base;
+let proxy = null;
+const consoleProblems = [];
+
+async function main() {
+  const backend = await startBackend();
+  if (backendServesUi) {
+    base = backend.url;
+  } else {
+    proxy = await startServer({ root: dist, backend: backend.url });
+    cleanups.push(() => proxy.close());
+    base = proxy.url;
+  }
+  console.log(`backend ${backend.url}; app ${base}${backendServesUi ? ' (served by the backend)' : ' (e2e proxy)'}`);
+
+  const browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: process.env.E2E_HEADFUL !== '1',
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-dev-shm-usage',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+    ].filter((a) => a !== '--headless' || process.env.E2E_HEADFUL !== '1'),
+  });
+  cleanups.push(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
+  page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  page.on('pageerror', (e) => consoleProblems.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    // Failed requests the app handles (401 on a wrong password, 404/409 on purpose) are logged
+    // by Chromium itself; anything else at error level is a bug.
+    if (m.type() === 'error' && !/Failed to load resource|WebSocket connection to .* failed/.test(m.text())) consoleProblems.push(`console: ${m.text()}`);
+  });
+
+  const alice = `alice${Date.now() % 100000}`;
+  let aliceJobIds = [];
+
+  await step('signed-out visitors land on the login page', async () => {
+    await page.goto(`${base}/jobs`);
+    await page.waitForURL(/\/login\?next=%2Fjobs/);
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+    await screen('01-login');
+  });
+
+  await step('a wrong password shows the server message', async () => {
+    await page.fill('#username', 'admin');
+    await page.fill('#password', 'not-the-password');
+    await page.click('form button[type=submit]');
+    await page.getByRole('alert').filter({ hasText: /wrong username or password/i }).waitFor();
+  });
+
+  await step('register a new account and land on Generate (then on the page asked for)', async () => {
+    await page.getByRole('button', { name: /Create one/ }).click();
+    await page.getByRole('heading', { name: 'Create an account' }).waitFor();
+    await page.fill('#username', alice);
+    await page.fill('#password', 'short');
+    await page.fill('#confirm', 'short');
+    await page.click('form button[type=submit]');
+    // The server's 422 lands next to the field it names.
+    await page.locator('#password-error').waitFor();
+    await screen('02-register-error');
+    await page.fill('#password', PASSWORD);
+    await page.fill('#confirm', PASSWORD);
+    await page.click('form button[type=submit]');
+    await page.waitForURL(/\/jobs$/);
+    await page.locator('.live-open').waitFor();
+  });
+
+  await step('Generate: engines come from capabilities; procedural is labelled as a CPU engine', async () => {
+    await go('/generate');
+    await waitFor(async () => /Procedural/.test((await page.locator('#engine option:checked').textContent()) ?? ''), 'the procedural engine');
+    await page.getByText('It is not a diffusion model').waitFor();
+    assert((await page.locator('fieldset', { hasText: 'LoRAs' }).getAttribute('disabled')) !== null, 'LoRAs disabled for procedural');
+    assert(await page.getByRole('button', { name: 'Add a LoRA' }).isDisabled(), 'cannot add a LoRA');
+    assert(await page.locator('#persona_id').isDisabled(), 'persona picker is a disabled placeholder');
+    await screen('03-generate-empty');
+  });
+
+  await step('keyboard: the first Tab reaches the skip link, which jumps to the content', async () => {
+    await page.reload();
+    await page.locator('main h1').waitFor();
+    await page.keyboard.press('Tab');
+    assert(await page.evaluate(() => document.activeElement?.classList.contains('skip-link')), 'skip link focused first');
+    await page.keyboard.press('Enter');
+    assert(await page.evaluate(() => document.activeElement?.id === 'main'), 'focus moved to main');
+  });
+
+  await step('client-side validation names the field', async () => {
+    await page.fill('#prompt', '');
+    await page.fill('#width', '250');
+    await page.click('form[aria-label="Generation settings"] button[type=submit]');
+    await page.locator('#prompt-error').waitFor();
+    await page.locator('#width-error').waitFor();
+    assert((await page.locator('#width').getAttribute('aria-invalid')) === 'true', 'width marked invalid');
+  });
+
+  await step('generate 2 images (procedural, 256×256): they appear in the results grid', async () => {
+    await fillGenerate({ prompt: 'a red fox in the snow', preset: '256x256', count: 2 });
+    await page.click('form[aria-label="Generation settings"] button[type=submit]');
+    const card = cardFor('a red fox in the snow');
+    await card.locator('.badge-succeeded').waitFor({ timeout: 30_000 });
+    const imgs = card.locator('ul.outputs img');
+    await waitFor(async () => (await imgs.count()) === 2, '2 images');
+    await waitFor(
+      async () => (await imgs.evaluateAll((els) => els.every((e) => e instanceof HTMLImageElement && e.complete && e.naturalWidth === 256))) === true,
+      'both images loaded at 256 px',
+    );
+    await screen('04-generate-results');
+  });
+
+  await step('a double-click submits one job (Idempotency-Key)', async () => {
+    const token = await storedToken();
+    const before = await (await apiAs(token, '/api/jobs?limit=1')).json();
+    await fillGenerate({ prompt: 'double click lighthouse', preset: '256x256', count: 1 });
+    await page.locator('form[aria-label="Generation settings"] button[type=submit]').dblclick();
+    await cardFor('double click lighthouse').locator('.badge-succeeded').waitFor({ timeout: 30_000 });
+    await sleep(500);
+    const after = await (await apiAs(token, '/api/jobs?limit=1')).json();
+    assert(after.total === before.total + 1, `jobs ${before.total} → ${after.total}`);
+  });
+
+  let cancelledPrompt = '';
+  await step('a big job shows live progress (stage, ETA) and can be cancelled while running', async () => {
+    let cancelled = false;
+    for (let attempt = 1; attempt <= 3 && !cancelled; attempt++) {
+      cancelledPrompt = `a vast nebula, attempt ${attempt}`;
+      await fillGenerate({ prompt: cancelledPrompt, preset: '2048x2048', steps: 150, count: 8 });
+      await page.click('form[aria-label="Generation settings"] button[type=submit]');
+      const card = cardFor(cancelledPrompt);
+      await card.locator('.badge-running').waitFor({ timeout: 30_000 });
+      // Progress arrives over the WebSocket: watch the bar move and the stage text change.
+      const seen = new Set();
+      const stages = new Set();
+      const bar = card.getByRole('progressbar');
+      const until = Date.now() + 3000;
+      while (Date.now() < until && seen.size < 3) {
+        const v = await bar.getAttribute('aria-valuenow').catch(() => null);
+        const text = await card.locator('.job-progress-text').textContent().catch(() => '');
+        if (v !== null && Number(v) > 0 && Number(v) < 100) seen.add(v);
+        if (text && /Stage:/.test(text)) stages.add(text.replace(/\d+%/, ''));
+        if (!(await card.locator('.badge-running').count())) break;
+        await sleep(60);
+      }
+      if (seen.size >= 2) await shot('05-generate-progress', { full: false });
+      const cancel = card.getByRole('button', { name: 'Cancel' });
+      if (!(await card.locator('.badge-running').count()) || seen.size < 2) {
+        console.log(`(attempt ${attempt}: the job finished before enough progress/cancel; trying again)`);
+        continue;
+      }
+      assert(stages.size >= 1, 'stage text shown');
+      assert(/left/.test((await card.locator('.job-progress-text').textContent()) ?? ''), 'ETA shown');
+      await cancel.click();
+      const outcome = await waitFor(
+        async () => ((await card.locator('.badge-cancelled').count()) ? 'cancelled' : (await card.locator('.badge-succeeded').count()) ? 'succeeded' : null),
+        'cancel outcome',
+        30_000,
+      );
+      cancelled = outcome === 'cancelled';
+      if (!cancelled) console.log(`(attempt ${attempt}: finished before the cancel reached the engine; trying again)`);
+    }
+    assert(cancelled, 'a running job was cancelled');
+    await screen('06-generate-cancelled');
+  });
+
+  await step('Jobs: the live table lists the jobs; filters work', async () => {
+    await go('/jobs');
+    await page.locator('table.jobs-table tbody tr').first().waitFor();
+    const rows = await page.locator('table.jobs-table tbody tr').count();
+    assert(rows === 3, `rows ${rows}`);
+    await screen('07-jobs');
+    await page.selectOption('#jobs-status', 'cancelled');
+    await waitFor(async () => (await page.locator('table.jobs-table tbody tr').count()) === 1, 'one cancelled job');
+    await page.selectOption('#jobs-status', '');
+    await page.fill('#jobs-search', 'fox');
+    await waitFor(async () => (await page.locator('table.jobs-table tbody tr').count()) === 1, 'search finds the fox');
+    await page.getByRole('button', { name: 'Clear filters' }).click();
+    await waitFor(async () => (await page.locator('table.jobs-table tbody tr').count()) === rows, 'all rows back');
+  });
+
+  await step('Jobs: retry the cancelled job; the new job runs live and links to the old one', async () => {
+    const row = page.locator('table.jobs-table tbody tr', { hasText: cancelledPrompt });
+    await row.getByRole('button', { name: /Retry job/ }).click();
+    // The retry shows up through the live connection (job.queued → list reload).
+    const retried = page.locator('table.jobs-table tbody tr', { hasText: cancelledPrompt });
+    await waitFor(async () => (await retried.count()) === 2, 'retried job listed');
+    const newRow = retried.first();
+    await newRow.locator('.badge-running, .badge-succeeded').first().waitFor({ timeout: 30_000 });
+    await newRow.getByRole('button', { name: cancelledPrompt, exact: true }).click();
+    const drawer = page.getByRole('dialog', { name: 'Job details' });
+    await drawer.waitFor();
+    await drawer.getByText('Retry of').waitFor();
+    await drawer.locator('.badge-succeeded').waitFor({ timeout: 60_000 });
+    await waitFor(async () => (await drawer.locator('ul.outputs img').count()) === 8, '8 outputs in the drawer');
+    await drawer.getByText('"num_inference_steps": 150').waitFor();
+    await screen('08-jobs-details');
+    await page.keyboard.press('Escape');
+    await drawer.waitFor({ state: 'detached' });
+  });
+
+  await step('reuse settings: the Generate form is filled from a finished job', async () => {
+    const row = page.locator('table.jobs-table tbody tr', { hasText: 'a red fox in the snow' });
+    await row.getByRole('button', { name: 'a red fox in the snow', exact: true }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Reuse settings' }).click();
+    await page.waitForURL(/\/generate/);
+    assert((await page.inputValue('#prompt')) === 'a red fox in the snow', 'prompt reused');
+    assert((await page.inputValue('#width')) === '256', 'width reused');
+    assert(await page.locator('#seed').isEnabled(), 'seed locked to the job seed');
+  });
+
+  if (!backendServesUi) {
+    await step('live connection: a job that finishes while disconnected is resynced on reconnect', async () => {
+      const prompt = 'resync comet over the sea';
+      await fillGenerate({ prompt, preset: '2048x2048', steps: 150, count: 8 });
+      proxy.blockWebSockets(true);
+      await page.click('form[aria-label="Generation settings"] button[type=submit]');
+      proxy.dropWebSockets();
+      await page.locator('.live-reconnecting').waitFor();
+      const token = await storedToken();
+      const card = cardFor(prompt);
+      await card.waitFor();
+      const id = await waitFor(async () => {
+        const page1 = await (await apiAs(token, `/api/jobs?search=${encodeURIComponent(prompt)}`)).json();
+        return page1.items[0]?.status === 'succeeded' ? page1.items[0].id : null;
+      }, 'the job to finish on the server', 60_000, 300);
+      assert(!(await card.locator('.badge-succeeded').count()), 'no update while disconnected');
+      proxy.blockWebSockets(false);
+      await page.locator('.live-open').waitFor({ timeout: 40_000 });
+      await card.locator('.badge-succeeded').waitFor();
+      aliceJobIds.push(id);
+    });
+  }
+
+  await step('Settings: create an API key — the token is shown once and works', async () => {
+    await go('/settings');
+    await page.fill('#key-name', 'e2e script');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const box = page.locator('.token-box');
+    await box.waitFor();
+    const token = await box.locator('input.token').inputValue();
+    assert(/^sk_/.test(token), `token ${token.slice(0, 6)}`);
+    await box.getByRole('button', { name: 'Copy' }).waitFor();
+    const me = await apiAs(token, '/api/auth/me');
+    assert(me.ok, `API key works (${me.status})`);
+    assert((await me.json()).username === alice, 'key belongs to the user');
+    await screen('09-settings-key-created');
+    await box.getByRole('button', { name: 'I have stored it' }).click();
+    await page.reload();
+    await page.locator('main h1').waitFor();
+    assert((await page.locator('input.token').count()) === 0, 'token not shown again');
+    await page.locator('table tbody tr', { hasText: 'e2e script' }).waitFor();
+    // revoke it
+    const row = page.locator('table tbody tr', { hasText: 'e2e script' });
+    await row.getByRole('button', { name: /Revoke key/ }).click();
+    await row.getByRole('button', { name: 'Revoke now' }).click();
+    await waitFor(async () => (await apiAs(token, '/api/auth/me')).status === 401, 'revoked key refused');
+    await screen('10-settings');
+  });
+
+  await step('Settings: French and the light theme', async () => {
+    await page.selectOption('#pref-lang', 'fr');
+    await page.getByRole('heading', { name: 'Paramètres', level: 1 }).waitFor();
+    assert((await page.getAttribute('html', 'lang')) === 'fr', 'html lang=fr');
+    await screen('11-settings-fr');
+    await go('/generate');
+    await screen('12-generate-fr');
+    await go('/settings');
+    await page.selectOption('#pref-theme', 'light');
+    await page.selectOption('#pref-lang', 'en');
+    await screen('13-settings-light');
+    await go('/jobs');
+    await screen('14-jobs-light');
+    await go('/settings');
+    await page.selectOption('#pref-theme', 'dark');
+  });
+
+  await step('Settings: change the password (and stay signed in)', async () => {
+    await page.fill('#current_password', 'wrong-current-password');
+    await page.fill('#new_password', `${PASSWORD}-2`);
+    await page.fill('#confirm_password', `${PASSWORD}-2`);
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await page.locator('#current_password-error').waitFor();
+    await page.fill('#current_password', PASSWORD);
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await page.getByText('Password changed').waitFor();
+    await go('/jobs');
+    await page.locator('table.jobs-table tbody tr').first().waitFor();
+  });
+
+  await step('System: dependencies, engines, workers and queue', async () => {
+    await go('/system');
+    await page.locator('table tbody tr', { hasText: 'database' }).getByText('OK').waitFor();
+    await page.getByRole('heading', { name: /Procedural/ }).waitFor();
+    await page.locator('table tbody tr', { hasText: 'embedded-0' }).waitFor();
+    await screen('15-system');
+  });
+
+  await step('placeholders for the screens still to come', async () => {
+    for (const [path, name] of [
+      ['/personas', '16-personas-soon'],
+      ['/library', '17-library-soon'],
+    ]) {
+      await go(path);
+      await page.getByText('Soon', { exact: true }).first().waitFor();
+      await screen(name);
+    }
+    for (const path of ['/video', '/notifications', '/models', '/no-such-page']) {
+      await go(path);
+      await axe(path);
+    }
+  });
+
+  await step('375 px wide: no horizontal scrolling; the menu opens and navigates', async () => {
+    await page.setViewportSize({ width: 375, height: 812 });
+    for (const [path, name] of [
+      ['/generate', '18-mobile-generate'],
+      ['/jobs', '19-mobile-jobs'],
+      ['/settings', '20-mobile-settings'],
+      ['/system', '21-mobile-system'],
+    ]) {
+      await go(path);
+      await page.waitForLoadState('networkidle').catch(() => undefined);
+      const width = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert(width <= 375, `${path} scrolls horizontally (${width}px)`);
+      await screen(name);
+    }
+    await page.getByRole('button', { name: 'Menu' }).click();
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Jobs' }).click();
+    await page.waitForURL(/\/jobs/);
+    assert(!(await page.locator('#primary-nav.open').count()), 'menu closes after navigating');
+    await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  await step('admin: Users lists the new account; create, disable and re-enable a user', async () => {
+    await signOut();
+    await login('admin', ADMIN_PASSWORD);
+    await go('/admin/users');
+    await page.locator('table tbody tr', { hasText: alice }).waitFor();
+    await page.fill('#new-username', 'bob');
+    await page.fill('#new-password', PASSWORD);
+    await page.getByRole('button', { name: 'Create user' }).last().click();
+    const bob = page.locator('table tbody tr', { hasText: 'bob' });
+    await bob.waitFor();
+    await bob.getByRole('button', { name: 'Disable bob' }).click();
+    await bob.getByRole('button', { name: 'Disable now' }).click();
+    await bob.getByText('Disabled', { exact: true }).waitFor();
+    const refused = await fetch(`${base}/api/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'bob', password: PASSWORD }),
+    });
+    assert(refused.status === 403, `disabled bob cannot sign in (${refused.status})`);
+    await bob.getByRole('button', { name: 'Enable' }).click();
+    await bob.getByText('Active', { exact: true }).waitFor();
+    await page.locator('.audit-list li').first().waitFor();
+    await screen('22-admin-users');
+  });
+
+  await step("admin: Jobs can show every user's jobs", async () => {
+    await go('/jobs?all=1');
+    await page.locator('table.jobs-table tbody tr', { hasText: 'a red fox in the snow' }).waitFor();
+    await screen('23-admin-all-jobs');
+    const token = await storedToken();
+    const list = await (await apiAs(token, `/api/jobs?all=true&search=fox`)).json();
+    aliceJobIds.push(...list.items.map((j) => j.id));
+  });
+
+  await step("a second user cannot see the first user's jobs", async () => {
+    await signOut();
+    await login('bob', PASSWORD);
+    await page.locator('.generate-results .empty').waitFor();
+    await go('/jobs');
+    await page.getByText('No jobs yet').waitFor();
+    await screen('24-second-user-jobs');
+    await go(`/jobs?job=${aliceJobIds[0]}`);
+    await page.getByRole('dialog').getByText('does not exist or is not yours').waitFor();
+    const token = await storedToken();
+    for (const id of aliceJobIds) {
+      const res = await apiAs(token, `/api/jobs/${id}`);
+      assert(res.status === 404, `bob reads alice's job ${id}: ${res.status}`);
+    }
+    const stats = await (await apiAs(token, '/api/jobs/stats')).json();
+    assert(stats.total === 0, `bob's stats count ${stats.total} jobs`);
+  });
+
+  await step('an expired access token is refreshed once, transparently', async () => {
+    // Age the stored access token so the app must refresh before its next call.
+    await page.evaluate(() => {
+      const s = JSON.parse(localStorage.getItem('seidra.session') ?? 'null');
+      s.expiresAt = Date.now() - 1000;
+      localStorage.setItem('seidra.session', JSON.stringify(s));
+    });
+    const before = await page.evaluate(() => JSON.parse(localStorage.getItem('seidra.session') ?? 'null').refreshToken);
+    await page.reload();
+    await page.locator('main h1').waitFor();
+    await page.locator('.live-open').waitFor();
+    const after = await page.evaluate(() => JSON.parse(localStorage.getItem('seidra.session') ?? 'null').refreshToken);
+    assert(before !== after, 'refresh token rotated');
+    assert(page.url().includes('/jobs'), 'still signed in');
+  });
+
+  assert(consoleProblems.length === 0, `browser errors:\n${consoleProblems.join('\n')}`);
+}
+
+let failed = false;
+try {
+  await main();
+} catch (err) {
+  failed = true;
+  console.error(`\n✗ ${err instanceof Error ? err.stack : String(err)}`);
+  if (page) await page.screenshot({ path: join(artifacts, 'failure.png'), fullPage: true }).catch(() => undefined);
+  try {
+    const log = readFileSync(join(artifacts, 'backend.log'), 'utf8').split('\n').slice(-25).join('\n');
+    console.error(`\n--- backend log (tail) ---\n${log}`);
+  } catch {
+    // no log
+  }
+  if (consoleProblems.length) console.error(`\n--- browser errors ---\n${consoleProblems.join('\n')}`);
+} finally {
+  await cleanup();
+}
+const { writeFileSync } = await import('node:fs');
+writeFileSync(join(artifacts, 'axe-report.json'), JSON.stringify(axeReport, null, 2));
+const minor = axeReport.flatMap((r) => r.violations.filter((v) => v.impact === 'moderate' || v.impact === 'minor').map((v) => `${r.screen}: ${v.impact} ${v.id}`));
+console.log(`\n${results.filter((r) => r.ok).length}/${results.length} steps passed; screenshots in e2e/screenshots/`);
+if (minor.length) console.log(`axe (moderate/minor, not failing): ${[...new Set(minor)].join('; ')}`);
+process.exit(failed ? 1 : 0);
