@@ -10,7 +10,7 @@
 # With a seidra binary (SEIDRA_BIN, else target/debug/seidra) the rendered pod environment is
 # also run through `seidra config check`.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 
 TOOLS="${SEIDRA_CI_TOOLS:-/opt/seidra-ci-tools}"
