@@ -35,7 +35,7 @@ environment:
   SEIDRA_BENCH_BIN              use this seidra binary instead of building one
   SEIDRA_BENCH_TARGET_DIR       cargo target dir for the builds (default: target/bench-release)
   SEIDRA_BENCH_PG_URL           PostgreSQL server, no database (default: postgres://postgres@127.0.0.1:5432)
-  SEIDRA_BENCH_PORT             first port to try for local servers (default: 18480)
+  SEIDRA_BENCH_PORT             first port to try for local servers (default: random in 20000-29999)
   SEIDRA_BENCH_WRK_THREADS      wrk threads for the throughput runs (default: 2)
   SEIDRA_BENCH_WRK_CONNECTIONS  wrk connections for GET /api/auth/me (default: 64)
   SEIDRA_BENCH_ME_REPEATS       max-throughput runs of GET /api/auth/me; the median is reported (default: 3)
@@ -69,7 +69,9 @@ WAIT_IDLE=0
 
 PG_URL="${SEIDRA_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 PG_URL="${PG_URL%/}"
-PORT="${SEIDRA_BENCH_PORT:-18480}"
+# A random default port: sessions sharing a machine should not meet on a well-known one.
+PORT="${SEIDRA_BENCH_PORT:-$((20000 + RANDOM % 10000))}"
+FIRST_PORT=$PORT
 WRK_THREADS="${SEIDRA_BENCH_WRK_THREADS:-2}"
 WRK_CONNECTIONS="${SEIDRA_BENCH_WRK_CONNECTIONS:-64}"
 ME_REPEATS="${SEIDRA_BENCH_ME_REPEATS:-3}"  # max-throughput runs of GET /api/auth/me (median reported)
@@ -177,6 +179,14 @@ cleanup() {
   local status=$? db
   set +e
   trap - EXIT INT TERM
+  if [[ $status -ne 0 && -n $SERVER_PID && -f $SERVER_LOG ]]; then
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "bench: the server (pid $SERVER_PID) was still running; its log ends with:" >&2
+    else
+      echo "bench: the server (pid $SERVER_PID) is no longer running; its log ends with:" >&2
+    fi
+    tail -n 20 "$SERVER_LOG" >&2
+  fi
   if [[ -n $SERVER_PID ]]; then stop_pid "$SERVER_PID"; fi
   if [[ -f $STARTUP_PID_FILE ]]; then stop_pid "$(cat "$STARTUP_PID_FILE")"; fi
   for db in "${CREATED_DBS[@]}"; do drop_db "$db"; done
@@ -276,7 +286,7 @@ if [[ -z $TARGET ]]; then
     port_in_use "$PORT" || break
     PORT=$((PORT + 1))
   done
-  port_in_use "$PORT" && die "no free port found near ${SEIDRA_BENCH_PORT:-18480}"
+  port_in_use "$PORT" && die "no free port found from $FIRST_PORT"
 fi
 LOCAL_URL="http://127.0.0.1:$PORT"
 
@@ -514,6 +524,7 @@ scenario_me() {
   measured "$LOADGEN" http --url "$url" --bearer-env BENCH_BEARER --rate "$RATE" \
     --connections "$FIXED_CONNECTIONS" --duration "$DURATION" --warmup 2
   fixed=$MEASURED
+  [[ $(jq -r .ok <<<"$fixed") -gt 0 ]] || die "me/$backend: no request succeeded: $(jq -r .first_error <<<"$fixed")"
   note "me/$backend: fixed rate: p50 $(jq -r .latency_ms.p50 <<<"$fixed") ms, p99 $(jq -r .latency_ms.p99 <<<"$fixed") ms"
   local runs=() i
   for ((i = 1; i <= ME_REPEATS; i++)); do

@@ -8,8 +8,8 @@
 //!    submits are spread evenly over `--spread-ms`), while reading its socket.
 //! 3. Each event of its job is timed: delivery latency = receive time − the event's `at`
 //!    (the server's publish time; same machine clock). The client is done at `job.succeeded`
-//!    but stays connected until every client is done (or `--timeout`), so the server fans
-//!    every event out to all connections for the whole run.
+//!    but stays connected until every client is done (or `--timeout`), plus 3 s for late
+//!    events, so the server fans every event out to all connections for the whole run.
 //!
 //! Reported: delivery latency over all events and per type, submit → succeeded, missing
 //! events (`job.queued`, `job.started`, `job.succeeded` of each *accepted* job), submit
@@ -183,7 +183,8 @@ pub async fn run(flags: &Flags) -> Result<()> {
                 }
             }
             finished.fetch_add(1, Ordering::SeqCst);
-            // Stay connected (reading and dropping) until everyone is done.
+            // Stay connected until everyone is done, still recording this job's late events
+            // (one arriving after `job.succeeded` is late and out of order, not lost).
             if out.close_code.is_none() {
                 loop {
                     tokio::select! {
@@ -192,6 +193,16 @@ pub async fn run(flags: &Flags) -> Result<()> {
                             Some(Ok(Message::Close(frame))) => {
                                 out.close_code = Some(frame.map_or(1005, |f| u16::from(f.code)));
                                 break;
+                            }
+                            Some(Ok(Message::Text(text))) => {
+                                let recv_wall = wall_ms(SystemTime::now());
+                                let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+                                if let (Some(kind), Some(job)) = (v["type"].as_str(), v["job_id"].as_str())
+                                    && my_job.as_deref() == Some(job)
+                                {
+                                    let lat = v["at"].as_str().and_then(rfc3339_ms).map_or(f64::NAN, |at| recv_wall - at);
+                                    out.events.push((kind.to_owned(), lat));
+                                }
                             }
                             Some(Ok(_)) => {}
                             _ => break,
@@ -224,6 +235,8 @@ pub async fn run(flags: &Flags) -> Result<()> {
     }
     let run_secs = start.elapsed().as_secs_f64();
     let cpu = cpu.finish();
+    // Grace for events that arrive after their job's `job.succeeded` (late, not lost).
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = stop_tx.send(true);
     drop(go_rx);
     drop(stop_rx);
