@@ -29,6 +29,9 @@ usage: bench/run.sh [options]
   --rev REV           benchmark a committed revision (git archive into a temp dir) instead
                       of the working tree
   --output FILE       JSON results file (default: bench/results/latest.json)
+  --merge FILE        keep the results in FILE for every scenario/backend not measured in
+                      this run (e.g. re-measure only PostgreSQL after a disturbed run)
+  --report FILE       only print the Markdown table of an existing results file
   -h, --help          this help
 
 environment:
@@ -51,6 +54,39 @@ note() {
   printf 'bench [%3ds]: %s\n' "$SECONDS" "$*" >&2
 }
 
+# Prints the Markdown summary of a results file.
+print_table() {
+  jq -r '
+    def r(n): if . == null then "n/a" else (. * pow(10; n) | round) / pow(10; n) | tostring end;
+    def mark($ok): if $ok then "met" else "**NOT met**" end;
+    def errs: (.non_2xx // 0) + (.io_errors // 0) + ((.errors // {}) | [.[]] | add // 0);
+    def errnote: if errs > 0 then " (" + (errs | tostring) + " errors)" else "" end;
+    def cpunote: if .cpu == null then "" elif .cpu.server_pct == null then "; CPU: load gen \(.cpu.load_generator_pct)%" else
+      "; CPU: server \(.cpu.server_pct)%" + (if (.cpu.postgres_pct // 0) > 0 then ", postgres \(.cpu.postgres_pct)%" else "" end)
+      + ", load gen \(.cpu.load_generator_pct)%, other \(.cpu.other_pct)%"
+      + (if .cpu.server_us_per_request then "; CPU per request: server \(.cpu.server_us_per_request) µs"
+           + (if (.cpu.postgres_us_per_request // 0) > 0 then " + postgres \(.cpu.postgres_us_per_request) µs" else "" end)
+         else "" end)
+      + (if (.cpu.other_pct // 0) > 10 then " ⚠ contended" else "" end) end;
+    def contnote: if (.cpu.other_pct // 0) > 10 then " ⚠ contended (other load \(.cpu.other_pct)%)" else "" end;
+    def mib: if . == null then "n/a" else (. / 1024 | r(0) | tostring) + " MiB" end;
+    "| Scenario | Backend | Measured | Goal | Result |",
+    "|---|---|---|---|---|",
+    ((.startup // {}) | to_entries[] |
+      "| `seidra up` → `/readyz` 200, median [min–max] of \(.value.runs | length) | \(.key) | \(.value.ready_ms.median | r(1)) ms [\(.value.ready_ms.min | r(1))–\(.value.ready_ms.max | r(1))] | ≤ 1000 ms | \(mark(.value.ready_ms.median <= 1000)) |",
+      "| Idle RSS after ready, median [min–max] | \(.key) | \(.value.rss_mib.median | r(1)) MiB [\(.value.rss_mib.min | r(1))–\(.value.rss_mib.max | r(1))] | ≤ 40 MiB | \(mark(.value.rss_mib.median <= 40)) |"),
+    ((.me // {}) | to_entries[] |
+      "| `GET /api/auth/me` max throughput (wrk), median of \(.value.max.runs | length) [min–max] | \(.key) | \(.value.max.rps | r(0)) req/s [\(.value.max.rps_min | r(0))–\(.value.max.rps_max | r(0))]\(.value.max | errnote)\(.value.max | cpunote) | ≥ 15000 req/s | \(mark(.value.max.rps >= 15000)) |",
+      "| reference: `GET /healthz` max throughput (no auth, no DB) | \(.key) | \(.value.healthz_max.rps | r(0)) req/s\(.value.healthz_max | errnote)\(.value.healthz_max | cpunote) | — | — |",
+      "| reference: `GET /api/auth/me`, bad JWT signature → 401 (no DB) | \(.key) | \(.value.bad_signature_max.rps | r(0)) req/s (all 401 by design)\(.value.bad_signature_max | cpunote) | — | — |",
+      "| `GET /api/auth/me` p99 @ \(.value.fixed.target_rps) req/s (p50 / p99.9) | \(.key) | \(.value.fixed.latency_ms.p99 | r(2)) ms (\(.value.fixed.latency_ms.p50 | r(2)) / \(.value.fixed.latency_ms.p999 | r(2)))\(.value.fixed | errnote)\(.value.fixed | contnote) | ≤ 5 ms | \(mark(.value.fixed.latency_ms.p99 <= 5)) |"),
+    ((.login // {}) | to_entries[] |
+      "| `POST /api/auth/login` sequential p50 / p99 | \(.key) | \(.value.sequential.latency_ms.p50 | r(1)) / \(.value.sequential.latency_ms.p99 | r(1)) ms\(.value.sequential | errnote)\(.value.sequential | contnote) | none (argon2id) | — |",
+      "| `POST /api/auth/login` max rate (wrk, p50) | \(.key) | \(.value.max.rps | r(1)) req/s (\(.value.max.latency_ms.p50 | r(0)) ms)\(.value.max | errnote)\(.value.max | cpunote) | none (argon2id) | — |",
+      "| Server RSS before → after the login runs | \(.key) | \(.value.server_memory_before.rss_kib | mib) → \(.value.server_memory_after.rss_kib | mib) | none | — |")
+  ' "$1"
+}
+
 # ------------------------------------------------------------------------------------------
 # Options
 
@@ -66,6 +102,8 @@ PASSWORD="${SEIDRA_BENCH_PASSWORD:-bench-admin-password-1}"
 OUTPUT="$ROOT/bench/results/latest.json"
 REV=""
 WAIT_IDLE=0
+MERGE=""
+REPORT=""
 
 PG_URL="${SEIDRA_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 PG_URL="${PG_URL%/}"
@@ -98,6 +136,8 @@ while (($# > 0)); do
     --output) need_value "$@"; OUTPUT="$2"; shift 2 ;;
     --rev) need_value "$@"; REV="$2"; shift 2 ;;
     --wait-idle) need_value "$@"; WAIT_IDLE="$2"; shift 2 ;;
+    --merge) need_value "$@"; MERGE="$2"; shift 2 ;;
+    --report) need_value "$@"; REPORT="$2"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -118,6 +158,15 @@ for s in "${only_list[@]}"; do
     *) die "--only: unknown scenario '$s' (startup, me, login)" ;;
   esac
 done
+
+if [[ -n $REPORT ]]; then
+  [[ -r $REPORT ]] || die "--report: cannot read $REPORT"
+  print_table "$REPORT"
+  exit 0
+fi
+if [[ -n $MERGE ]]; then
+  jq -e '.schema == 1' "$MERGE" >/dev/null 2>&1 || die "--merge: $MERGE is not a results file of this script"
+fi
 
 case "$BACKEND" in
   sqlite) BACKENDS=(sqlite) ;;
@@ -214,14 +263,16 @@ if [[ -n $REV ]]; then
     touch "$SOURCE_DIR/.bench-extracted"
   fi
 fi
-if [[ -n ${SEIDRA_BENCH_BIN:-} ]]; then
+if [[ -n $TARGET ]]; then
+  BIN=""   # the server under test is already running elsewhere
+elif [[ -n ${SEIDRA_BENCH_BIN:-} ]]; then
   BIN="$SEIDRA_BENCH_BIN"
 else
   note "building seidra (release) from ${REV:-the working tree} into $BENCH_TARGET_DIR"
   CARGO_TARGET_DIR="$BENCH_TARGET_DIR" cargo build --quiet --release -p seidra --manifest-path "$SOURCE_DIR/Cargo.toml"
   BIN="$BENCH_TARGET_DIR/release/seidra"
 fi
-[[ -x $BIN ]] || die "no executable seidra binary at $BIN"
+[[ -n $TARGET || -x $BIN ]] || die "no executable seidra binary at $BIN"
 
 if [[ -n ${SEIDRA_BENCH_LOADGEN:-} ]]; then
   LOADGEN="$SEIDRA_BENCH_LOADGEN"
@@ -232,6 +283,23 @@ else
 fi
 [[ -x $LOADGEN ]] || die "no executable loadgen at $LOADGEN"
 WRK_SCRIPT="$ROOT/bench/wrk/json.lua"
+
+# What was measured: a --rev snapshot, or the working tree (dirty when it has local changes).
+# With SEIDRA_BENCH_BIN the binary's origin is unknown to this script.
+git_dirty=false
+if [[ -n $REV ]]; then
+  git_rev="$REV"
+else
+  git_rev="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+  if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then git_dirty=true; fi
+fi
+if [[ -n $TARGET ]]; then
+  git_rev="unknown (--target $TARGET)"
+  git_dirty=null
+elif [[ -n ${SEIDRA_BENCH_BIN:-} ]]; then
+  git_rev="unknown (SEIDRA_BENCH_BIN=$SEIDRA_BENCH_BIN)"
+  git_dirty=null
+fi
 
 # ------------------------------------------------------------------------------------------
 # Is anything else using the CPUs? Server and load generator share them, so other work
@@ -382,7 +450,9 @@ PIECE=0
 # Records one result: scenario, backend, JSON value.
 record() {
   PIECE=$((PIECE + 1))
-  jq -c --arg s "$1" --arg b "$2" '{scenario: $s, backend: $b, data: .}' <<<"$3" >"$RESULTS_DIR/$(printf '%03d' "$PIECE").json"
+  jq -c --arg s "$1" --arg b "$2" --arg at "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg rev "$git_rev" \
+    '{scenario: $s, backend: $b, data: ({measured_at: $at, commit: $rev} + .)}' <<<"$3" \
+    >"$RESULTS_DIR/$(printf '%03d' "$PIECE").json"
 }
 
 # Runs wrk with the JSON-reporting script; the remaining arguments go to wrk. Prints the JSON.
@@ -439,7 +509,7 @@ measured() {
   # Backends that appeared during the run count from zero.
   p="$(awk 'NR == FNR {start[$1] = $2; next} {d += $2 - start[$1]} END {print d + 0}' <(echo "$p0") <(echo "$p1"))"
   MEASURED="$(jq -c --argjson p "$p" --argjson b $((b1 - b0)) --argjson t $((t1 - t0)) --argjson s $((s1 - s0)) \
-    --argjson c $((c1 - c0)) --argjson n "$(nproc)" --argjson us "$((1000000 / CLK_TCK))" '
+    --argjson c $((c1 - c0)) --argjson n "$(nproc)" --argjson external "$([[ -n $TARGET ]] && echo true || echo false)" --argjson us "$((1000000 / CLK_TCK))" '
     def pct(x): if $t > 0 then (1000 * x / $t | round) / 10 else null end;
     . + {cpu: {cpus: $n, machine_busy_pct: pct($b), server_pct: pct($s), postgres_pct: pct($p),
                load_generator_pct: pct($c), other_pct: pct([$b - $s - $c - $p, 0] | max)}}
@@ -447,6 +517,10 @@ measured() {
     | if .tool == "wrk" and .requests > 0 then
         .cpu += {server_us_per_request: (10 * $s * $us / .requests | round / 10),
                  postgres_us_per_request: (10 * $p * $us / .requests | round / 10)}
+      else . end
+    # An external server is not observed: only the load generator and the machine are.
+    | if $external then .cpu = (.cpu | {cpus, machine_busy_pct, load_generator_pct,
+        note: "--target: the server is not observed; on this machine its CPU time is part of machine_busy_pct"})
       else . end' <<<"$out")"
 }
 
@@ -524,7 +598,10 @@ scenario_me() {
   measured "$LOADGEN" http --url "$url" --bearer-env BENCH_BEARER --rate "$RATE" \
     --connections "$FIXED_CONNECTIONS" --duration "$DURATION" --warmup 2
   fixed=$MEASURED
-  [[ $(jq -r .ok <<<"$fixed") -gt 0 ]] || die "me/$backend: no request succeeded: $(jq -r .first_error <<<"$fixed")"
+  if [[ $(jq -r .ok <<<"$fixed") -eq 0 ]]; then
+    die "me/$backend: no request succeeded (statuses: $(jq -c .status <<<"$fixed"), first error: $(jq -r .first_error <<<"$fixed"));" \
+      "a 429 means the server's rate limit is on (SEIDRA_RATE_LIMIT__ENABLED=false turns it off)"
+  fi
   note "me/$backend: fixed rate: p50 $(jq -r .latency_ms.p50 <<<"$fixed") ms, p99 $(jq -r .latency_ms.p99 <<<"$fixed") ms"
   local runs=() i
   for ((i = 1; i <= ME_REPEATS; i++)); do
@@ -599,29 +676,22 @@ done
 
 cpu_model="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)"
 mem_kib="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)"
-# What was measured: a --rev snapshot, or the working tree (dirty when it has local changes).
-# With SEIDRA_BENCH_BIN the binary's origin is unknown to this script.
-git_dirty=false
-if [[ -n $REV ]]; then
-  git_rev="$REV"
-else
-  git_rev="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
-  if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then git_dirty=true; fi
-fi
-if [[ -n ${SEIDRA_BENCH_BIN:-} ]]; then
-  git_rev="unknown (SEIDRA_BENCH_BIN=$SEIDRA_BENCH_BIN)"
-  git_dirty=null
-fi
-
 mkdir -p "$(dirname "$OUTPUT")"
+if [[ -n $MERGE ]]; then
+  # Sorted before this run's pieces, so what was measured now replaces what was merged.
+  jq -c '. as $r | ["startup", "me", "login"][] as $s | ($r[$s] // {}) | to_entries[]
+    | {scenario: $s, backend: .key, data: ({measured_at: $r.generated_at, commit: $r.seidra.git_commit} + .value)}' \
+    "$MERGE" >"$RESULTS_DIR/000-merged.json"
+fi
 jq -s \
   --arg now "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   --arg rev "$git_rev" --argjson dirty "$git_dirty" \
-  --arg version "$("$BIN" --version 2>/dev/null || echo unknown)" \
+  --arg version "$(if [[ -n $BIN ]]; then "$BIN" --version 2>/dev/null || echo unknown; else echo "unknown (--target)"; fi)" \
   --argjson nproc "$(nproc)" --arg cpu "${cpu_model:-unknown}" --argjson mem "${mem_kib:-0}" \
   --arg kernel "$(uname -r)" --argjson busy "$BUSY_BEFORE" --arg load_before "$LOADAVG_BEFORE" \
   --arg load_after "$(cut -d' ' -f1-3 /proc/loadavg)" --arg wrk "$(wrk --version 2>&1 | head -n 1 | sed 's/ \[.*//')" \
   --arg target "$TARGET" \
+  --argjson merged "$(if [[ -n $MERGE ]]; then jq -c '{file: $f, generated_at, merged_from: (.settings.merged_from // null)}' --arg f "$MERGE" "$MERGE"; else echo null; fi)" \
   --argjson duration "$DURATION" --argjson runs "$RUNS" --argjson idle "$IDLE_SECS" --argjson rate "$RATE" \
   --argjson fixed_c "$FIXED_CONNECTIONS" --argjson wrk_t "$WRK_THREADS" --argjson wrk_c "$WRK_CONNECTIONS" \
   --argjson login_c "$LOGIN_CONNECTIONS" --argjson warmup "$WARMUP_SECS" \
@@ -635,6 +705,8 @@ jq -s \
         cpu_busy_pct_before: $busy, loadavg_before: $load_before, loadavg_after: $load_after},
       settings: {
         target: (if $target == "" then null else $target end),
+        # The chain of results files merged in (each with its own merged_from).
+        merged_from: $merged,
         wait_idle_s: $wait_idle,
         duration_s: $duration, warmup_s: $warmup, startup_runs: $runs, startup_idle_s: $idle,
         me_max_repeats: $repeats, fixed_rate_rps: $rate, fixed_rate_connections: $fixed_c, fixed_rate_tool: "bench/loadgen (seidra-loadgen)",
@@ -655,33 +727,4 @@ jq -s \
 mv "$OUTPUT.tmp" "$OUTPUT"
 note "results written to $OUTPUT"
 
-# Markdown summary.
-jq -r '
-  def r(n): if . == null then "n/a" else (. * pow(10; n) | round) / pow(10; n) | tostring end;
-  def mark($ok): if $ok then "met" else "**NOT met**" end;
-  def errs: (.non_2xx // 0) + (.io_errors // 0) + ((.errors // {}) | [.[]] | add // 0);
-  def errnote: if errs > 0 then " (" + (errs | tostring) + " errors)" else "" end;
-  def cpunote: if .cpu == null then "" else
-    "; CPU: server \(.cpu.server_pct)%" + (if (.cpu.postgres_pct // 0) > 0 then ", postgres \(.cpu.postgres_pct)%" else "" end)
-    + ", load gen \(.cpu.load_generator_pct)%, other \(.cpu.other_pct)%"
-    + (if .cpu.server_us_per_request then "; CPU per request: server \(.cpu.server_us_per_request) µs"
-         + (if (.cpu.postgres_us_per_request // 0) > 0 then " + postgres \(.cpu.postgres_us_per_request) µs" else "" end)
-       else "" end)
-    + (if (.cpu.other_pct // 0) > 10 then " ⚠ contended" else "" end) end;
-  def contnote: if (.cpu.other_pct // 0) > 10 then " ⚠ contended (other load \(.cpu.other_pct)%)" else "" end;
-  def mib: if . == null then "n/a" else (. / 1024 | r(0) | tostring) + " MiB" end;
-  "| Scenario | Backend | Measured | Goal | Result |",
-  "|---|---|---|---|---|",
-  ((.startup // {}) | to_entries[] |
-    "| `seidra up` → `/readyz` 200, median [min–max] of \(.value.runs | length) | \(.key) | \(.value.ready_ms.median | r(1)) ms [\(.value.ready_ms.min | r(1))–\(.value.ready_ms.max | r(1))] | ≤ 1000 ms | \(mark(.value.ready_ms.median <= 1000)) |",
-    "| Idle RSS after ready, median [min–max] | \(.key) | \(.value.rss_mib.median | r(1)) MiB [\(.value.rss_mib.min | r(1))–\(.value.rss_mib.max | r(1))] | ≤ 40 MiB | \(mark(.value.rss_mib.median <= 40)) |"),
-  ((.me // {}) | to_entries[] |
-    "| `GET /api/auth/me` max throughput (wrk), median of \(.value.max.runs | length) [min–max] | \(.key) | \(.value.max.rps | r(0)) req/s [\(.value.max.rps_min | r(0))–\(.value.max.rps_max | r(0))]\(.value.max | errnote)\(.value.max | cpunote) | ≥ 15000 req/s | \(mark(.value.max.rps >= 15000)) |",
-    "| reference: `GET /healthz` max throughput (no auth, no DB) | \(.key) | \(.value.healthz_max.rps | r(0)) req/s\(.value.healthz_max | errnote)\(.value.healthz_max | cpunote) | — | — |",
-    "| reference: `GET /api/auth/me`, bad JWT signature → 401 (no DB) | \(.key) | \(.value.bad_signature_max.rps | r(0)) req/s (all 401 by design)\(.value.bad_signature_max | cpunote) | — | — |",
-    "| `GET /api/auth/me` p99 @ \(.value.fixed.target_rps) req/s (p50 / p99.9) | \(.key) | \(.value.fixed.latency_ms.p99 | r(2)) ms (\(.value.fixed.latency_ms.p50 | r(2)) / \(.value.fixed.latency_ms.p999 | r(2)))\(.value.fixed | errnote)\(.value.fixed | contnote) | ≤ 5 ms | \(mark(.value.fixed.latency_ms.p99 <= 5)) |"),
-  ((.login // {}) | to_entries[] |
-    "| `POST /api/auth/login` sequential p50 / p99 | \(.key) | \(.value.sequential.latency_ms.p50 | r(1)) / \(.value.sequential.latency_ms.p99 | r(1)) ms\(.value.sequential | errnote)\(.value.sequential | contnote) | none (argon2id) | — |",
-    "| `POST /api/auth/login` max rate (wrk, p50) | \(.key) | \(.value.max.rps | r(1)) req/s (\(.value.max.latency_ms.p50 | r(0)) ms)\(.value.max | errnote)\(.value.max | cpunote) | none (argon2id) | — |",
-    "| Server RSS before → after the login runs | \(.key) | \(.value.server_memory_before.rss_kib | mib) → \(.value.server_memory_after.rss_kib | mib) | none | — |")
-' "$OUTPUT"
+print_table "$OUTPUT"

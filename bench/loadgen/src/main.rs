@@ -10,6 +10,10 @@
 //!
 //! Both print one JSON object on stdout.
 
+// Plain OS threads, no async runtime: the workspace's ban on `std::thread::sleep` (clippy.toml,
+// meant for async code) does not apply, and sleeping until a request is due is the point.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -66,7 +70,10 @@ impl<'a> Args<'a> {
 
     fn number(&mut self, flag: &str) -> Result<f64, String> {
         let raw = self.value(flag)?;
-        raw.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| format!("{flag}: `{raw}` is not a non-negative number"))
+        raw.parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("{flag}: `{raw}` is not a non-negative number"))
     }
 }
 
@@ -353,7 +360,8 @@ fn http_cmd(raw: &[String]) -> Result<String, String> {
         return Err("--connections and --duration must be positive".to_owned());
     }
 
-    let mut request = format!("{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: seidra-loadgen\r\n", target.path, target.authority);
+    let mut request =
+        format!("{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: seidra-loadgen\r\n", target.path, target.authority);
     for h in &headers {
         let _ = write!(request, "{h}\r\n");
     }
@@ -481,11 +489,13 @@ fn startup_cmd(raw: &[String]) -> Result<String, String> {
     let url = url.ok_or("--url is required")?;
     let target = parse_url(&url)?;
     let (program, program_args) = command.split_first().ok_or("a command is required after `--`")?;
-    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", target.path, target.authority).into_bytes();
+    let request =
+        format!("GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", target.path, target.authority).into_bytes();
 
     let (stdout, stderr) = match &log {
         Some(path) => {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| format!("{path}: {e}"))?;
+            let file =
+                std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| format!("{path}: {e}"))?;
             let clone = file.try_clone().map_err(|e| e.to_string())?;
             (Stdio::from(file), Stdio::from(clone))
         }
@@ -516,15 +526,12 @@ fn startup_cmd(raw: &[String]) -> Result<String, String> {
             break;
         }
         probes += 1;
-        match probe(&target, &request) {
-            Some(code) => {
-                first_answer.get_or_insert(started.elapsed());
-                if code == 200 {
-                    ready = Some(started.elapsed());
-                    break;
-                }
+        if let Some(code) = probe(&target, &request) {
+            first_answer.get_or_insert(started.elapsed());
+            if code == 200 {
+                ready = Some(started.elapsed());
+                break;
             }
-            None => {}
         }
         thread::sleep(Duration::from_millis(2));
     }
