@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod fanout;
 pub mod metrics;
 pub mod middleware;
 pub mod net;

@@ -144,6 +144,7 @@ pub async fn build_state_with(
         limiter,
         redis,
         started: Instant::now(),
+        ws_router: crate::fanout::EventRouter::start(&bus),
         bus,
         engines,
         storage,

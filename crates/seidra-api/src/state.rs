@@ -10,6 +10,7 @@ use seidra_store::Db;
 use seidra_worker::EngineRegistry;
 
 use crate::auth::jwt::JwtKeys;
+use crate::fanout::EventRouter;
 use crate::net::TrustedProxies;
 use crate::ratelimit::RateLimiter;
 
@@ -38,4 +39,6 @@ pub struct AppState {
     pub storage: SharedStore,
     /// Signs short-lived download URLs.
     pub signer: UrlSigner,
+    /// Hands bus events to the WebSocket connections of their owner.
+    pub ws_router: EventRouter,
 }

@@ -15,11 +15,10 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use seidra_core::ApiKeyScope;
-use seidra_events::{Channel, Event};
+use seidra_events::Channel;
 use seidra_store::jobs;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::Principal;
 use crate::auth::principal::{AuthOutcome, authenticate};
@@ -82,14 +81,24 @@ struct Conn {
 }
 
 impl Conn {
+    /// The next per-connection sequence id.
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
     /// Sends a JSON message with the next sequence id; false when the client is gone or stuck.
     async fn send(&mut self, mut value: Value) -> bool {
-        self.seq += 1;
+        let seq = self.next_seq();
         if let Some(obj) = value.as_object_mut() {
-            obj.insert("id".to_owned(), json!(self.seq));
+            obj.insert("id".to_owned(), json!(seq));
         }
-        let text = Utf8Bytes::from(value.to_string());
-        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Text(text))).await {
+        self.send_text(value.to_string()).await
+    }
+
+    /// Sends a rendered message; false when the client is gone or stuck.
+    async fn send_text(&mut self, text: String) -> bool {
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Text(Utf8Bytes::from(text)))).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
@@ -148,20 +157,10 @@ async fn authenticate_by_message(state: &AppState, conn: &mut Conn) -> Option<Pr
     }
 }
 
-/// Whether `event` goes to this connection.
-fn visible(event: &Event, principal: &Principal, channels: &HashSet<Channel>) -> bool {
-    if event.channel == Channel::Control || !channels.contains(&event.channel) {
-        return false;
-    }
-    match event.owner_id {
-        Some(owner) => owner == principal.user.id,
-        None => event.channel == Channel::System && principal.is_admin(),
-    }
-}
-
 async fn run(state: &AppState, conn: &mut Conn, principal: &Principal) {
-    // Subscribe before reading the snapshot so nothing falls between the two.
-    let mut events = state.bus.subscribe();
+    // Register before reading the snapshot so nothing falls between the two. The router only
+    // hands this connection its own user's events (and system events to admins).
+    let mut route = state.ws_router.register(principal.user.id, principal.is_admin());
     let mut channels: HashSet<Channel> = [Channel::Jobs, Channel::Notifications].into_iter().collect();
     if principal.is_admin() {
         channels.insert(Channel::System);
@@ -219,30 +218,24 @@ async fn run(state: &AppState, conn: &mut Conn, principal: &Principal) {
                     _ => {}
                 }
             }
-            event = events.recv() => match event {
-                Ok(event) => {
-                    if !visible(&event, principal, &channels) {
+            event = route.events.recv() => match event {
+                Some(event) if !route.lagged() => {
+                    if !channels.contains(&event.channel) {
                         continue;
                     }
-                    let message = json!({
-                        "type": event.kind,
-                        "channel": event.channel,
-                        "job_id": event.job_id,
-                        "data": event.data,
-                        "at": event.at,
-                    });
-                    if !conn.send(message).await {
+                    let text = event.with_id(conn.next_seq());
+                    if !conn.send_text(text).await {
                         break;
                     }
                     metrics::counter!("seidra_ws_events_sent_total", "type" => event.kind.clone()).increment(1);
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, user_id = %principal.user.id, "WebSocket client fell behind; disconnecting");
+                _ if route.lagged() => {
+                    tracing::warn!(user_id = %principal.user.id, "WebSocket client fell behind; disconnecting");
                     metrics::counter!("seidra_ws_slow_disconnects_total").increment(1);
                     conn.close(CLOSE_SLOW, "client too slow; reconnect to resync").await;
                     break;
                 }
-                Err(RecvError::Closed) => break,
+                _ => break,
             }
         }
     }

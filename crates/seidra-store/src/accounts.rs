@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use seidra_core::Role;
 use uuid::Uuid;
 
-use crate::db::with_pool;
+use crate::db::{with_pool, with_write_pool};
 use crate::{Db, StoreError, StoreResult};
 
 /// A stored account.
@@ -84,7 +84,7 @@ pub async fn create_user(db: &Db, new: &NewUser) -> StoreResult<User> {
          VALUES ($1, $2, $3, $4, FALSE, $5, $5) RETURNING ",
         columns!()
     );
-    let row: UserRow = with_pool!(db, pool => {
+    let row: UserRow = with_write_pool!(db, pool => {
         sqlx::query_as(sql)
             .bind(id)
             .bind(&new.username)
@@ -139,7 +139,7 @@ pub async fn count_active_admins(db: &Db) -> StoreResult<i64> {
 
 async fn update_one(db: &Db, sql: &'static str, id: Uuid, bind: UpdateValue<'_>) -> StoreResult<User> {
     let now = Utc::now();
-    let row: UserRow = with_pool!(db, pool => {
+    let row: UserRow = with_write_pool!(db, pool => {
         let query = sqlx::query_as(sql);
         let query = match bind {
             UpdateValue::Text(t) => query.bind(t),

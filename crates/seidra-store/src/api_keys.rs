@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use seidra_core::ApiKeyScope;
 use uuid::Uuid;
 
-use crate::db::with_pool;
+use crate::db::{with_pool, with_write_pool};
 use crate::{Db, StoreResult};
 
 /// A stored API key.
@@ -90,7 +90,7 @@ pub async fn create(db: &Db, new: &NewApiKey<'_>) -> StoreResult<ApiKey> {
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
         columns!()
     );
-    let row: ApiKeyRow = with_pool!(db, pool => {
+    let row: ApiKeyRow = with_write_pool!(db, pool => {
         sqlx::query_as(sql)
             .bind(new.id)
             .bind(new.user_id)
@@ -121,7 +121,7 @@ pub async fn list_for_user(db: &Db, user_id: Uuid) -> StoreResult<Vec<ApiKey>> {
 
 /// Revokes a key owned by `user_id`; false when there is no such live key.
 pub async fn revoke(db: &Db, id: Uuid, user_id: Uuid) -> StoreResult<bool> {
-    let done = with_pool!(db, pool => {
+    let done = with_write_pool!(db, pool => {
         sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
             .bind(Utc::now())
             .bind(id)
@@ -135,7 +135,7 @@ pub async fn revoke(db: &Db, id: Uuid, user_id: Uuid) -> StoreResult<bool> {
 
 /// Records use of a key.
 pub async fn touch(db: &Db, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-    with_pool!(db, pool => {
+    with_write_pool!(db, pool => {
         sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2").bind(at).bind(id).execute(pool).await.map(|_| ())?
     });
     Ok(())

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::db::with_pool;
+use crate::db::{with_pool, with_write_pool};
 use crate::{Db, StoreResult};
 
 /// One audit record to write.
@@ -48,7 +48,7 @@ pub struct AuditEntry {
 /// Appends an entry.
 pub async fn record(db: &Db, entry: &NewAuditEntry<'_>) -> StoreResult<()> {
     let outcome = if entry.success { "success" } else { "failure" };
-    with_pool!(db, pool => {
+    with_write_pool!(db, pool => {
         sqlx::query(
             "INSERT INTO audit_log (at, actor_id, action, target, outcome, ip, details) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )

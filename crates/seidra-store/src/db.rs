@@ -61,23 +61,58 @@ impl Default for DbOptions {
 pub enum Db {
     /// PostgreSQL pool.
     Postgres(PgPool),
-    /// SQLite pool (WAL, foreign keys on, busy timeout).
-    Sqlite(SqlitePool),
+    /// SQLite pools (WAL, foreign keys on, busy timeout).
+    Sqlite(SqliteDb),
+}
+
+/// SQLite allows one writer at a time. Writers that contend for its lock wait in SQLite's busy
+/// handler, which *sleeps* (1, 2, 5 … 100 ms) between retries, so under load the lock is often
+/// free while every writer sleeps (measured: 1.2 sleeps of ~9 ms per job, claims taking over
+/// a second). Writes therefore go through a pool of exactly one connection: writers queue in
+/// tokio and the next one starts the moment the previous commits. Reads use the other pool
+/// and never wait for writers (WAL).
+#[derive(Debug, Clone)]
+pub struct SqliteDb {
+    /// Readers (and writes not yet routed through `write`, which then use the busy handler).
+    pub read: SqlitePool,
+    /// The single writer connection.
+    pub write: SqlitePool,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool of `$db`: the same code, and the
-/// same SQL text, compiled once per backend.
+/// same SQL text, compiled once per backend. On SQLite this is the read pool: statements
+/// that write use [`with_write_pool!`].
 #[macro_export]
 #[doc(hidden)]
 macro_rules! with_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
             $crate::Db::Postgres($pool) => $body,
-            $crate::Db::Sqlite($pool) => $body,
+            $crate::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.read;
+                $body
+            }
         }
     };
 }
 pub(crate) use with_pool;
+
+/// Like [`with_pool!`], for statements and transactions that write: on SQLite `$pool` is the
+/// single writer connection (see [`SqliteDb`]).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_write_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::Db::Postgres($pool) => $body,
+            $crate::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.write;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_write_pool;
 
 impl Db {
     /// Connects (lazily for PostgreSQL so a down database is reported by health, not a crash).
@@ -103,12 +138,25 @@ impl Db {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
-                let pool = SqlitePoolOptions::new()
+                let read = SqlitePoolOptions::new()
                     .max_connections(options.max_connections.clamp(2, 16))
                     .acquire_timeout(options.acquire_timeout)
-                    .connect_with(connect)
+                    .connect_with(connect.clone())
                     .await?;
-                Ok(Db::Sqlite(pool))
+                // An in-memory database exists once per connection: there, one pool does both.
+                let write = if url.contains(":memory:") || url.contains("mode=memory") {
+                    read.clone()
+                } else {
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .min_connections(1)
+                        .acquire_timeout(options.acquire_timeout)
+                        .idle_timeout(None)
+                        .max_lifetime(None)
+                        .connect_with(connect)
+                        .await?
+                };
+                Ok(Db::Sqlite(SqliteDb { read, write }))
             }
         }
     }
@@ -130,12 +178,21 @@ impl Db {
 
     /// Pool size and idle connections, for metrics.
     pub fn pool_stats(&self) -> (u32, usize) {
-        with_pool!(self, pool => (pool.size(), pool.num_idle()))
+        match self {
+            Db::Postgres(pool) => (pool.size(), pool.num_idle()),
+            Db::Sqlite(db) => (db.read.size() + db.write.size(), db.read.num_idle() + db.write.num_idle()),
+        }
     }
 
     /// Closes every pooled connection (on shutdown).
     pub async fn close(&self) {
-        with_pool!(self, pool => pool.close().await);
+        match self {
+            Db::Postgres(pool) => pool.close().await,
+            Db::Sqlite(db) => {
+                db.read.close().await;
+                db.write.close().await;
+            }
+        }
     }
 }
 

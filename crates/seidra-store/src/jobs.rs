@@ -12,7 +12,8 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::db::{BeginWrite, with_pool};
+use crate::db::{BeginWrite, with_pool, with_write_pool};
+use crate::sql::{Bind, Conditions, bind_all};
 use crate::{Db, StoreError, StoreResult};
 
 /// A stored job.
@@ -312,7 +313,7 @@ async fn submit_tx(
          RETURNING ",
         columns!()
     );
-    let created: Vec<JobRow> = with_pool!(db, pool => {
+    let created: Vec<JobRow> = with_write_pool!(db, pool => {
         let mut tx = pool.begin_write().await?;
         // Upsert-and-return takes the owner's row lock on PostgreSQL: concurrent submits of one
         // owner serialise here, so the quota count below cannot be raced. (SQLite: BEGIN IMMEDIATE.)
@@ -333,16 +334,26 @@ async fn submit_tx(
         }
         let mut created = Vec::with_capacity(jobs.len());
         let mut owner_seq = last_fair_seq;
+        // The head of each class's line, read once per class per submit (our own inserts
+        // below never move it back).
+        let mut bases: Vec<(i32, i64)> = Vec::with_capacity(1);
         for job in jobs {
             let rank = job.priority.rank();
-            // Round-robin: a newcomer starts at the head of the line, not behind everyone's backlog.
-            let base: i64 = sqlx::query_scalar(
-                "SELECT COALESCE((SELECT MIN(fair_seq) FROM jobs WHERE priority_rank = $1 AND status IN ('queued', 'retrying')), \
-                 (SELECT MAX(fair_seq) FROM jobs WHERE priority_rank = $1), 0)",
-            )
-            .bind(rank)
-            .fetch_one(&mut *tx)
-            .await?;
+            let base = match bases.iter().find(|(r, _)| *r == rank) {
+                Some((_, base)) => *base,
+                None => {
+                    // Round-robin: a newcomer starts at the head of the line, not behind everyone's backlog.
+                    let base: i64 = sqlx::query_scalar(
+                        "SELECT COALESCE((SELECT MIN(fair_seq) FROM jobs WHERE priority_rank = $1 AND status IN ('queued', 'retrying')), \
+                         (SELECT MAX(fair_seq) FROM jobs WHERE priority_rank = $1), 0)",
+                    )
+                    .bind(rank)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    bases.push((rank, base));
+                    base
+                }
+            };
             owner_seq = (owner_seq + 1).max(base);
             let row: JobRow = sqlx::query_as(insert)
                 .bind(job.id)
@@ -420,38 +431,64 @@ pub struct JobFilter {
     pub oldest_first: bool,
 }
 
-macro_rules! list_where {
-    () => {
-        " FROM jobs WHERE ($1 IS NULL OR owner_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR job_type = $3) \
-          AND ($4 IS NULL OR persona_id = $4) AND ($5 IS NULL OR batch_id = $5) \
-          AND ($6 IS NULL OR LOWER(prompt) LIKE $6) AND ($7 IS NULL OR queued_at >= $7) AND ($8 IS NULL OR queued_at < $8)"
-    };
-}
-
 /// Lists jobs matching `filter`, with the total count.
+///
+/// The total of an unfiltered listing (one owner's jobs, or everyone's) comes from the
+/// per-owner `queue_owners.job_count` kept by triggers, so paging through 100,000 jobs does
+/// not count them on every page; a filtered listing counts its matches.
 pub async fn list(db: &Db, filter: &JobFilter, limit: i64, offset: i64) -> StoreResult<(Vec<Job>, i64)> {
-    let sql = if filter.oldest_first {
-        concat!("SELECT ", columns!(), list_where!(), " ORDER BY queued_at ASC, id ASC LIMIT $9 OFFSET $10")
-    } else {
-        concat!("SELECT ", columns!(), list_where!(), " ORDER BY queued_at DESC, id DESC LIMIT $9 OFFSET $10")
-    };
-    let count_sql = concat!("SELECT COUNT(*)", list_where!());
-    let search = filter.search.as_ref().map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
+    let mut conditions = Conditions::default();
+    if let Some(owner) = filter.owner_id {
+        conditions.push(&|n| format!("owner_id = ${n}"), Bind::Uuid(owner));
+    }
+    let owner_only = conditions.next_placeholder();
+    if let Some(status) = filter.status {
+        conditions.push(&|n| format!("status = ${n}"), Bind::Text(status.as_str().to_owned()));
+    }
+    if let Some(job_type) = filter.job_type {
+        conditions.push(&|n| format!("job_type = ${n}"), Bind::Text(job_type.as_str().to_owned()));
+    }
+    if let Some(persona) = filter.persona_id {
+        conditions.push(&|n| format!("persona_id = ${n}"), Bind::Uuid(persona));
+    }
+    if let Some(batch) = filter.batch_id {
+        conditions.push(&|n| format!("batch_id = ${n}"), Bind::Uuid(batch));
+    }
+    if let Some(search) = &filter.search {
+        let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
+        conditions.push(&|n| format!("LOWER(prompt) LIKE ${n}"), Bind::Text(pattern));
+    }
+    if let Some(from) = filter.from {
+        conditions.push(&|n| format!("queued_at >= ${n}"), Bind::Time(from));
+    }
+    if let Some(to) = filter.to {
+        conditions.push(&|n| format!("queued_at < ${n}"), Bind::Time(to));
+    }
+    let narrowed = conditions.next_placeholder() > owner_only;
+    let where_sql = conditions.where_clause();
+    let order = if filter.oldest_first { "queued_at ASC, id ASC" } else { "queued_at DESC, id DESC" };
+    let n = conditions.next_placeholder();
+    let sql = format!("SELECT {} FROM jobs{where_sql} ORDER BY {order} LIMIT ${n} OFFSET ${}", columns!(), n + 1);
+    let count_sql = format!("SELECT COUNT(*) FROM jobs{where_sql}");
+    let binds = &conditions.binds;
     let (rows, total): (Vec<JobRow>, i64) = with_pool!(db, pool => {
-        macro_rules! bind_filter {
-            ($q:expr) => {
-                $q.bind(filter.owner_id)
-                    .bind(filter.status.map(JobStatus::as_str))
-                    .bind(filter.job_type.map(JobType::as_str))
-                    .bind(filter.persona_id)
-                    .bind(filter.batch_id)
-                    .bind(search.as_deref())
-                    .bind(filter.from)
-                    .bind(filter.to)
-            };
-        }
-        let rows = bind_filter!(sqlx::query_as(sql)).bind(limit).bind(offset).fetch_all(pool).await?;
-        let total = bind_filter!(sqlx::query_scalar(count_sql)).fetch_one(pool).await?;
+        // The SQL text is assembled only from fixed fragments; every value is a bound parameter.
+        let rows = bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())), binds)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await?;
+        let total: i64 = match (narrowed, filter.owner_id) {
+            (true, _) => bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.clone())), binds).fetch_one(pool).await?,
+            (false, Some(owner)) => sqlx::query_scalar("SELECT job_count FROM queue_owners WHERE owner_id = $1")
+                .bind(owner)
+                .fetch_optional(pool)
+                .await?
+                .unwrap_or(0),
+            (false, None) => sqlx::query_scalar("SELECT CAST(COALESCE(SUM(job_count), 0) AS BIGINT) FROM queue_owners")
+                .fetch_one(pool)
+                .await?,
+        };
         (rows, total)
     });
     Ok((rows_to_jobs(rows)?, total))
@@ -491,7 +528,7 @@ pub async fn request_cancel(db: &Db, id: Uuid) -> StoreResult<CancelOutcome> {
                 columns!()
             );
             let row: Option<JobRow> =
-                with_pool!(db, pool => sqlx::query_as(sql).bind(now).bind(id).fetch_optional(pool).await?);
+                with_write_pool!(db, pool => sqlx::query_as(sql).bind(now).bind(id).fetch_optional(pool).await?);
             if let Some(row) = row {
                 return Ok(CancelOutcome::Requested(row.try_into()?));
             }
@@ -501,7 +538,7 @@ pub async fn request_cancel(db: &Db, id: Uuid) -> StoreResult<CancelOutcome> {
                  lease_expires_at = NULL WHERE id = $3 AND status = $4 RETURNING ",
                 columns!()
             );
-            let row: Option<JobRow> = with_pool!(db, pool => {
+            let row: Option<JobRow> = with_write_pool!(db, pool => {
                 sqlx::query_as(sql).bind(to.as_str()).bind(now).bind(id).bind(job.status.as_str()).fetch_optional(pool).await?
             });
             if let Some(row) = row {
@@ -546,7 +583,8 @@ pub async fn claim(
                 .fetch_optional(pool)
                 .await?
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(sqlite) => {
+            let pool = &sqlite.write;
             let sql = concat!(
                 "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
                  started_at = COALESCE(started_at, $3), updated_at = $3, stage = 'starting' \
@@ -601,7 +639,7 @@ pub async fn heartbeat(
     progress: Option<&ProgressUpdate>,
 ) -> StoreResult<Heartbeat> {
     let now = Utc::now();
-    let cancel: Option<bool> = with_pool!(db, pool => {
+    let cancel: Option<bool> = with_write_pool!(db, pool => {
         match progress {
             Some(p) => sqlx::query_scalar(
                 "UPDATE jobs SET lease_expires_at = $1, updated_at = $2, progress = $3, stage = $4, eta_secs = $5 \
@@ -679,7 +717,7 @@ pub async fn complete(db: &Db, job: &Job, worker_id: Uuid, outputs: &[NewMedia])
          WHERE id = $5 AND lease_owner = $6 AND status = 'running' AND cancel_requested = FALSE RETURNING ",
         columns!()
     );
-    let row: Option<JobRow> = with_pool!(db, pool => {
+    let row: Option<JobRow> = with_write_pool!(db, pool => {
         let mut tx = pool.begin_write().await?;
         let row: Option<JobRow> = sqlx::query_as(sql)
             .bind(to.as_str())
@@ -769,7 +807,7 @@ async fn apply_attempt_event(
          WHERE id = $10 AND lease_owner = $11 AND status = 'running' AND ($12 IS NULL OR lease_expires_at < $12) RETURNING ",
         columns!()
     );
-    let row: Option<JobRow> = with_pool!(db, pool => {
+    let row: Option<JobRow> = with_write_pool!(db, pool => {
         sqlx::query_as(sql)
             .bind(to.as_str())
             .bind(finished_at)
@@ -821,7 +859,7 @@ pub async fn reclaim_expired(db: &Db, now: DateTime<Utc>) -> StoreResult<Vec<Job
 
 /// Deletes finished jobs (and, by cascade, their media rows) older than `before`; returns how many.
 pub async fn prune_finished(db: &Db, before: DateTime<Utc>) -> StoreResult<u64> {
-    Ok(with_pool!(db, pool => {
+    Ok(with_write_pool!(db, pool => {
         sqlx::query("DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < $1")
             .bind(before)
             .execute(pool)
@@ -832,7 +870,7 @@ pub async fn prune_finished(db: &Db, before: DateTime<Utc>) -> StoreResult<u64> 
 
 /// Deletes idempotency records older than `before`.
 pub async fn prune_idempotency_keys(db: &Db, before: DateTime<Utc>) -> StoreResult<u64> {
-    Ok(with_pool!(db, pool => {
+    Ok(with_write_pool!(db, pool => {
         sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1").bind(before).execute(pool).await?.rows_affected()
     }))
 }

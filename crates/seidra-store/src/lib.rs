@@ -8,6 +8,7 @@
 mod db;
 mod error;
 pub mod migrate;
+mod sql;
 
 pub mod accounts;
 pub mod api_keys;
@@ -18,5 +19,5 @@ pub mod personas;
 pub mod refresh_tokens;
 pub mod workers;
 
-pub use db::{Backend, Db, DbOptions};
+pub use db::{Backend, Db, DbOptions, SqliteDb};
 pub use error::{StoreError, StoreResult};

@@ -10,7 +10,8 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::db::with_pool;
+use crate::db::{with_pool, with_write_pool};
+use crate::sql::{Bind, Conditions, bind_all};
 use crate::{Db, StoreError, StoreResult};
 
 /// A stored media item.
@@ -152,14 +153,6 @@ pub struct MediaFilter {
     pub sort: MediaSort,
 }
 
-/// A value bound to a dynamically assembled query.
-enum Bind {
-    Uuid(Uuid),
-    Text(String),
-    Bool(bool),
-    Time(DateTime<Utc>),
-}
-
 /// Words of a search, stripped of anything that is query syntax on either database.
 fn search_words(search: &str) -> Vec<String> {
     search
@@ -173,12 +166,8 @@ fn search_words(search: &str) -> Vec<String> {
 /// Lists items matching `filter`, with the total.
 pub async fn list(db: &Db, filter: &MediaFilter, limit: i64, offset: i64) -> StoreResult<(Vec<Media>, i64)> {
     let postgres = matches!(db, Db::Postgres(_));
-    let mut conditions: Vec<String> = Vec::new();
-    let mut binds: Vec<Bind> = Vec::new();
-    let mut push = |cond: &dyn Fn(usize) -> String, value: Bind| {
-        binds.push(value);
-        conditions.push(cond(binds.len()));
-    };
+    let mut conditions = Conditions::default();
+    let mut push = |cond: &dyn Fn(usize) -> String, value: Bind| conditions.push(cond, value);
     push(&|n| format!("owner_id = ${n}"), Bind::Uuid(filter.owner_id));
     if let Some(kind) = &filter.kind {
         push(&|n| format!("kind = ${n}"), Bind::Text(kind.clone()));
@@ -231,38 +220,20 @@ pub async fn list(db: &Db, filter: &MediaFilter, limit: i64, offset: i64) -> Sto
             }
         }
     }
-    let where_sql = conditions.join(" AND ");
+    let where_sql = conditions.where_clause();
     let order = match filter.sort {
         MediaSort::Newest => "created_at DESC, id DESC",
         MediaSort::Oldest => "created_at ASC, id ASC",
         MediaSort::Largest => "bytes DESC, id DESC",
     };
-    let n = binds.len();
-    let sql = format!(
-        "SELECT {} FROM media WHERE {where_sql} ORDER BY {order} LIMIT ${} OFFSET ${}",
-        columns!(),
-        n + 1,
-        n + 2
-    );
-    let count_sql = format!("SELECT COUNT(*) FROM media WHERE {where_sql}");
+    let n = conditions.next_placeholder();
+    let sql = format!("SELECT {} FROM media{where_sql} ORDER BY {order} LIMIT ${n} OFFSET ${}", columns!(), n + 1);
+    let count_sql = format!("SELECT COUNT(*) FROM media{where_sql}");
+    let binds = &conditions.binds;
     let (rows, total) = with_pool!(db, pool => {
-        macro_rules! bind_all {
-            ($q:expr) => {{
-                let mut q = $q;
-                for b in &binds {
-                    q = match b {
-                        Bind::Uuid(v) => q.bind(*v),
-                        Bind::Text(v) => q.bind(v.as_str()),
-                        Bind::Bool(v) => q.bind(*v),
-                        Bind::Time(v) => q.bind(*v),
-                    };
-                }
-                q
-            }};
-        }
         // The SQL text is assembled only from fixed fragments; every value is a bound parameter.
-        let rows: Vec<Media> = bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))).bind(limit).bind(offset).fetch_all(pool).await?;
-        let total: i64 = bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.clone()))).fetch_one(pool).await?;
+        let rows: Vec<Media> = bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())), binds).bind(limit).bind(offset).fetch_all(pool).await?;
+        let total: i64 = bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.clone())), binds).fetch_one(pool).await?;
         (rows, total)
     });
     Ok((rows, total))
@@ -298,7 +269,7 @@ pub async fn change_tags(db: &Db, owner_id: Uuid, id: Uuid, change: &TagChange) 
     }
     let sql =
         concat!("UPDATE media SET tags = $1, updated_at = $2 WHERE id = $3 AND owner_id = $4 RETURNING ", columns!());
-    Ok(with_pool!(db, pool => {
+    Ok(with_write_pool!(db, pool => {
         sqlx::query_as(sql).bind(Json(&tags)).bind(Utc::now()).bind(id).bind(owner_id).fetch_one(pool).await?
     }))
 }
@@ -309,7 +280,7 @@ pub async fn set_favorite(db: &Db, owner_id: Uuid, id: Uuid, favorite: bool) -> 
         "UPDATE media SET favorite = $1, updated_at = $2 WHERE id = $3 AND owner_id = $4 RETURNING ",
         columns!()
     );
-    Ok(with_pool!(db, pool => {
+    Ok(with_write_pool!(db, pool => {
         sqlx::query_as(sql).bind(favorite).bind(Utc::now()).bind(id).bind(owner_id).fetch_one(pool).await?
     }))
 }
@@ -322,7 +293,7 @@ pub async fn get_owned(db: &Db, owner_id: Uuid, id: Uuid) -> StoreResult<Media> 
 
 /// Deletes an item of `owner_id`; returns its storage key so the caller removes the object.
 pub async fn delete(db: &Db, owner_id: Uuid, id: Uuid) -> StoreResult<String> {
-    let key: Option<String> = with_pool!(db, pool => {
+    let key: Option<String> = with_write_pool!(db, pool => {
         sqlx::query_scalar("DELETE FROM media WHERE id = $1 AND owner_id = $2 RETURNING storage_key")
             .bind(id)
             .bind(owner_id)

@@ -104,11 +104,11 @@ async fn applied(db: &Db) -> StoreResult<Vec<(i64, String, bool)>> {
         Db::Postgres(pool) => {
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?
         }
-        Db::Sqlite(pool) => {
+        Db::Sqlite(sqlite) => {
             sqlx::query_scalar(
                 "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
             )
-            .fetch_one(pool)
+            .fetch_one(&sqlite.read)
             .await?
         }
     };

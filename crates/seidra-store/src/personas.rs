@@ -5,7 +5,7 @@ use seidra_core::persona::PersonaSpec;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::db::{BeginWrite, with_pool};
+use crate::db::{BeginWrite, with_pool, with_write_pool};
 use crate::{Db, StoreError, StoreResult};
 
 /// A stored persona (its current version).
@@ -48,7 +48,7 @@ pub async fn create(db: &Db, owner_id: Uuid, spec: &PersonaSpec) -> StoreResult<
          VALUES ($1, $2, $3, $4, 1, FALSE, $5, $6, $7, $7) RETURNING ",
         columns!()
     );
-    Ok(with_pool!(db, pool => {
+    Ok(with_write_pool!(db, pool => {
         let mut tx = pool.begin_write().await?;
         let row: Persona = sqlx::query_as(sql)
             .bind(id)
@@ -85,7 +85,7 @@ pub async fn update(db: &Db, owner_id: Uuid, id: Uuid, spec: &PersonaSpec) -> St
          WHERE id = $6 AND owner_id = $7 AND deleted_at IS NULL RETURNING ",
         columns!()
     );
-    Ok(with_pool!(db, pool => {
+    Ok(with_write_pool!(db, pool => {
         let mut tx = pool.begin_write().await?;
         let row: Option<Persona> = sqlx::query_as(sql)
             .bind(spec.name.trim())
@@ -116,12 +116,12 @@ pub async fn set_favorite(db: &Db, owner_id: Uuid, id: Uuid, favorite: bool) -> 
         "UPDATE personas SET favorite = $1 WHERE id = $2 AND owner_id = $3 AND deleted_at IS NULL RETURNING ",
         columns!()
     );
-    Ok(with_pool!(db, pool => sqlx::query_as(sql).bind(favorite).bind(id).bind(owner_id).fetch_one(pool).await?))
+    Ok(with_write_pool!(db, pool => sqlx::query_as(sql).bind(favorite).bind(id).bind(owner_id).fetch_one(pool).await?))
 }
 
 /// Hides a persona (its versions stay for the provenance of past jobs).
 pub async fn delete(db: &Db, owner_id: Uuid, id: Uuid) -> StoreResult<()> {
-    let n = with_pool!(db, pool => {
+    let n = with_write_pool!(db, pool => {
         sqlx::query("UPDATE personas SET deleted_at = $1 WHERE id = $2 AND owner_id = $3 AND deleted_at IS NULL")
             .bind(Utc::now())
             .bind(id)

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::db::with_pool;
+use crate::db::{with_pool, with_write_pool};
 use crate::{Db, StoreResult};
 
 /// A stored refresh token (only its SHA-256 is kept).
@@ -60,7 +60,7 @@ pub async fn insert(db: &Db, new: &NewRefreshToken<'_>) -> StoreResult<RefreshTo
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
         columns!()
     );
-    Ok(with_pool!(db, pool => {
+    Ok(with_write_pool!(db, pool => {
         sqlx::query_as(sql)
             .bind(Uuid::now_v7())
             .bind(new.user_id)
@@ -83,7 +83,7 @@ pub async fn find_by_hash(db: &Db, token_hash: &str) -> StoreResult<Option<Refre
 
 /// Marks a token used; false when it was already used or revoked (a concurrent or replayed refresh).
 pub async fn mark_used(db: &Db, id: Uuid) -> StoreResult<bool> {
-    let done = with_pool!(db, pool => {
+    let done = with_write_pool!(db, pool => {
         sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND revoked_at IS NULL")
             .bind(Utc::now())
             .bind(id)
@@ -96,7 +96,7 @@ pub async fn mark_used(db: &Db, id: Uuid) -> StoreResult<bool> {
 
 /// Revokes every token of a family; returns how many were still live.
 pub async fn revoke_family(db: &Db, family_id: Uuid) -> StoreResult<u64> {
-    Ok(with_pool!(db, pool => {
+    Ok(with_write_pool!(db, pool => {
         sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
             .bind(Utc::now())
             .bind(family_id)
@@ -108,7 +108,7 @@ pub async fn revoke_family(db: &Db, family_id: Uuid) -> StoreResult<u64> {
 
 /// Revokes every token of a user (password change, account disabled).
 pub async fn revoke_all_for_user(db: &Db, user_id: Uuid) -> StoreResult<u64> {
-    Ok(with_pool!(db, pool => {
+    Ok(with_write_pool!(db, pool => {
         sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
             .bind(Utc::now())
             .bind(user_id)
@@ -120,7 +120,7 @@ pub async fn revoke_all_for_user(db: &Db, user_id: Uuid) -> StoreResult<u64> {
 
 /// Deletes tokens that expired before `before`; returns how many.
 pub async fn prune_expired(db: &Db, before: DateTime<Utc>) -> StoreResult<u64> {
-    Ok(with_pool!(db, pool => {
+    Ok(with_write_pool!(db, pool => {
         sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1").bind(before).execute(pool).await?.rows_affected()
     }))
 }

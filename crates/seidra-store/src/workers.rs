@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::db::with_pool;
+use crate::db::{with_pool, with_write_pool};
 use crate::{Db, StoreResult};
 
 /// A registered worker.
@@ -65,7 +65,7 @@ pub struct NewWorker {
 /// Registers (or re-registers) a worker as active.
 pub async fn register(db: &Db, w: &NewWorker) -> StoreResult<()> {
     let now = Utc::now();
-    with_pool!(db, pool => {
+    with_write_pool!(db, pool => {
         sqlx::query(
             "INSERT INTO workers (id, name, host, version, engines, models, concurrency, status, current_jobs, started_at, heartbeat_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $9) \
@@ -89,7 +89,7 @@ pub async fn register(db: &Db, w: &NewWorker) -> StoreResult<()> {
 
 /// Records a heartbeat with the jobs in hand and the worker's status (`active`/`draining`).
 pub async fn heartbeat(db: &Db, id: Uuid, status: &str, current_jobs: &[Uuid]) -> StoreResult<()> {
-    with_pool!(db, pool => {
+    with_write_pool!(db, pool => {
         sqlx::query("UPDATE workers SET heartbeat_at = $1, status = $2, current_jobs = $3 WHERE id = $4")
             .bind(Utc::now())
             .bind(status)
@@ -105,7 +105,7 @@ pub async fn heartbeat(db: &Db, id: Uuid, status: &str, current_jobs: &[Uuid]) -
 /// Marks a worker stopped (clean shutdown).
 pub async fn deregister(db: &Db, id: Uuid) -> StoreResult<()> {
     let now = Utc::now();
-    with_pool!(db, pool => {
+    with_write_pool!(db, pool => {
         sqlx::query("UPDATE workers SET status = 'stopped', stopped_at = $1, heartbeat_at = $1, current_jobs = $2 WHERE id = $3")
             .bind(now)
             .bind(Json(Vec::<Uuid>::new()))
@@ -130,7 +130,7 @@ pub async fn list_live(db: &Db) -> StoreResult<Vec<Worker>> {
 /// Marks workers without a heartbeat since `stale_before` dead and forgets stopped/dead workers
 /// older than `forget_before`; returns how many were marked dead.
 pub async fn reap(db: &Db, stale_before: DateTime<Utc>, forget_before: DateTime<Utc>) -> StoreResult<u64> {
-    Ok(with_pool!(db, pool => {
+    Ok(with_write_pool!(db, pool => {
         let dead = sqlx::query("UPDATE workers SET status = 'dead', stopped_at = $1 WHERE status IN ('active', 'draining') AND heartbeat_at < $2")
             .bind(Utc::now())
             .bind(stale_before)
@@ -148,7 +148,7 @@ pub async fn reap(db: &Db, stale_before: DateTime<Utc>, forget_before: DateTime<
 /// Takes or renews the singleton lease `name` for `holder`; true when `holder` has it.
 pub async fn try_lead(db: &Db, name: &str, holder: Uuid, ttl: Duration) -> StoreResult<bool> {
     let now = Utc::now();
-    let got: Option<Uuid> = with_pool!(db, pool => {
+    let got: Option<Uuid> = with_write_pool!(db, pool => {
         sqlx::query_scalar(
             "INSERT INTO leader_leases (name, holder, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
@@ -167,7 +167,7 @@ pub async fn try_lead(db: &Db, name: &str, holder: Uuid, ttl: Duration) -> Store
 
 /// Gives the lease up (clean shutdown) so another process takes over at once.
 pub async fn resign(db: &Db, name: &str, holder: Uuid) -> StoreResult<()> {
-    with_pool!(db, pool => {
+    with_write_pool!(db, pool => {
         sqlx::query("DELETE FROM leader_leases WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)

@@ -292,7 +292,7 @@ async fn force_run_after_past(db: &Db, id: Uuid) -> anyhow::Result<()> {
         Db::Sqlite(p) => sqlx::query("UPDATE jobs SET run_after = $1 WHERE id = $2")
             .bind(past)
             .bind(id)
-            .execute(p)
+            .execute(&p.write)
             .await
             .map(|_| ())?,
     }
@@ -331,7 +331,15 @@ async fn listing_stats_and_depth(backend: Backend) -> anyhow::Result<()> {
     assert!(stats.by_status.contains(&(JobStatus::Queued, 2)));
     assert!(stats.avg_run_ms.is_some() && stats.avg_wait_ms.is_some());
     assert_eq!(jobs::active_for_owner(db, alice).await?.len(), 2);
+    let status = JobFilter { owner_id: Some(alice), status: Some(JobStatus::Queued), ..JobFilter::default() };
+    assert_eq!(jobs::list(db, &status, 10, 0).await?.1, 2, "a filtered total counts matches");
+    assert_eq!(jobs::list(db, &JobFilter::default(), 10, 0).await?.1, 4, "everyone's total");
     assert_eq!(jobs::prune_finished(db, Utc::now() + Duration::seconds(1)).await?, 1);
+    // Unfiltered totals come from the per-owner counters the triggers keep.
+    assert_eq!(jobs::list(db, &mine, 10, 0).await?.1, 2, "pruning lowers the owner's total");
+    assert_eq!(jobs::list(db, &JobFilter::default(), 10, 0).await?.1, 3);
+    let nobody = JobFilter { owner_id: Some(Uuid::new_v4()), ..JobFilter::default() };
+    assert_eq!(jobs::list(db, &nobody, 10, 0).await?, (Vec::new(), 0));
     Ok(())
 }
 
