@@ -212,6 +212,33 @@ impl EventBus {
         }
     }
 
+    /// The PostgreSQL channel when this bus runs over `LISTEN/NOTIFY`, so that a database
+    /// transaction can send its own events with `pg_notify` (delivered at commit, in commit
+    /// order, and never for a transaction that rolls back). `None` on other transports.
+    pub fn notify_channel(&self) -> Option<&str> {
+        match &self.inner.publisher {
+            Some(Publisher::Postgres { channel, .. }) => Some(channel),
+            _ => None,
+        }
+    }
+
+    /// The payload [`EventBus::publish`] would send for `event` on this transport (with the
+    /// PostgreSQL size limit applied).
+    pub fn encode(&self, event: &Event) -> Result<String, BusError> {
+        let limit = self.inner.publisher.as_ref().and_then(Publisher::max_payload);
+        Ok(encode(event, limit, &self.inner.channel)?.0)
+    }
+
+    /// On the in-process bus, hands `event` to subscribers at once (no I/O, no await) and
+    /// returns true; returns false on the other transports, which must use [`EventBus::publish`].
+    pub fn publish_in_process(&self, event: &Event) -> bool {
+        if self.inner.publisher.is_some() {
+            return false;
+        }
+        let _ = self.inner.tx.send(Arc::new(event.clone()));
+        true
+    }
+
     /// A new subscription: every event published after this call, in order, until dropped.
     ///
     /// A receiver more than [`BROADCAST_CAPACITY`] events behind gets `RecvError::Lagged`.

@@ -253,6 +253,21 @@ impl From<sqlx::Error> for SubmitError {
     }
 }
 
+/// How the events about newly queued jobs leave the submit transaction, so that they are out
+/// before any worker can claim the jobs (a `job.started` must never overtake `job.queued`).
+pub enum SubmitEvents<'a> {
+    /// PostgreSQL: `pg_notify(channel, payload)` for each payload, inside the transaction —
+    /// delivered at commit, in commit order, and not at all if it rolls back.
+    Notify {
+        /// The `LISTEN` channel.
+        channel: &'a str,
+        /// Payloads for the created jobs.
+        payloads: &'a (dyn Fn(&[Job]) -> Vec<String> + Sync),
+    },
+    /// An in-process hand-over, called just before commit (it must not block).
+    Local(&'a (dyn Fn(&[Job]) + Sync)),
+}
+
 /// Queues jobs for `owner_id` in one transaction: checks the quota under the owner's fairness
 /// row lock, assigns round-robin sequence numbers, records the idempotency key.
 pub async fn submit(
@@ -262,12 +277,24 @@ pub async fn submit(
     limits: SubmitLimits,
     idempotency: Option<&Idempotency>,
 ) -> Result<Submitted, SubmitError> {
+    submit_with_events(db, owner_id, jobs, limits, idempotency, None).await
+}
+
+/// [`submit`], sending the new jobs' events from inside the transaction (see [`SubmitEvents`]).
+pub async fn submit_with_events(
+    db: &Db,
+    owner_id: Uuid,
+    jobs: &[NewJob],
+    limits: SubmitLimits,
+    idempotency: Option<&Idempotency>,
+    events: Option<&SubmitEvents<'_>>,
+) -> Result<Submitted, SubmitError> {
     if let Some(idem) = idempotency
         && let Some(replay) = find_idempotent(db, owner_id, idem).await?
     {
         return Ok(replay);
     }
-    match submit_tx(db, owner_id, jobs, limits, idempotency).await {
+    match submit_tx(db, owner_id, jobs, limits, idempotency, events).await {
         // A concurrent request with the same key won the insert race: answer like a replay.
         Err(SubmitError::Store(StoreError::Conflict { .. })) if idempotency.is_some() => {
             let idem = idempotency.ok_or(SubmitError::KeyReused)?;
@@ -302,6 +329,7 @@ async fn submit_tx(
     jobs: &[NewJob],
     limits: SubmitLimits,
     idempotency: Option<&Idempotency>,
+    events: Option<&SubmitEvents<'_>>,
 ) -> Result<Submitted, SubmitError> {
     let now = Utc::now();
     let new_count = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
@@ -313,7 +341,7 @@ async fn submit_tx(
          RETURNING ",
         columns!()
     );
-    let created: Vec<JobRow> = with_write_pool!(db, pool => {
+    let created: Vec<Job> = with_write_pool!(db, pool => {
         let mut tx = pool.begin_write().await?;
         // Upsert-and-return takes the owner's row lock on PostgreSQL: concurrent submits of one
         // owner serialise here, so the quota count below cannot be raced. (SQLite: BEGIN IMMEDIATE.)
@@ -395,10 +423,28 @@ async fn submit_tx(
             .execute(&mut *tx)
             .await?;
         }
+        let created = rows_to_jobs(created)?;
+        match events {
+            Some(SubmitEvents::Notify { channel, payloads }) => {
+                let payloads = payloads(&created);
+                if !payloads.is_empty() {
+                    let calls: Vec<String> = (0..payloads.len()).map(|i| format!("pg_notify($1, ${})", i + 2)).collect();
+                    let sql = format!("SELECT {}", calls.join(", "));
+                    // Assembled from fixed fragments; the channel and payloads are bound.
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(*channel);
+                    for p in &payloads {
+                        q = q.bind(p.as_str());
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+            }
+            Some(SubmitEvents::Local(hand_over)) => hand_over(&created),
+            None => {}
+        }
         tx.commit().await?;
         created
     });
-    Ok(Submitted::Created(rows_to_jobs(created)?))
+    Ok(Submitted::Created(created))
 }
 
 /// Fetches a job.
@@ -560,9 +606,99 @@ pub async fn claim(
     lease: Duration,
     max_running_per_owner: i64,
 ) -> StoreResult<Option<Job>> {
+    Ok(claim_batch(db, worker_id, engines, lease, max_running_per_owner, 1).await?.into_iter().next())
+}
+
+/// The claim's shape, shared by both databases: the first candidates in queue order (an index
+/// walk over `jobs_claim_idx` that stops early), each ranked within its owner and added to
+/// that owner's running jobs, so one statement can take several jobs without pushing an owner
+/// over the running limit; then the picked rows, re-checked after locking.
+macro_rules! claim_sql {
+    ($engine_match:literal, $lock:literal) => {
+        concat!(
+            "WITH candidates AS (SELECT c.id, c.owner_id, c.priority_rank, c.fair_seq, c.queued_at FROM jobs c \
+             WHERE c.status IN ('queued', 'retrying') AND c.run_after <= $3 AND c.cancel_requested = FALSE AND ",
+            $engine_match,
+            " ORDER BY c.priority_rank, c.fair_seq, c.queued_at LIMIT $6), \
+             running AS (SELECT r.owner_id, COUNT(*) AS n FROM jobs r \
+             WHERE r.status = 'running' AND r.owner_id IN (SELECT owner_id FROM candidates) GROUP BY r.owner_id), \
+             ranked AS (SELECT k.id, k.priority_rank, k.fair_seq, k.queued_at, \
+             ROW_NUMBER() OVER (PARTITION BY k.owner_id ORDER BY k.priority_rank, k.fair_seq, k.queued_at) \
+             + COALESCE((SELECT n FROM running WHERE running.owner_id = k.owner_id), 0) AS load FROM candidates k), \
+             picked AS (SELECT j.id FROM jobs j WHERE j.id IN (SELECT id FROM ranked WHERE load <= $5 \
+             ORDER BY priority_rank, fair_seq, queued_at LIMIT $7) \
+             AND j.status IN ('queued', 'retrying') AND j.cancel_requested = FALSE",
+            $lock,
+            ") UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
+             started_at = COALESCE(started_at, $3), updated_at = $3, stage = 'starting' \
+             WHERE id IN (SELECT id FROM picked) RETURNING ",
+            columns!()
+        )
+    };
+}
+
+/// Claims up to `max` jobs at once (see [`claim`]), in queue order. Taking several jobs per
+/// statement is what lets one worker keep many slots busy: each claim is a write, and on
+/// SQLite every write waits for the single writer.
+pub async fn claim_batch(
+    db: &Db,
+    worker_id: Uuid,
+    engines: &[String],
+    lease: Duration,
+    max_running_per_owner: i64,
+    max: usize,
+) -> StoreResult<Vec<Job>> {
     let now = Utc::now();
     let lease_until = now + lease;
-    let row: Option<JobRow> = match db {
+    let max = i64::try_from(max.clamp(1, 64)).unwrap_or(1);
+    // Owners at their limit are skipped inside this window of candidates; a full window of
+    // them falls back to a per-row scan below, so they can never starve everyone else.
+    let window = max * 8 + 32;
+    let mut rows: Vec<JobRow> = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as(claim_sql!("c.engine = ANY($4)", " FOR UPDATE SKIP LOCKED"))
+                .bind(worker_id)
+                .bind(lease_until)
+                .bind(now)
+                .bind(engines)
+                .bind(max_running_per_owner)
+                .bind(window)
+                .bind(max)
+                .fetch_all(pool)
+                .await?
+        }
+        Db::Sqlite(sqlite) => {
+            sqlx::query_as(claim_sql!("c.engine IN (SELECT value FROM json_each($4))", ""))
+                .bind(worker_id)
+                .bind(lease_until)
+                .bind(now)
+                .bind(Json(engines))
+                .bind(max_running_per_owner)
+                .bind(window)
+                .bind(max)
+                .fetch_all(&sqlite.write)
+                .await?
+        }
+    };
+    if rows.is_empty() {
+        rows.extend(claim_deep(db, worker_id, engines, now, lease_until, max_running_per_owner).await?);
+    }
+    let mut jobs = rows_to_jobs(rows)?;
+    jobs.sort_by_key(|j| (j.priority.rank(), j.fair_seq, j.queued_at));
+    Ok(jobs)
+}
+
+/// One job, searching the whole queue for an owner below the limit (a correlated count per
+/// candidate): the fallback when the first window of candidates is all at the limit.
+async fn claim_deep(
+    db: &Db,
+    worker_id: Uuid,
+    engines: &[String],
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    max_running_per_owner: i64,
+) -> StoreResult<Option<JobRow>> {
+    Ok(match db {
         Db::Postgres(pool) => {
             let sql = concat!(
                 "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
@@ -584,7 +720,6 @@ pub async fn claim(
                 .await?
         }
         Db::Sqlite(sqlite) => {
-            let pool = &sqlite.write;
             let sql = concat!(
                 "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
                  started_at = COALESCE(started_at, $3), updated_at = $3, stage = 'starting' \
@@ -601,11 +736,10 @@ pub async fn claim(
                 .bind(now)
                 .bind(Json(engines))
                 .bind(max_running_per_owner)
-                .fetch_optional(pool)
+                .fetch_optional(&sqlite.write)
                 .await?
         }
-    };
-    row.map(Job::try_from).transpose()
+    })
 }
 
 /// What a heartbeat learned.

@@ -78,6 +78,11 @@ pub fn latest_version(backend: Backend) -> i64 {
     migrator(backend).iter().filter(|m| m.migration_type.is_up_migration()).map(|m| m.version).max().unwrap_or(0)
 }
 
+/// Versions of the migrations embedded for `backend`, in order.
+pub fn known_versions(backend: Backend) -> Vec<i64> {
+    migrator(backend).iter().filter(|m| m.migration_type.is_up_migration()).map(|m| m.version).collect()
+}
+
 /// Reads the applied migrations and compares them with the embedded ones.
 pub async fn status(db: &Db) -> StoreResult<MigrationStatus> {
     let applied = applied(db).await?;

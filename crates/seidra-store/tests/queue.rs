@@ -9,7 +9,8 @@ use seidra_core::Role;
 use seidra_core::job::{JobError, JobEvent, JobStatus, JobType, PriorityClass};
 use seidra_store::accounts::{self, NewUser};
 use seidra_store::jobs::{
-    self, CancelOutcome, Heartbeat, Idempotency, JobFilter, NewJob, NewMedia, SubmitError, SubmitLimits, Submitted,
+    self, CancelOutcome, Heartbeat, Idempotency, JobFilter, NewJob, NewMedia, SubmitError, SubmitEvents, SubmitLimits,
+    Submitted,
 };
 use seidra_store::{Backend, Db, media, workers};
 use seidra_testkit::{TestDb, dual_test};
@@ -164,6 +165,38 @@ async fn running_limit_per_owner(backend: Backend) -> anyhow::Result<()> {
     let second = jobs::claim(db, w, &engines(), LEASE, 1).await?.expect("b0");
     assert_eq!((first.prompt.as_str(), second.prompt.as_str()), ("a0", "b0"));
     assert!(jobs::claim(db, w, &engines(), LEASE, 1).await?.is_none(), "alice is at her running limit");
+    Ok(())
+}
+
+/// One statement takes several jobs in queue order without pushing an owner over the limit,
+/// and an owner at the limit filling the whole candidate window cannot starve the others.
+async fn batch_claim_respects_order_and_limits(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let (alice, bob, carol) = (owner(db, "alice").await, owner(db, "bob").await, owner(db, "carol").await);
+    for i in 0..6 {
+        submit_one(db, alice, &format!("a{i}"), PriorityClass::Interactive).await;
+    }
+    submit_one(db, bob, "b0", PriorityClass::Interactive).await;
+    submit_one(db, bob, "b1", PriorityClass::Batch).await;
+    let w = Uuid::new_v4();
+    let got = jobs::claim_batch(db, w, &engines(), LEASE, 2, 8).await?;
+    let prompts: Vec<&str> = got.iter().map(|j| j.prompt.as_str()).collect();
+    // Round-robin put b0 right behind a0; alice gets 2 (her limit); the batch class comes last.
+    assert_eq!(prompts, ["a0", "b0", "a1", "b1"]);
+    assert!(got.iter().all(|j| j.status == JobStatus::Running && j.lease_owner == Some(w) && j.attempt == 1));
+    assert!(jobs::claim_batch(db, w, &engines(), LEASE, 2, 8).await?.is_empty(), "alice is at her limit");
+
+    // 60 queued jobs of a capped owner ahead of carol's fill the whole candidate window.
+    let dave = owner(db, "dave").await;
+    for i in 0..60 {
+        submit_one(db, dave, &format!("d{i}"), PriorityClass::Interactive).await;
+    }
+    submit_one(db, carol, "c0", PriorityClass::Batch).await;
+    let dave_first = jobs::claim_batch(db, w, &engines(), LEASE, 1, 1).await?;
+    assert_eq!(dave_first.iter().map(|j| j.prompt.as_str()).collect::<Vec<_>>(), ["d0"]);
+    let next = jobs::claim_batch(db, w, &engines(), LEASE, 1, 1).await?;
+    assert_eq!(next.iter().map(|j| j.prompt.as_str()).collect::<Vec<_>>(), ["c0"], "carol is not starved");
     Ok(())
 }
 
@@ -380,11 +413,49 @@ async fn worker_registry_and_leader(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The events of a submit leave inside its transaction: handed over before commit with the
+/// created jobs, and never for a refused submit; on PostgreSQL as `NOTIFY`, delivered at commit.
+async fn submit_events_leave_with_the_transaction(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let alice = owner(db, "alice").await;
+    let seen = std::sync::Mutex::new(Vec::<String>::new());
+    let record = |jobs: &[jobs::Job]| seen.lock().unwrap().extend(jobs.iter().map(|j| j.prompt.clone()));
+    let local = SubmitEvents::Local(&record);
+    let batch = [new_job("one", PriorityClass::Batch), new_job("two", PriorityClass::Batch)];
+    jobs::submit_with_events(db, alice, &batch, LIMITS, None, Some(&local)).await?;
+    assert_eq!(*seen.lock().unwrap(), ["one", "two"]);
+    let tight = SubmitLimits { max_queued: 2 };
+    let three = [new_job("three", PriorityClass::Batch)];
+    let refused = jobs::submit_with_events(db, alice, &three, tight, None, Some(&local)).await;
+    assert!(matches!(refused, Err(SubmitError::QuotaExceeded { .. })));
+    assert_eq!(seen.lock().unwrap().len(), 2, "no event for a refused submit");
+
+    if let Db::Postgres(pool) = db {
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen("seidra_test_events").await?;
+        let payloads = |jobs: &[jobs::Job]| jobs.iter().map(|j| format!("queued {}", j.prompt)).collect::<Vec<_>>();
+        let notify = SubmitEvents::Notify { channel: "seidra_test_events", payloads: &payloads };
+        let pair = [new_job("n1", PriorityClass::Interactive), new_job("n2", PriorityClass::Interactive)];
+        jobs::submit_with_events(db, alice, &pair, LIMITS, None, Some(&notify)).await?;
+        let n3 = [new_job("n3", PriorityClass::Batch)];
+        assert!(jobs::submit_with_events(db, alice, &n3, tight, None, Some(&notify)).await.is_err());
+        let mut got = Vec::new();
+        while let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_millis(500), listener.recv()).await {
+            got.push(n.payload().to_owned());
+        }
+        assert_eq!(got, ["queued n1", "queued n2"], "delivered at commit, in order; nothing from the rollback");
+    }
+    Ok(())
+}
+
 dual_test!(
+    submit_events_leave_with_the_transaction,
     claim_and_complete_cycle,
     two_workers_race_for_one_job,
     priority_then_round_robin,
     running_limit_per_owner,
+    batch_claim_respects_order_and_limits,
     quota_and_idempotency,
     cancel_queued_and_running,
     retry_backoff_and_lease_expiry,

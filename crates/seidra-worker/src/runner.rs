@@ -77,6 +77,9 @@ impl ProgressSink for WatchSink {
     }
 }
 
+/// Most jobs taken by one claim statement.
+const MAX_CLAIM_BATCH: usize = 16;
+
 /// Fastest rate of `job.progress` events per job (≤ 10/s).
 const PROGRESS_EVENT_INTERVAL: Duration = Duration::from_millis(100);
 /// Fastest rate of progress writes to the database per job.
@@ -168,37 +171,50 @@ impl Worker {
         let mut jobs_in_flight = tokio::task::JoinSet::new();
         let mut backoff = Duration::from_millis(100);
         loop {
-            let permit = tokio::select! {
+            let first = tokio::select! {
                 p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 () = shutdown.cancelled() => break,
             };
             if shutdown.is_cancelled() {
                 break;
             }
-            match jobs::claim(
+            // Claim as many jobs as there are free slots, in one statement.
+            let mut free = vec![first];
+            while free.len() < MAX_CLAIM_BATCH {
+                match permits.clone().try_acquire_owned() {
+                    Ok(p) => free.push(p),
+                    Err(_) => break,
+                }
+            }
+            match jobs::claim_batch(
                 &me.deps.db,
                 me.id,
                 &engines,
                 chrono_duration(me.config.lease),
                 me.config.max_running_per_owner,
+                free.len(),
             )
             .await
             {
-                Ok(Some(job)) => {
+                Ok(claimed) if !claimed.is_empty() => {
                     backoff = Duration::from_millis(100);
-                    metrics::histogram!("seidra_job_queue_wait_seconds", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone())
-                        .record((Utc::now() - job.queued_at).num_milliseconds().max(0) as f64 / 1000.0);
-                    running.lock().await.push(job.id);
-                    let (me, running, release) = (me.clone(), running.clone(), release_all.clone());
-                    jobs_in_flight.spawn(async move {
-                        let id = job.id;
-                        me.run_job(job, release).await;
-                        running.lock().await.retain(|j| *j != id);
-                        drop(permit);
-                    });
+                    running.lock().await.extend(claimed.iter().map(|j| j.id));
+                    for (job, permit) in claimed.into_iter().zip(free.drain(..)) {
+                        metrics::histogram!("seidra_job_queue_wait_seconds", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone())
+                            .record((Utc::now() - job.queued_at).num_milliseconds().max(0) as f64 / 1000.0);
+                        let (me, running, release) = (me.clone(), running.clone(), release_all.clone());
+                        jobs_in_flight.spawn(async move {
+                            let id = job.id;
+                            me.run_job(job, release).await;
+                            running.lock().await.retain(|j| *j != id);
+                            drop(permit);
+                        });
+                    }
+                    // Unused slots go back before the next round.
+                    drop(free);
                 }
-                Ok(None) => {
-                    drop(permit);
+                Ok(_) => {
+                    drop(free);
                     // Idle: wait for a wake-up event, the poll interval, or shutdown.
                     let deadline = tokio::time::sleep(me.config.poll_interval);
                     tokio::pin!(deadline);
@@ -219,7 +235,7 @@ impl Worker {
                     }
                 }
                 Err(err) => {
-                    drop(permit);
+                    drop(free);
                     tracing::warn!(%err, retry_in_ms = backoff.as_millis(), "cannot claim jobs; backing off");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}

@@ -9,7 +9,7 @@ use seidra_core::job::{ImageRequest, JobError, JobStatus, JobType, PriorityClass
 use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_store::StoreError;
 use seidra_store::jobs::{
-    self, CancelOutcome, Idempotency, Job, JobFilter, NewJob, SubmitError, SubmitLimits, Submitted,
+    self, CancelOutcome, Idempotency, Job, JobFilter, NewJob, SubmitError, SubmitEvents, SubmitLimits, Submitted,
 };
 use seidra_store::media::{self, Media};
 use seidra_worker::events::{JOB_CANCEL, JOBS_WAKE, control_event, job_event};
@@ -273,38 +273,72 @@ async fn submit(
     idem: Option<Idempotency>,
 ) -> ApiResult<(bool, Vec<Job>)> {
     let limits = SubmitLimits { max_queued: i64::from(state.settings.queue.max_queued_per_user) };
+    // `job.queued` (and the workers' wake-up) leave from inside the submit transaction, so no
+    // worker can claim a job — and announce `job.started` — before its `job.queued` is out.
+    let bus = &state.bus;
+    let payloads = |created: &[Job]| -> Vec<String> {
+        queued_events(created)
+            .iter()
+            .filter_map(|e| bus.encode(e).map_err(|err| log_publish_error(e, &err)).ok())
+            .collect()
+    };
+    let hand_over = |created: &[Job]| {
+        for event in queued_events(created) {
+            bus.publish_in_process(&event);
+        }
+    };
+    let in_tx = match bus.notify_channel() {
+        Some(channel) => Some(SubmitEvents::Notify { channel, payloads: &payloads }),
+        None if bus.transport() == "in_process" => Some(SubmitEvents::Local(&hand_over)),
+        None => None,
+    };
     let outcome =
-        jobs::submit(&state.db, principal.user.id, &new_jobs, limits, idem.as_ref()).await.map_err(|e| match e {
-            SubmitError::QuotaExceeded { queued, max } => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "queue_quota_exceeded",
-                format!("you have {queued} jobs waiting (at most {max}); wait for some to finish or cancel them"),
-            )
-            .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("10")),
-            SubmitError::KeyReused => ApiError::conflict(
-                "idempotency_key_reused",
-                "this Idempotency-Key was already used with a different request body",
-            )
-            .with_field("Idempotency-Key"),
-            SubmitError::Store(s) => s.into(),
-        })?;
+        jobs::submit_with_events(&state.db, principal.user.id, &new_jobs, limits, idem.as_ref(), in_tx.as_ref())
+            .await
+            .map_err(|e| match e {
+                SubmitError::QuotaExceeded { queued, max } => ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "queue_quota_exceeded",
+                    format!("you have {queued} jobs waiting (at most {max}); wait for some to finish or cancel them"),
+                )
+                .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("10")),
+                SubmitError::KeyReused => ApiError::conflict(
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was already used with a different request body",
+                )
+                .with_field("Idempotency-Key"),
+                SubmitError::Store(s) => s.into(),
+            })?;
     match outcome {
         Submitted::Created(created) => {
             for job in &created {
                 metrics::counter!("seidra_jobs_submitted_total", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone())
                     .increment(1);
-                publish(state, &job_event("job.queued", job, None)).await;
             }
-            publish(state, &control_event(JOBS_WAKE, None)).await;
+            if in_tx.is_none() {
+                // Redis: published after commit (a worker may, rarely, announce the start first).
+                for event in queued_events(&created) {
+                    publish(state, &event).await;
+                }
+            }
             Ok((true, created))
         }
         Submitted::Replayed(existing) => Ok((false, existing)),
     }
 }
 
+/// `job.queued` for each job, then one wake-up for idle workers.
+fn queued_events(created: &[Job]) -> Vec<seidra_events::Event> {
+    created.iter().map(|job| job_event("job.queued", job, None)).chain([control_event(JOBS_WAKE, None)]).collect()
+}
+
+fn log_publish_error(event: &seidra_events::Event, err: &seidra_events::BusError) {
+    tracing::warn!(%err, kind = %event.kind, "could not publish event");
+}
+
 async fn publish(state: &AppState, event: &seidra_events::Event) {
     if let Err(err) = state.bus.publish(event).await {
-        tracing::warn!(%err, kind = %event.kind, "could not publish event");
+        log_publish_error(event, &err);
     }
 }
 
