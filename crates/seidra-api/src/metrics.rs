@@ -58,6 +58,10 @@ fn describe() {
     describe_gauge!("seidra_db_pool_idle_connections", "Idle database connections in the pool");
     describe_counter!("seidra_rate_limit_rejections_total", "Requests refused with 429, by policy");
     describe_counter!(
+        "seidra_password_hash_rejections_total",
+        "Password hashes refused because the argon2 pool queue was full"
+    );
+    describe_counter!(
         "seidra_rate_limit_backend_errors_total",
         "Redis rate-limit calls that failed and fell back to in-memory windows"
     );
