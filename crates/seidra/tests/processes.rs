@@ -253,3 +253,98 @@ async fn sigterm_drains_then_releases_unfinished_jobs() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Every stored file under `dir`, as paths relative to it.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(rel) = path.strip_prefix(dir) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Workers are SIGKILLed again and again while 200 jobs run: every job still ends exactly once,
+/// with exactly one set of outputs whose files exist, and the killed attempts are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_sigkills_while_200_jobs_run() -> anyhow::Result<()> {
+    let db = TestDb::migrated(Backend::Postgres).await?;
+    let dir = tempfile::tempdir()?;
+    let chaos_cmd = |args: &[&str]| {
+        let mut cmd = base_cmd(&db.url, dir.path(), None);
+        cmd.args(args)
+            .env("SEIDRA_QUEUE__MAX_ATTEMPTS", "50")
+            .env("SEIDRA_QUEUE__MAX_QUEUED_PER_USER", "1000")
+            .env("SEIDRA_QUEUE__MAX_RUNNING_PER_USER", "100")
+            .env("SEIDRA_RATE_LIMIT__ENABLED", "false")
+            .stdout(Stdio::null());
+        cmd
+    };
+    let (_api, base) = serve(&db.url, dir.path(), None);
+    let client = reqwest::Client::new();
+    let alice = register(&client, &base, "alice").await;
+    let spawn_worker = || Proc(chaos_cmd(&["worker", "--concurrency", "4"]).spawn().expect("spawn worker"));
+    let mut workers = vec![spawn_worker(), spawn_worker()];
+
+    let request = json!({ "prompt": "chaos", "width": 512, "height": 512, "num_inference_steps": 60, "num_images": 2 });
+    let mut ids = Vec::new();
+    for _ in 0..25 {
+        let body = json!({ "requests": vec![request.clone(); 8] });
+        let (status, resp) = post(&client, format!("{base}/api/generate/batch"), Some(&alice), &body).await;
+        assert_eq!(status, 202, "{resp}");
+        ids.extend(resp["job_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()));
+    }
+    assert_eq!(ids.len(), 200);
+
+    // Kill one worker (no release, no deregistration) every 400 ms and start a fresh one.
+    for round in 0..12 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let victim = &mut workers[round % 2];
+        victim.0.kill()?;
+        victim.0.wait()?;
+        *victim = spawn_worker();
+    }
+
+    let seidra_store::Db::Postgres(pool) = &db.db else { unreachable!("PostgreSQL test database") };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let open: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE finished_at IS NULL").fetch_one(pool).await?;
+        if open == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{open} jobs still unfinished");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let by_status: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetch_all(pool).await?;
+    assert_eq!(by_status, [("succeeded".to_owned(), 200)], "every job succeeded");
+    let retried: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE attempt > 1").fetch_one(pool).await?;
+    assert!(retried > 0, "the kills interrupted running jobs, and those attempts were counted");
+    let wrong_sets: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT j.id FROM jobs j LEFT JOIN media m ON m.job_id = j.id \
+         GROUP BY j.id HAVING COUNT(m.id) <> 2 OR COUNT(DISTINCT m.position) <> 2) bad",
+    )
+    .fetch_one(pool)
+    .await?;
+    assert_eq!(wrong_sets, 0, "each job has exactly one set of two outputs");
+    let keys: Vec<String> = sqlx::query_scalar("SELECT storage_key FROM media").fetch_all(pool).await?;
+    assert_eq!(keys.len(), 400);
+    let on_disk = files_under(&dir.path().join("media"));
+    for key in &keys {
+        assert!(on_disk.contains(key), "the file of every output exists: {key}");
+    }
+    // Files of attempts killed between storing and committing are not media; the orphan
+    // sweeper removes them. None of them may be visible as an output.
+    let orphans = on_disk.iter().filter(|f| f.starts_with("jobs/") && !keys.contains(f)).count();
+    eprintln!("retried jobs: {retried}; orphaned files from killed attempts: {orphans}");
+    Ok(())
+}
