@@ -537,6 +537,25 @@ impl ObjectStore for S3Store {
     fn health(&self) -> BoxFuture<'_, Result<Duration, StorageError>> {
         Box::pin(async move {
             let started = Instant::now();
+            // The bucket first: some servers (SeaweedFS) create a missing bucket on PUT.
+            let reply =
+                self.send("head_bucket", Method::HEAD, None, Vec::new(), Vec::new(), Bytes::new()).await?;
+            if !reply.status.is_success() {
+                let mut err = reply.into_error("head_bucket");
+                // A HEAD answer has no body to name the problem: name it here.
+                if let StorageError::Backend { status: Some(status @ (403 | 404)), code, message, .. } = &mut err {
+                    let bucket = &self.inner.bucket;
+                    (*code, *message) = if *status == 404 {
+                        (Some("NoSuchBucket".to_owned()), format!("bucket `{bucket}` does not exist"))
+                    } else {
+                        (
+                            Some("AccessDenied".to_owned()),
+                            format!("access to bucket `{bucket}` denied: check the access key id and secret"),
+                        )
+                    };
+                }
+                return Err(err);
+            }
             let nonce = amz_date(SystemTime::now());
             let key = format!(".health/probe-{nonce}-{}", crate::unique_suffix());
             let payload = format!("seidra storage probe {key}").into_bytes();
