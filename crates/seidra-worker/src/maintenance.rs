@@ -1,11 +1,13 @@
 //! The maintenance loop: exactly one process runs it at a time (a leader lease in the
 //! database). It reclaims jobs whose worker stopped heartbeating, marks dead workers, and
-//! prunes finished jobs after the retention period.
+//! prunes finished jobs after the retention period, and sweeps orphaned objects from storage
+//! ([`crate::sweeper`]).
 
 use std::time::Duration;
 
 use chrono::Utc;
 use seidra_events::EventBus;
+use seidra_storage::SharedStore;
 use seidra_store::{Db, jobs, workers};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -22,6 +24,8 @@ pub async fn run(
     holder: Uuid,
     job_lease: Duration,
     retention_days: u32,
+    storage: SharedStore,
+    orphan_grace: Duration,
     stop: CancellationToken,
 ) {
     let tick_every = (job_lease / 4).clamp(Duration::from_millis(500), Duration::from_secs(10));
@@ -72,6 +76,11 @@ pub async fn run(
                 Err(err) => tracing::warn!(%err, "pruning finished jobs failed"),
             }
             let _ = jobs::prune_idempotency_keys(&db, Utc::now() - chrono::Duration::days(1)).await;
+            match crate::sweeper::sweep_orphans(&db, storage.as_ref(), orphan_grace, std::time::SystemTime::now()).await {
+                Ok(r) if r.deleted > 0 => tracing::info!(scanned = r.scanned, deleted = r.deleted, "swept orphaned objects"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(%err, "sweeping orphaned objects failed"),
+            }
         }
     }
     let _ = workers::resign(&db, LEASE_NAME, holder).await;

@@ -38,6 +38,8 @@ pub struct WorkerConfig {
     pub retention_days: u32,
     /// Whether this worker takes part in the maintenance election.
     pub maintenance: bool,
+    /// Age after which an unreferenced object is an orphan the maintenance loop deletes.
+    pub orphan_grace: Duration,
 }
 
 /// What a worker works with.
@@ -157,6 +159,8 @@ impl Worker {
                     me.id,
                     me.config.lease,
                     me.config.retention_days,
+                    me.deps.storage.clone(),
+                    me.config.orphan_grace,
                     stop,
                 )
                 .await
