@@ -116,7 +116,7 @@ pub async fn open_storage(settings: &Settings) -> anyhow::Result<SharedStore> {
             Arc::new(store)
         }
         seidra_config::StorageBackend::S3 => {
-            let s3 = &settings.storage.s3;
+            let s3 = &settings.s3;
             let config = S3Config {
                 endpoint: s3.endpoint.trim().to_owned(),
                 public_endpoint: s3.public_endpoint.clone(),
@@ -128,7 +128,7 @@ pub async fn open_storage(settings: &Settings) -> anyhow::Result<SharedStore> {
                 session_token: s3.session_token.as_ref().map(|t| t.expose().to_owned()),
                 timeout: Duration::from_secs(s3.timeout_secs.max(1)),
             };
-            Arc::new(S3Store::new(config).context("invalid SEIDRA_STORAGE__S3__* settings")?)
+            Arc::new(S3Store::new(config).context("invalid SEIDRA_S3__* settings")?)
         }
     };
     let facts = store.describe().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");

@@ -85,12 +85,12 @@ async fn s3_backend_serves_presigned_outputs_and_deletes_objects() {
         .with_workers(1)
         .settings(|s| {
             s.storage.backend = StorageBackend::S3;
-            s.storage.s3.endpoint = config.endpoint.clone();
-            s.storage.s3.bucket = config.bucket.clone();
-            s.storage.s3.region = config.region.clone();
-            s.storage.s3.path_style = true;
-            s.storage.s3.access_key_id = config.access_key_id.clone();
-            s.storage.s3.secret_access_key = Some(Secret::new(config.secret_access_key.clone()));
+            s.s3.endpoint = config.endpoint.clone();
+            s.s3.bucket = config.bucket.clone();
+            s.s3.region = config.region.clone();
+            s.s3.path_style = true;
+            s.s3.access_key_id = config.access_key_id.clone();
+            s.s3.secret_access_key = Some(Secret::new(config.secret_access_key.clone()));
         })
         .start()
         .await

@@ -83,8 +83,10 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Which generation engines this process offers.
     pub engines: EngineSettings,
-    /// Where media objects live: the data dir (`local`) or an S3 bucket.
+    /// Where media objects live: the data dir (`local`) or the S3 bucket of `s3`.
     pub storage: StorageSettings,
+    /// The S3 bucket used when `storage.backend = "s3"` (`SEIDRA_S3__*`).
+    pub s3: S3Settings,
 }
 
 /// Engines offered by this process.
@@ -182,6 +184,7 @@ impl Default for Settings {
             worker: WorkerSettings::default(),
             engines: EngineSettings::default(),
             storage: StorageSettings::default(),
+            s3: S3Settings::default(),
         }
     }
 }
@@ -284,7 +287,7 @@ pub enum StorageBackend {
     /// Files under `<data_dir>/media` (one machine, or a shared volume).
     #[default]
     Local,
-    /// An S3-compatible bucket (`storage.s3`).
+    /// An S3-compatible bucket (the `s3` section).
     S3,
 }
 
@@ -292,21 +295,19 @@ pub enum StorageBackend {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
-    /// `local` or `s3`.
+    /// `local` or `s3` (the bucket is configured in the top-level `s3` section).
     pub backend: StorageBackend,
-    /// The S3 bucket, used when `backend = "s3"` (`SEIDRA_STORAGE__S3__*`).
-    pub s3: S3Settings,
     /// Minutes an object may stay unreferenced by any media row before the orphan sweeper deletes it.
     pub orphan_grace_minutes: u64,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { backend: StorageBackend::Local, s3: S3Settings::default(), orphan_grace_minutes: 60 }
+        Self { backend: StorageBackend::Local, orphan_grace_minutes: 60 }
     }
 }
 
-/// How to reach the S3 bucket.
+/// How to reach the S3 bucket (`SEIDRA_S3__*`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct S3Settings {

@@ -37,7 +37,9 @@ impl DownloadSigner {
             content_type: Some(content_type.to_owned()),
             content_disposition: Some(inline_disposition(name)),
         };
-        self.store.presigned_get(key, expires_at_unix, &options).unwrap_or_else(|| self.local.sign(key, expires_at_unix))
+        self.store
+            .presigned_get(key, expires_at_unix, &options)
+            .unwrap_or_else(|| self.local.sign(key, expires_at_unix))
     }
 
     /// Checks a `/files/` link (see [`UrlSigner::verify`]).

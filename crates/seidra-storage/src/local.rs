@@ -158,7 +158,8 @@ fn read_range(path: &Path, key: &str, start: u64, end: u64) -> Result<Vec<u8>, S
 fn walk(root: &Path, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
     // Start at the deepest directory the prefix names completely (`jobs/u1/` → root/jobs/u1).
     let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
-    let start = if dir_part.is_empty() || validate_key(dir_part).is_err() { root.to_path_buf() } else { root.join(dir_part) };
+    let start =
+        if dir_part.is_empty() || validate_key(dir_part).is_err() { root.to_path_buf() } else { root.join(dir_part) };
     let mut out = Vec::new();
     let mut stack = vec![start];
     while let Some(dir) = stack.pop() {

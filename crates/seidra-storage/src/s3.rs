@@ -153,9 +153,8 @@ impl Reply {
     fn into_error(self, op: &'static str) -> StorageError {
         let text = String::from_utf8_lossy(&self.body);
         let code = xml_text(&text, "Code");
-        let message = xml_text(&text, "Message").unwrap_or_else(|| {
-            self.status.canonical_reason().unwrap_or("unexpected status").to_owned()
-        });
+        let message = xml_text(&text, "Message")
+            .unwrap_or_else(|| self.status.canonical_reason().unwrap_or("unexpected status").to_owned());
         StorageError::Backend { op, status: Some(self.status.as_u16()), code, message }
     }
 }
@@ -241,8 +240,7 @@ impl S3Store {
         body: Bytes,
     ) -> Result<Reply, StorageError> {
         let inner = &self.inner;
-        let payload_hash =
-            if body.is_empty() { EMPTY_SHA256.to_owned() } else { hex::encode(Sha256::digest(&body)) };
+        let payload_hash = if body.is_empty() { EMPTY_SHA256.to_owned() } else { hex::encode(Sha256::digest(&body)) };
         let date = amz_date(SystemTime::now());
         let path = inner.endpoint.path(key);
         let mut headers = vec![
@@ -258,7 +256,13 @@ impl S3Store {
             &inner.creds,
             &inner.region,
             &date,
-            &sigv4::Request { method: method.as_str(), path: &path, query: &query, headers: &headers, payload_hash: &payload_hash },
+            &sigv4::Request {
+                method: method.as_str(),
+                path: &path,
+                query: &query,
+                headers: &headers,
+                payload_hash: &payload_hash,
+            },
         );
         let query_string = sigv4::canonical_query(&query);
         let url = if query_string.is_empty() {
@@ -374,7 +378,8 @@ impl S3Store {
                 if start > len {
                     return Err(invalid(len));
                 }
-                let (from, to) = (usize::try_from(start).unwrap_or(usize::MAX), usize::try_from(end.min(len)).unwrap_or(usize::MAX));
+                let (from, to) =
+                    (usize::try_from(start).unwrap_or(usize::MAX), usize::try_from(end.min(len)).unwrap_or(usize::MAX));
                 Ok(reply.body.get(from..to).map(<[u8]>::to_vec).unwrap_or_default())
             }
             StatusCode::RANGE_NOT_SATISFIABLE => {
@@ -538,8 +543,7 @@ impl ObjectStore for S3Store {
         Box::pin(async move {
             let started = Instant::now();
             // The bucket first: some servers (SeaweedFS) create a missing bucket on PUT.
-            let reply =
-                self.send("head_bucket", Method::HEAD, None, Vec::new(), Vec::new(), Bytes::new()).await?;
+            let reply = self.send("head_bucket", Method::HEAD, None, Vec::new(), Vec::new(), Bytes::new()).await?;
             if !reply.status.is_success() {
                 let mut err = reply.into_error("head_bucket");
                 // A HEAD answer has no body to name the problem: name it here.
@@ -563,7 +567,10 @@ impl ObjectStore for S3Store {
             let read = self.get_raw(&key).await;
             let removed = self.delete_raw(&key).await;
             if read? != payload {
-                return Err(StorageError::Corrupt(format!("s3://{}/{key} read back different bytes", self.inner.bucket)));
+                return Err(StorageError::Corrupt(format!(
+                    "s3://{}/{key} read back different bytes",
+                    self.inner.bucket
+                )));
             }
             removed?;
             Ok(started.elapsed())
@@ -591,7 +598,13 @@ impl ObjectStore for S3Store {
             &inner.creds,
             &inner.region,
             &date,
-            &sigv4::Request { method: "GET", path: &path, query: &query, headers: &headers, payload_hash: UNSIGNED_PAYLOAD },
+            &sigv4::Request {
+                method: "GET",
+                path: &path,
+                query: &query,
+                headers: &headers,
+                payload_hash: UNSIGNED_PAYLOAD,
+            },
         );
         query.push(("X-Amz-Signature".to_owned(), sig.signature));
         Some(format!("{}{path}?{}", inner.public.base_url(), sigv4::canonical_query(&query)))
@@ -618,10 +631,7 @@ mod tests {
     fn endpoints_address_the_bucket() {
         let path = Endpoint::parse("http://127.0.0.1:8333/", "media", true).ok();
         let path = path.map(|e| (e.host.clone(), e.path(Some("jobs/a b.png")), e.path(None)));
-        assert_eq!(
-            path,
-            Some(("127.0.0.1:8333".into(), "/media/jobs/a%20b.png".into(), "/media".into()))
-        );
+        assert_eq!(path, Some(("127.0.0.1:8333".into(), "/media/jobs/a%20b.png".into(), "/media".into())));
         let vhost = Endpoint::parse("https://s3.eu-west-1.amazonaws.com", "media", false).ok();
         let vhost = vhost.map(|e| (e.host.clone(), e.path(Some("k")), e.path(None)));
         assert_eq!(vhost, Some(("media.s3.eu-west-1.amazonaws.com".into(), "/k".into(), "/".into())));

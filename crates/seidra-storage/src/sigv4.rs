@@ -167,7 +167,8 @@ mod tests {
             ("x-amz-content-sha256", EMPTY_SHA256),
             ("x-amz-date", "20130524T000000Z"),
         ]);
-        let req = Request { method: "GET", path: "/test.txt", query: &[], headers: &headers, payload_hash: EMPTY_SHA256 };
+        let req =
+            Request { method: "GET", path: "/test.txt", query: &[], headers: &headers, payload_hash: EMPTY_SHA256 };
         let sig = sign(&creds(), "us-east-1", "20130524T000000Z", &req);
         assert_eq!(sig.signed_headers, "host;range;x-amz-content-sha256;x-amz-date");
         assert_eq!(sig.signature, "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
@@ -212,7 +213,13 @@ mod tests {
     fn aws_presigned_url_example() {
         let query = presign_query(&creds(), "us-east-1", "20130524T000000Z", 86400, &[]);
         let headers = h(&[("host", "examplebucket.s3.amazonaws.com")]);
-        let req = Request { method: "GET", path: "/test.txt", query: &query, headers: &headers, payload_hash: UNSIGNED_PAYLOAD };
+        let req = Request {
+            method: "GET",
+            path: "/test.txt",
+            query: &query,
+            headers: &headers,
+            payload_hash: UNSIGNED_PAYLOAD,
+        };
         let sig = sign(&creds(), "us-east-1", "20130524T000000Z", &req);
         assert_eq!(sig.signature, "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404");
         assert_eq!(

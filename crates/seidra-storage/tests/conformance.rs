@@ -169,7 +169,8 @@ async fn s3_wrong_credentials_are_a_clear_non_retryable_error() {
     assert!(matches!(err, StorageError::Backend { status: Some(403), .. }), "{err:?}");
 
     // A missing bucket is an error, not "object not found".
-    let missing = S3Store::new(S3Config { bucket: format!("{}-missing", s3.config.bucket), ..s3.config.clone() }).unwrap();
+    let missing =
+        S3Store::new(S3Config { bucket: format!("{}-missing", s3.config.bucket), ..s3.config.clone() }).unwrap();
     let err = missing.get("x").await.unwrap_err();
     assert!(matches!(err, StorageError::Backend { status: Some(404), .. }), "{err:?}");
     assert!(missing.health().await.is_err());

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use seidra_events::EventBus;
-use seidra_storage::SharedStore;
 use seidra_store::{Db, jobs, workers};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -24,8 +23,7 @@ pub async fn run(
     holder: Uuid,
     job_lease: Duration,
     retention_days: u32,
-    storage: SharedStore,
-    orphan_grace: Duration,
+    sweep: crate::sweeper::OrphanSweep,
     stop: CancellationToken,
 ) {
     let tick_every = (job_lease / 4).clamp(Duration::from_millis(500), Duration::from_secs(10));
@@ -76,8 +74,12 @@ pub async fn run(
                 Err(err) => tracing::warn!(%err, "pruning finished jobs failed"),
             }
             let _ = jobs::prune_idempotency_keys(&db, Utc::now() - chrono::Duration::days(1)).await;
-            match crate::sweeper::sweep_orphans(&db, storage.as_ref(), orphan_grace, std::time::SystemTime::now()).await {
-                Ok(r) if r.deleted > 0 => tracing::info!(scanned = r.scanned, deleted = r.deleted, "swept orphaned objects"),
+            match crate::sweeper::sweep_orphans(&db, sweep.store.as_ref(), sweep.grace, std::time::SystemTime::now())
+                .await
+            {
+                Ok(r) if r.deleted > 0 => {
+                    tracing::info!(scanned = r.scanned, deleted = r.deleted, "swept orphaned objects")
+                }
                 Ok(_) => {}
                 Err(err) => tracing::warn!(%err, "sweeping orphaned objects failed"),
             }

@@ -159,8 +159,7 @@ impl Worker {
                     me.id,
                     me.config.lease,
                     me.config.retention_days,
-                    me.deps.storage.clone(),
-                    me.config.orphan_grace,
+                    crate::sweeper::OrphanSweep { store: me.deps.storage.clone(), grace: me.config.orphan_grace },
                     stop,
                 )
                 .await

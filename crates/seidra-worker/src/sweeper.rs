@@ -6,12 +6,21 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use seidra_storage::ObjectStore;
+use seidra_storage::{ObjectStore, SharedStore};
 use seidra_store::{Db, media};
 
 /// Prefixes whose objects belong to media rows: job outputs (`jobs/…`) and uploads. Anything
 /// else in the bucket (exports, thumbnails under their own prefix…) is left alone.
 pub const SWEPT_PREFIXES: &[&str] = &["jobs/", "uploads/"];
+
+/// What the maintenance loop sweeps, and how old an orphan must be.
+#[derive(Debug, Clone)]
+pub struct OrphanSweep {
+    /// The media store.
+    pub store: SharedStore,
+    /// Objects younger than this are never deleted (their row may not be committed yet).
+    pub grace: Duration,
+}
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

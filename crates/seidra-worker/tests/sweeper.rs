@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use chrono::Duration as ChronoDuration;
 use seidra_core::Role;
 use seidra_core::job::{JobType, PriorityClass};
-use seidra_storage::{LocalStore, ObjectStore, SharedStore};
+use seidra_storage::{LocalStore, SharedStore};
 use seidra_store::accounts::{self, NewUser};
 use seidra_store::jobs::{self, NewJob, NewMedia, SubmitLimits, Submitted};
 use seidra_store::{Backend, Db, media};
@@ -21,10 +21,11 @@ const GRACE: Duration = Duration::from_secs(3600);
 
 /// A finished job whose one output row references `key`.
 async fn media_row(db: &Db, key: &str) {
-    let owner = accounts::create_user(db, &NewUser { username: "alice".into(), password_hash: "x".into(), role: Role::User })
-        .await
-        .unwrap()
-        .id;
+    let owner =
+        accounts::create_user(db, &NewUser { username: "alice".into(), password_hash: "x".into(), role: Role::User })
+            .await
+            .unwrap()
+            .id;
     let new = NewJob {
         id: Uuid::now_v7(),
         job_type: JobType::Image,
@@ -40,11 +41,13 @@ async fn media_row(db: &Db, key: &str) {
         retry_of: None,
         batch_id: None,
     };
-    let Submitted::Created(_) = jobs::submit(db, owner, &[new], SubmitLimits { max_queued: 10 }, None).await.unwrap() else {
+    let Submitted::Created(_) = jobs::submit(db, owner, &[new], SubmitLimits { max_queued: 10 }, None).await.unwrap()
+    else {
         panic!("replayed")
     };
     let worker = Uuid::new_v4();
-    let job = jobs::claim(db, worker, &["procedural".to_owned()], ChronoDuration::seconds(30), 10).await.unwrap().unwrap();
+    let job =
+        jobs::claim(db, worker, &["procedural".to_owned()], ChronoDuration::seconds(30), 10).await.unwrap().unwrap();
     let output = NewMedia {
         id: Uuid::new_v4(),
         position: 0,
