@@ -72,7 +72,14 @@ async fn local_files_serve_types_lengths_and_ranges(backend: Backend) -> anyhow:
     assert_eq!(health["dependencies"]["storage"]["status"], "ok");
     assert_eq!(health["dependencies"]["storage"]["detail"]["backend"], "local");
     assert!(health["dependencies"]["storage"]["latency_ms"].as_f64().is_some());
+    let csp = full_csp(&server).await;
+    assert!(csp.contains("img-src 'self' data: blob:;") && !csp.contains("media-src"), "{csp}");
     Ok(())
+}
+
+async fn full_csp(server: &TestServer) -> String {
+    let resp = server.client.get(server.url("/healthz")).send().await.unwrap();
+    resp.headers()["content-security-policy"].to_str().unwrap().to_owned()
 }
 
 dual_test!(local_files_serve_types_lengths_and_ranges);
@@ -128,6 +135,12 @@ async fn s3_backend_serves_presigned_outputs_and_deletes_objects() {
     assert_eq!(storage["detail"]["bucket"], config.bucket.as_str());
     assert_eq!(storage["detail"]["endpoint"], config.endpoint.as_str());
     assert!(!health.to_string().contains(&config.secret_access_key), "no secret in health");
+
+    // The studio may load media from the bucket's origin (and nothing else remote).
+    let resp = server.client.get(server.url("/healthz")).send().await.unwrap();
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains(&format!("img-src 'self' data: blob: {}", config.endpoint)), "{csp}");
+    assert!(csp.contains(&format!("media-src 'self' blob: {}", config.endpoint)), "{csp}");
 
     // Deleting the media item removes its object from the bucket.
     let media_id = out["media_id"].as_str().unwrap();

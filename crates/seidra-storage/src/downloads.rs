@@ -42,6 +42,11 @@ impl DownloadSigner {
             .unwrap_or_else(|| self.local.sign(key, expires_at_unix))
     }
 
+    /// The origin download URLs point at when it is not the API's own (S3), for the CSP.
+    pub fn download_origin(&self) -> Option<String> {
+        self.store.download_origin()
+    }
+
     /// Checks a `/files/` link (see [`UrlSigner::verify`]).
     pub fn verify(&self, key: &str, exp: u64, sig: &str, now_unix: u64) -> Result<(), SignatureError> {
         self.local.verify(key, exp, sig, now_unix)

@@ -183,6 +183,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The origin (`scheme://host[:port]`) browsers download from when it is not the API's
+    /// own (presigned S3 URLs), for the Content-Security-Policy.
+    fn download_origin(&self) -> Option<String> {
+        None
+    }
+
     /// Non-secret facts for health reports (`endpoint`, `bucket`…).
     fn describe(&self) -> Vec<(&'static str, String)> {
         Vec::new()

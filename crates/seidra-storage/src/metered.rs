@@ -104,6 +104,10 @@ impl ObjectStore for Metered {
         self.inner.presigned_get(key, expires_at_unix, options)
     }
 
+    fn download_origin(&self) -> Option<String> {
+        self.inner.download_origin()
+    }
+
     fn describe(&self) -> Vec<(&'static str, String)> {
         self.inner.describe()
     }

@@ -610,6 +610,10 @@ impl ObjectStore for S3Store {
         Some(format!("{}{path}?{}", inner.public.base_url(), sigv4::canonical_query(&query)))
     }
 
+    fn download_origin(&self) -> Option<String> {
+        Some(self.inner.public.base_url())
+    }
+
     fn describe(&self) -> Vec<(&'static str, String)> {
         let mut out = vec![
             ("endpoint", self.inner.endpoint_url.clone()),

@@ -470,12 +470,14 @@ impl Worker {
                 Err(err) => {
                     tracing::warn!(%err, "storing an output failed");
                     self.delete_objects(&stored).await;
+                    // A refusal (bad S3 credentials, missing bucket) will not pass on a retry.
+                    let retryable = err.is_retryable();
                     let error = JobError {
                         code: "storage_error".into(),
                         message: format!("could not store the output: {err}"),
-                        retryable: true,
+                        retryable,
                     };
-                    return self.settle(job, JobEvent::Fail { retryable: true }, Some(error)).await;
+                    return self.settle(job, JobEvent::Fail { retryable }, Some(error)).await;
                 }
             }
         }
