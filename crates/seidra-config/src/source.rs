@@ -190,7 +190,50 @@ fn validate(s: &Settings) -> Vec<String> {
     if s.worker.concurrency == 0 {
         problems.push("SEIDRA_WORKER__CONCURRENCY must be at least 1".to_owned());
     }
+    validate_storage(s, &mut problems);
     problems
+}
+
+/// The S3 section matters only with `backend = "s3"`; then every required field must be set.
+fn validate_storage(s: &Settings, problems: &mut Vec<String>) {
+    if s.storage.orphan_grace_minutes < 10 {
+        problems.push(
+            "SEIDRA_STORAGE__ORPHAN_GRACE_MINUTES must be at least 10 (objects being written must not be swept)"
+                .to_owned(),
+        );
+    }
+    if s.storage.backend != crate::StorageBackend::S3 {
+        return;
+    }
+    let s3 = &s.s3;
+    let url_ok = |u: &str| {
+        (u.starts_with("http://") || u.starts_with("https://")) && u.split("://").nth(1).is_some_and(|h| !h.is_empty())
+    };
+    if s3.endpoint.trim().is_empty() {
+        problems.push("SEIDRA_S3__ENDPOINT is required when SEIDRA_STORAGE__BACKEND=s3".to_owned());
+    } else if !url_ok(s3.endpoint.trim()) {
+        problems.push("SEIDRA_S3__ENDPOINT must be an http:// or https:// URL".to_owned());
+    }
+    if let Some(public) = s3.public_endpoint.as_deref().filter(|p| !p.trim().is_empty())
+        && !url_ok(public.trim())
+    {
+        problems.push("SEIDRA_S3__PUBLIC_ENDPOINT must be an http:// or https:// URL".to_owned());
+    }
+    if s3.bucket.trim().is_empty() {
+        problems.push("SEIDRA_S3__BUCKET is required when SEIDRA_STORAGE__BACKEND=s3".to_owned());
+    }
+    if s3.region.trim().is_empty() {
+        problems.push("SEIDRA_S3__REGION must not be empty (use us-east-1 for most self-hosted servers)".to_owned());
+    }
+    if s3.access_key_id.trim().is_empty() {
+        problems.push("SEIDRA_S3__ACCESS_KEY_ID is required when SEIDRA_STORAGE__BACKEND=s3".to_owned());
+    }
+    if s3.secret_access_key.as_ref().is_none_or(|k| k.expose().is_empty()) {
+        problems.push("SEIDRA_S3__SECRET_ACCESS_KEY is required when SEIDRA_STORAGE__BACKEND=s3".to_owned());
+    }
+    if s3.timeout_secs == 0 {
+        problems.push("SEIDRA_S3__TIMEOUT_SECS must be at least 1".to_owned());
+    }
 }
 
 /// Every setting key as its lower-case env suffix (`bind`, `rate_limit__auth__requests`…).
@@ -246,6 +289,32 @@ mod tests {
         let err = load_from(Some(&path), Vec::new()).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("bindd"), "{err}");
         assert!(err.contains("seidra.toml"), "{err}");
+    }
+
+    #[test]
+    fn s3_settings_name_their_variables() {
+        let mut settings = Settings::default();
+        settings.storage.backend = crate::StorageBackend::S3;
+        let problems = validate(&settings).join("\n");
+        for var in
+            ["SEIDRA_S3__ENDPOINT", "SEIDRA_S3__BUCKET", "SEIDRA_S3__ACCESS_KEY_ID", "SEIDRA_S3__SECRET_ACCESS_KEY"]
+        {
+            assert!(problems.contains(var), "{var} missing from: {problems}");
+        }
+        settings.s3.endpoint = "http://seaweedfs:8333".into();
+        settings.s3.bucket = "media".into();
+        settings.s3.access_key_id = "K".into();
+        settings.s3.secret_access_key = Some(crate::Secret::new("S".to_owned()));
+        assert!(validate(&settings).is_empty(), "{:?}", validate(&settings));
+        settings.s3.endpoint = "seaweedfs:8333".into();
+        assert!(validate(&settings).join("").contains("SEIDRA_S3__ENDPOINT must be"));
+        // The S3 section is ignored by the local backend, and every S3 key is a known variable.
+        settings.storage.backend = crate::StorageBackend::Local;
+        assert!(validate(&settings).is_empty());
+        let known = known_env_names();
+        for key in ["storage__backend", "s3__bucket", "s3__secret_access_key", "s3__public_endpoint"] {
+            assert!(known.contains(key), "{key}");
+        }
     }
 
     #[test]

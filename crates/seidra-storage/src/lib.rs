@@ -1,22 +1,33 @@
 //! Object storage for generated files behind one object-safe trait, so the worker and the API
-//! hold an `Arc<dyn ObjectStore>` and do not care whether objects live in a local directory
-//! (now) or in an S3 bucket (later).
+//! hold an `Arc<dyn ObjectStore>` and do not care whether objects live in a local directory or
+//! in an S3 bucket ([`S3Store`], any S3-compatible service).
 //!
 //! Keys are opaque, validated strings (`outputs/2025/01/abc.png`): the same key means the
 //! same object on every backend, and no key can name a path outside the store. Content types
 //! are the caller's business (stored with the job's outputs); a backend may keep them too.
 //!
-//! Local downloads go through [`UrlSigner`]: short-lived HMAC-signed `/files/<key>` links.
+//! Downloads go through [`DownloadSigner`]: a presigned S3 GET URL when the backend has one,
+//! else a short-lived HMAC-signed `/files/<key>` link ([`UrlSigner`]) served by the API.
+//! [`Metered`] wraps any store with the `seidra_storage_*` metrics.
 
+mod downloads;
 mod local;
+mod metered;
+mod s3;
 mod signing;
+mod sigv4;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 
+pub use downloads::{DownloadSigner, content_type_for, inline_disposition};
 pub use local::LocalStore;
+pub use metered::Metered;
+pub use s3::{S3Config, S3Store};
 pub use signing::{DOWNLOAD_PATH_PREFIX, SignatureError, UrlSigner};
 
 /// Longest accepted key, bytes.
@@ -56,13 +67,61 @@ pub enum StorageError {
     /// operation and path.
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A remote backend (S3) refused or failed a request, or could not be reached.
+    #[error("storage backend {op} failed: {}", describe_backend(*.status, .code.as_deref(), .message))]
+    Backend {
+        /// The operation (`put`, `get`, `list`…).
+        op: &'static str,
+        /// HTTP status; `None` when no answer came (connection refused, timeout).
+        status: Option<u16>,
+        /// The S3 error code (`NoSuchBucket`, `SignatureDoesNotMatch`, `AccessDenied`…).
+        code: Option<String>,
+        /// The server's message, or what went wrong on the way.
+        message: String,
+    },
+    /// The backend's configuration is unusable (bad endpoint URL…).
+    #[error("invalid storage configuration: {0}")]
+    Config(String),
+}
+
+fn describe_backend(status: Option<u16>, code: Option<&str>, message: &str) -> String {
+    match (status, code) {
+        (Some(status), Some(code)) => format!("HTTP {status} {code}: {message}"),
+        (Some(status), None) => format!("HTTP {status}: {message}"),
+        (None, _) => message.to_owned(),
+    }
 }
 
 impl StorageError {
-    /// Whether retrying later may succeed (I/O trouble), as opposed to a bad request.
+    /// Whether retrying later may succeed (I/O trouble, a 5xx/429 or no answer), as opposed
+    /// to a bad request or a refusal (4xx: bad credentials, missing bucket).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StorageError::Io(_))
+        match self {
+            StorageError::Io(_) => true,
+            StorageError::Backend { status, .. } => status.is_none_or(|s| s >= 500 || s == 429),
+            _ => false,
+        }
     }
+}
+
+/// One object as listed by [`ObjectStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The object's key.
+    pub key: String,
+    /// Its length, bytes.
+    pub bytes_len: u64,
+    /// When it was last written.
+    pub last_modified: SystemTime,
+}
+
+/// What a presigned download answers with, so browsers show and name the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PresignOptions {
+    /// `Content-Type` of the response.
+    pub content_type: Option<String>,
+    /// `Content-Disposition` of the response (`inline; filename="x.png"`).
+    pub content_disposition: Option<String>,
 }
 
 /// What [`ObjectStore::put`] stored.
@@ -104,8 +163,36 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Whether an object has this key.
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StorageError>>;
 
+    /// Up to `limit` objects whose keys start with `prefix` and sort after `start_after`, in
+    /// key order. A short page does not mean the end; an empty one does (page with the last
+    /// key as the next `start_after`). Backend-internal objects (probes) are not listed.
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        start_after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<ObjectInfo>, StorageError>>;
+
     /// Writes, reads back and deletes a probe object; returns how long that took.
     fn health(&self) -> BoxFuture<'_, Result<Duration, StorageError>>;
+
+    /// A URL that downloads `key` directly from the backend until `expires_at_unix`, or
+    /// `None` when the backend has no such URLs (local: the API serves signed `/files/` links).
+    fn presigned_get(&self, key: &str, expires_at_unix: u64, options: &PresignOptions) -> Option<String> {
+        let _ = (key, expires_at_unix, options);
+        None
+    }
+
+    /// The origin (`scheme://host[:port]`) browsers download from when it is not the API's
+    /// own (presigned S3 URLs), for the Content-Security-Policy.
+    fn download_origin(&self) -> Option<String> {
+        None
+    }
+
+    /// Non-secret facts for health reports (`endpoint`, `bucket`…).
+    fn describe(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
 /// A shared store handle.
@@ -140,6 +227,33 @@ pub fn validate_key(key: &str) -> Result<(), StorageError> {
         }
     }
     Ok(())
+}
+
+/// Every object under `prefix` (all pages of [`ObjectStore::list`]); for tests and small prefixes.
+pub async fn list_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+    let mut out: Vec<ObjectInfo> = Vec::new();
+    loop {
+        let after = out.last().map(|o| o.key.clone());
+        let page = store.list(prefix, after.as_deref(), 1000).await?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        out.extend(page);
+    }
+}
+
+/// A name no other writer (thread, process or container sharing the store) will pick: a
+/// per-process random value plus a counter.
+pub(crate) fn unique_suffix() -> String {
+    static NONCE: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // RandomState is seeded from the OS; its hash of nothing is a random per-process value.
+    let nonce = *NONCE.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new().build_hasher().finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{nonce:016x}-{}-{n}", std::process::id())
 }
 
 /// Keeps error messages bounded when someone sends a huge key.

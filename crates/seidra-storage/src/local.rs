@@ -6,17 +6,14 @@
 //! with `.`). Stale temporary files from crashed writers are swept when the store opens.
 
 use std::fs::{self, File, OpenOptions};
-use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
-use crate::{ObjectStore, StorageError, StoredObject, validate_key};
+use crate::{ObjectInfo, ObjectStore, StorageError, StoredObject, validate_key};
 
 /// Directory under the root for in-flight writes (same filesystem, so rename is atomic).
 const TMP_DIR: &str = ".tmp";
@@ -60,15 +57,8 @@ fn ctx<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> io::Er
     move |e| io::Error::new(e.kind(), format!("{op} {}: {e}", path.display()))
 }
 
-/// A name no other writer (thread, process or container sharing the volume) will pick: a
-/// per-process random value plus a counter.
 fn unique_name() -> String {
-    static NONCE: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    // RandomState is seeded from the OS; its hash of nothing is a random per-process value.
-    let nonce = *NONCE.get_or_init(|| std::collections::hash_map::RandomState::new().build_hasher().finish());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{nonce:016x}-{}-{n}", std::process::id())
+    crate::unique_suffix()
 }
 
 fn sweep_stale(tmp: &Path) {
@@ -162,6 +152,46 @@ fn read_range(path: &Path, key: &str, start: u64, end: u64) -> Result<Vec<u8>, S
     Ok(buf)
 }
 
+/// Every object file under the directory `prefix` narrows to, as `(key, len, mtime)`, skipping
+/// the backend's own `.tmp`/`.health` directories. Blocking; one walk per page (O(objects under
+/// the prefix's directory)), which is fine for the sweeper's hourly pass.
+fn walk(root: &Path, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+    // Start at the deepest directory the prefix names completely (`jobs/u1/` → root/jobs/u1).
+    let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+    let start =
+        if dir_part.is_empty() || validate_key(dir_part).is_err() { root.to_path_buf() } else { root.join(dir_part) };
+    let mut out = Vec::new();
+    let mut stack = vec![start];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if is_absent(&e) => continue,
+            Err(e) => return Err(ctx("list", &dir)(e).into()),
+        };
+        for entry in entries {
+            let entry = entry.map_err(ctx("list", &dir))?;
+            let path = entry.path();
+            let Ok(rel) = path.strip_prefix(root) else { continue };
+            let Some(key) = rel.to_str().map(|k| k.replace(std::path::MAIN_SEPARATOR, "/")) else { continue };
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                // Deleted between listing and stat.
+                Err(e) if is_absent(&e) => continue,
+                Err(e) => return Err(ctx("stat", &path)(e).into()),
+            };
+            if meta.is_dir() {
+                if !entry.file_name().to_string_lossy().starts_with('.') {
+                    stack.push(path);
+                }
+            } else if meta.is_file() && key.starts_with(prefix) && validate_key(&key).is_ok() {
+                let last_modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                out.push(ObjectInfo { key, bytes_len: meta.len(), last_modified });
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl ObjectStore for LocalStore {
     fn backend(&self) -> &'static str {
         "local"
@@ -226,6 +256,25 @@ impl ObjectStore for LocalStore {
                 Err(e) if is_absent(&e) => Ok(false),
                 Err(e) => Err(ctx("stat", &path)(e).into()),
             }
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        start_after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<ObjectInfo>, StorageError>> {
+        Box::pin(async move {
+            let (root, prefix, after) = (self.root.clone(), prefix.to_owned(), start_after.map(str::to_owned));
+            blocking(move || {
+                let mut all = walk(&root, &prefix)?;
+                all.retain(|o| after.as_deref().is_none_or(|a| o.key.as_str() > a));
+                all.sort_by(|a, b| a.key.cmp(&b.key));
+                all.truncate(limit);
+                Ok(all)
+            })
+            .await
         })
     }
 

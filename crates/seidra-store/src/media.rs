@@ -303,6 +303,31 @@ pub async fn delete(db: &Db, owner_id: Uuid, id: Uuid) -> StoreResult<String> {
     key.ok_or(StoreError::NotFound)
 }
 
+/// Most keys [`referenced_keys`] checks in one query (well under every bind-parameter limit).
+pub const REFERENCED_KEYS_BATCH: usize = 500;
+
+/// Which of `keys` a media row still references (`media.storage_key`), for the orphan sweeper.
+/// At most [`REFERENCED_KEYS_BATCH`] keys per call; more are an error.
+pub async fn referenced_keys(db: &Db, keys: &[String]) -> StoreResult<std::collections::HashSet<String>> {
+    if keys.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    if keys.len() > REFERENCED_KEYS_BATCH {
+        return Err(StoreError::Other(format!("referenced_keys takes at most {REFERENCED_KEYS_BATCH} keys")));
+    }
+    let placeholders = (1..=keys.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    let sql = format!("SELECT DISTINCT storage_key FROM media WHERE storage_key IN ({placeholders})");
+    let found: Vec<String> = with_pool!(db, pool => {
+        // Only numbered placeholders are spliced in; the keys are bound.
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()));
+        for key in keys {
+            query = query.bind(key);
+        }
+        query.fetch_all(pool).await?
+    });
+    Ok(found.into_iter().collect())
+}
+
 /// Library statistics for one owner.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MediaStats {

@@ -4,6 +4,7 @@
 //!   database on the server named by `SEIDRA_TEST_DATABASE_URL` — dropped afterwards.
 //! * [`TestServer`]: the real router served on `127.0.0.1:0` with its own database.
 //! * [`dual_test!`]: runs one async test body on both backends.
+//! * [`TestS3`]: a fresh bucket on the test S3 server (`SEIDRA_TEST_S3_*`).
 //!
 //! PostgreSQL is not optional: when the server cannot be reached the tests fail loudly rather
 //! than skip, because a green run that never touched PostgreSQL proves nothing.
@@ -14,8 +15,10 @@ use anyhow::Context;
 pub use seidra_store::Backend;
 use seidra_store::{Db, DbOptions};
 
+mod s3;
 mod server;
 mod ws;
+pub use s3::{TestS3, s3_env};
 pub use server::{TestServer, TestServerBuilder, test_worker_config};
 pub use ws::WsClient;
 

@@ -118,6 +118,7 @@ pub fn test_worker_config(settings: &Settings, index: usize) -> WorkerConfig {
         grace: Duration::from_secs(settings.worker.grace_secs),
         retention_days: settings.queue.retention_days,
         maintenance: true,
+        orphan_grace: Duration::from_secs(settings.storage.orphan_grace_minutes * 60),
     }
 }
 

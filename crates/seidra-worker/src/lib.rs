@@ -6,6 +6,7 @@ pub mod events;
 pub mod maintenance;
 pub mod registry;
 mod runner;
+pub mod sweeper;
 
 pub use registry::EngineRegistry;
 pub use runner::{Worker, WorkerConfig, WorkerDeps};

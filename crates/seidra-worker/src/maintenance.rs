@@ -1,6 +1,7 @@
 //! The maintenance loop: exactly one process runs it at a time (a leader lease in the
 //! database). It reclaims jobs whose worker stopped heartbeating, marks dead workers, and
-//! prunes finished jobs after the retention period.
+//! prunes finished jobs after the retention period, and sweeps orphaned objects from storage
+//! ([`crate::sweeper`]).
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ pub async fn run(
     holder: Uuid,
     job_lease: Duration,
     retention_days: u32,
+    sweep: crate::sweeper::OrphanSweep,
     stop: CancellationToken,
 ) {
     let tick_every = (job_lease / 4).clamp(Duration::from_millis(500), Duration::from_secs(10));
@@ -72,6 +74,15 @@ pub async fn run(
                 Err(err) => tracing::warn!(%err, "pruning finished jobs failed"),
             }
             let _ = jobs::prune_idempotency_keys(&db, Utc::now() - chrono::Duration::days(1)).await;
+            match crate::sweeper::sweep_orphans(&db, sweep.store.as_ref(), sweep.grace, std::time::SystemTime::now())
+                .await
+            {
+                Ok(r) if r.deleted > 0 => {
+                    tracing::info!(scanned = r.scanned, deleted = r.deleted, "swept orphaned objects")
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(%err, "sweeping orphaned objects failed"),
+            }
         }
     }
     let _ = workers::resign(&db, LEASE_NAME, holder).await;

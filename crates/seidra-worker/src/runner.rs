@@ -38,6 +38,8 @@ pub struct WorkerConfig {
     pub retention_days: u32,
     /// Whether this worker takes part in the maintenance election.
     pub maintenance: bool,
+    /// Age after which an unreferenced object is an orphan the maintenance loop deletes.
+    pub orphan_grace: Duration,
 }
 
 /// What a worker works with.
@@ -160,6 +162,7 @@ impl Worker {
                     me.id,
                     me.config.lease,
                     me.config.retention_days,
+                    crate::sweeper::OrphanSweep { store: me.deps.storage.clone(), grace: me.config.orphan_grace },
                     stop,
                 )
                 .await
@@ -483,12 +486,14 @@ impl Worker {
                 Err(err) => {
                     tracing::warn!(%err, "storing an output failed");
                     self.delete_objects(&stored).await;
+                    // A refusal (bad S3 credentials, missing bucket) will not pass on a retry.
+                    let retryable = err.is_retryable();
                     let error = JobError {
                         code: "storage_error".into(),
                         message: format!("could not store the output: {err}"),
-                        retryable: true,
+                        retryable,
                     };
-                    return self.settle(job, JobEvent::Fail { retryable: true }, Some(error)).await;
+                    return self.settle(job, JobEvent::Fail { retryable }, Some(error)).await;
                 }
             }
         }

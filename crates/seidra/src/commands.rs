@@ -189,6 +189,7 @@ fn worker_config(settings: &Settings, name: String, concurrency: Option<u32>) ->
         grace: Duration::from_secs(settings.worker.grace_secs),
         retention_days: settings.queue.retention_days,
         maintenance: true,
+        orphan_grace: Duration::from_secs(settings.storage.orphan_grace_minutes * 60),
     }
 }
 
@@ -236,7 +237,7 @@ async fn shutdown_signal() {
 async fn worker(settings: Settings, concurrency: Option<u32>) -> anyhow::Result<ExitCode> {
     let db = open_migrated(&settings).await?;
     let bus = open_bus(&settings, &db).await?;
-    let storage = open_storage(&settings)?;
+    let storage = open_storage(&settings).await?;
     let deps = WorkerDeps { db: db.clone(), storage, bus, engines: EngineRegistry::from_settings(&settings.engines) };
     let name =
         format!("{}:{}", std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim(), std::process::id());

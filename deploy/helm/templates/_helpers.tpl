@@ -89,7 +89,9 @@ postgres://{{ $auth }}@{{ $db.host }}:{{ $db.port }}/{{ $db.database }}{{ if $db
 {{- if not (include "seidra.isSecretName" $k) }}{{ $_ := set $data $k (toString $v) }}{{ end -}}
 {{- end -}}
 {{- if .Values.s3.enabled -}}
+{{- $_ := set $data "SEIDRA_STORAGE__BACKEND" "s3" -}}
 {{- $_ := set $data "SEIDRA_S3__ENDPOINT" (toString .Values.s3.endpoint) -}}
+{{- if .Values.s3.publicEndpoint }}{{ $_ := set $data "SEIDRA_S3__PUBLIC_ENDPOINT" (toString .Values.s3.publicEndpoint) }}{{ end -}}
 {{- $_ := set $data "SEIDRA_S3__REGION" (toString .Values.s3.region) -}}
 {{- $_ := set $data "SEIDRA_S3__BUCKET" (toString .Values.s3.bucket) -}}
 {{- $_ := set $data "SEIDRA_S3__PATH_STYLE" (toString .Values.s3.pathStyle) -}}

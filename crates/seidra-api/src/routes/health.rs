@@ -108,21 +108,21 @@ async fn check_redis(state: &AppState) -> DependencyHealth {
     }
 }
 
+/// A write/read/delete probe through the configured store, with the backend's non-secret
+/// facts (`backend`, and for S3 `endpoint`, `bucket`, `region`).
 async fn check_storage(state: &AppState) -> DependencyHealth {
-    let dir = state.settings.data_dir.clone();
-    let started = std::time::Instant::now();
-    let probe = dir.join(".health-probe");
-    match tokio::fs::write(&probe, b"ok").await {
-        Ok(()) => {
-            let _ = tokio::fs::remove_file(&probe).await;
-            DependencyHealth {
-                status: "ok",
-                latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
-                error: None,
-                detail: Some(serde_json::json!({ "backend": "local" })),
-            }
+    let mut detail = serde_json::Map::new();
+    detail.insert("backend".to_owned(), state.storage.backend().into());
+    for (name, value) in state.storage.describe() {
+        detail.insert(name.to_owned(), value.into());
+    }
+    let detail = Some(serde_json::Value::Object(detail));
+    match tokio::time::timeout(CHECK_TIMEOUT, state.storage.health()).await {
+        Ok(Ok(took)) => {
+            DependencyHealth { status: "ok", latency_ms: Some(took.as_secs_f64() * 1000.0), error: None, detail }
         }
-        Err(err) => down(format!("data directory is not writable: {err}")),
+        Ok(Err(err)) => DependencyHealth { detail, ..down(err.to_string()) },
+        Err(_) => DependencyHealth { detail, ..down(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())) },
     }
 }
 
