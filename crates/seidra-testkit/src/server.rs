@@ -118,6 +118,9 @@ pub fn test_worker_config(settings: &Settings, index: usize) -> WorkerConfig {
         grace: Duration::from_secs(settings.worker.grace_secs),
         retention_days: settings.queue.retention_days,
         maintenance: true,
+        webhooks: seidra_notify::webhooks::DeliveryConfig::from_settings(&settings.webhooks)
+            .inspect_err(|err| eprintln!("webhook deliveries disabled in this worker: {err}"))
+            .ok(),
     }
 }
 

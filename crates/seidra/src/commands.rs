@@ -189,6 +189,9 @@ fn worker_config(settings: &Settings, name: String, concurrency: Option<u32>) ->
         grace: Duration::from_secs(settings.worker.grace_secs),
         retention_days: settings.queue.retention_days,
         maintenance: true,
+        webhooks: seidra_notify::webhooks::DeliveryConfig::from_settings(&settings.webhooks)
+            .map_err(|err| tracing::error!(%err, "webhook deliveries disabled in this worker"))
+            .ok(),
     }
 }
 
