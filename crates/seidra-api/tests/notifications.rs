@@ -96,6 +96,7 @@ async fn security_notices_and_broadcast(backend: Backend) -> anyhow::Result<()> 
         .settings(|s| {
             s.rate_limit.auth = RateLimitPolicy { requests: 1000, window_secs: 60 };
             s.trusted_proxies = vec!["127.0.0.1".into()];
+            s.queue.max_queued_per_user = 1;
         })
         .start()
         .await?;
@@ -138,6 +139,19 @@ async fn security_notices_and_broadcast(backend: Backend) -> anyhow::Result<()> 
     assert!(s(&new_ip[0]["body"]).contains("198.51.100.9"), "{}", new_ip[0]);
     assert!(titles.contains(&"API key created".to_owned()) && titles.contains(&"Password changed".to_owned()));
     assert_eq!(list(&server, &bob, "").await["total"], 0, "nothing of Alice's reaches Bob");
+
+    // Quota: the first refused submission leaves a notice; repeated refusals do not pile up.
+    let job = json!({ "prompt": "a quiet lake", "width": 64, "height": 64, "num_inference_steps": 1 });
+    assert_eq!(server.post("/api/generate/single", Some(&bob), &job).await?.0, 202);
+    for _ in 0..3 {
+        assert_eq!(server.post("/api/generate/single", Some(&bob), &job).await?.0, 429);
+    }
+    let page = list(&server, &bob, "").await;
+    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(
+        (page["items"][0]["category"].as_str(), page["items"][0]["level"].as_str()),
+        (Some("quota"), Some("warning"))
+    );
 
     // Broadcast: admins only, to every enabled account, live too.
     let notice = json!({ "title": "Maintenance tonight", "body": "22:00 UTC", "level": "warning" });

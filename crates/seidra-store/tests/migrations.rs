@@ -53,12 +53,13 @@ async fn down_then_up_restores_schema(backend: Backend) -> anyhow::Result<()> {
     assert!(latest >= 2);
     assert_eq!(migrate::up(&t.db).await?, latest);
     let full = dump_schema(&t.db).await?;
-    assert!(full.contains("users") && full.contains("persona_versions"), "{full}");
+    assert!(full.contains("users") && full.contains("webhook_deliveries"), "{full}");
 
     assert_eq!(migrate::down(&t.db, 1).await?, vec![latest]);
     let reduced = dump_schema(&t.db).await?;
     assert_ne!(full, reduced);
-    assert!(!reduced.contains("persona_versions") && reduced.contains("media_owner_kind_idx"));
+    // The latest migration (0006) is the one reverted.
+    assert!(!reduced.contains("webhook_deliveries") && reduced.contains("persona_versions"));
     assert_eq!(migrate::status(&t.db).await?.current, latest - 1);
 
     assert_eq!(migrate::up(&t.db).await?, latest);

@@ -1,7 +1,7 @@
 //! `/api/notifications`: the caller's notifications, and the admin broadcast.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_notify::NotificationView;
@@ -10,9 +10,11 @@ use seidra_store::notifications::{self, NewNotification};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::accounts::{Actor, audit};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery, parse_uuid};
+use crate::middleware::ClientIp;
 use crate::state::AppState;
 use crate::views::PageQuery;
 
@@ -145,6 +147,7 @@ pub async fn delete(
     responses((status = 201, body = BroadcastResult), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn broadcast(
     State(state): State<AppState>,
+    Extension(ip): Extension<ClientIp>,
     principal: Principal,
     AppJson(body): AppJson<BroadcastRequest>,
 ) -> ApiResult<(StatusCode, Json<BroadcastResult>)> {
@@ -171,5 +174,8 @@ pub async fn broadcast(
         seidra_notify::record_created(&n.category);
         seidra_notify::publish(&state.bus, n).await;
     }
+    let actor = Actor { user_id: Some(principal.user.id), ip: Some(ip.0.to_string()) };
+    let details = serde_json::json!({ "title": title, "level": level, "recipients": created.len() });
+    audit(&state.db, &actor, "admin.notification.broadcast", None, true, details).await;
     Ok((StatusCode::CREATED, Json(BroadcastResult { recipients: created.len() })))
 }
