@@ -260,4 +260,47 @@ async fn ssrf_guard_refuses_internal_addresses(backend: Backend) -> anyhow::Resu
     server.stop().await
 }
 
-dual_test!(signed_deliveries_retries_and_ownership, ssrf_guard_refuses_internal_addresses);
+/// An endpoint that got past creation (stored before the allow-list shrank, or a name that
+/// rebinds to an internal address) is still refused when connecting.
+async fn delivery_time_guard(backend: Backend) -> anyhow::Result<()> {
+    let server = TestServer::builder(backend)
+        .settings(|s| {
+            s.engines.noop = true;
+            s.webhooks.poll_interval_ms = 50;
+        })
+        .with_workers(1)
+        .start()
+        .await?;
+    let alice = server.register("alice", PASSWORD).await?;
+    let token = s(&alice["access_token"]);
+    let owner = uuid::Uuid::parse_str(&s(&alice["user"]["id"]))?;
+    let receiver = Receiver::start(0).await;
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let mut ids = Vec::new();
+    for url in [receiver.url.as_str(), by_name.as_str()] {
+        // Written straight to the store: the API would refuse these URLs.
+        let hook =
+            seidra_store::webhooks::create(&server.state.db, owner, url, "secret-0123456789abcdef", &["*".into()])
+                .await?;
+        ids.push(hook.id.to_string());
+    }
+    let job = submit(&server, &token, "a mountain pass").await;
+    server.wait_job(&token, &job, WAIT, |j| j["status"] == "succeeded").await?;
+    for id in &ids {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let delivery = loop {
+            let log = deliveries(&server, &token, id).await;
+            if log["items"][0]["status"] == "failed" {
+                break log["items"][0].clone();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(delivery["attempts"], 1, "a refused address is not retried: {delivery}");
+        assert!(s(&delivery["error"]).contains("refused"), "{delivery}");
+    }
+    assert!(receiver.requests().is_empty(), "nothing reached the internal address");
+    server.stop().await
+}
+
+dual_test!(signed_deliveries_retries_and_ownership, ssrf_guard_refuses_internal_addresses, delivery_time_guard);
