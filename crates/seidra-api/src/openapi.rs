@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, api_keys, auth, health, jobs, media, personas};
+use crate::routes::{admin, api_keys, auth, health, jobs, media, notifications, personas, webhooks};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -18,6 +18,10 @@ use crate::routes::{admin, api_keys, auth, health, jobs, media, personas};
         media::list, media::get, media::update, media::delete, media::stats, media::bulk,
         personas::list, personas::create, personas::get, personas::update, personas::favorite, personas::delete,
         personas::duplicate, personas::versions, personas::preview,
+        notifications::list, notifications::mark_read, notifications::mark_all_read, notifications::delete,
+        notifications::broadcast,
+        webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete, webhooks::test,
+        webhooks::deliveries,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -29,6 +33,8 @@ use crate::routes::{admin, api_keys, auth, health, jobs, media, personas};
         (name = "personas", description = "Reusable creative identities, versioned"),
         (name = "media", description = "The media library: search, tags, favourites, bulk actions"),
         (name = "system", description = "Health and readiness"),
+        (name = "notifications", description = "Per-user notifications (also pushed on the WebSocket) and admin broadcasts"),
+        (name = "webhooks", description = "Signed webhook deliveries with retries and a delivery log"),
     )
 )]
 pub struct ApiDoc;

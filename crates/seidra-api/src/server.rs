@@ -20,7 +20,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
 use crate::middleware::{LimitPolicy, authenticate_and_limit, http_metrics};
-use crate::routes::{admin, api_keys, auth, files, health, jobs, media, personas};
+use crate::routes::{admin, api_keys, auth, files, health, jobs, media, notifications, personas, webhooks};
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -66,6 +66,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/media/stats", get(media::stats))
         .route("/api/media/bulk", post(media::bulk))
         .route("/api/media/{id}", get(media::get).patch(media::update).delete(media::delete))
+        .route("/api/notifications", get(notifications::list))
+        .route("/api/notifications/read-all", post(notifications::mark_all_read))
+        .route("/api/notifications/{id}", axum::routing::delete(notifications::delete))
+        .route("/api/notifications/{id}/read", post(notifications::mark_read))
+        .route("/api/admin/notifications/broadcast", post(notifications::broadcast))
+        .route("/api/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/api/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
+        .route("/api/webhooks/{id}/test", post(webhooks::test))
+        .route("/api/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .layer(from_fn_with_state((state.clone(), LimitPolicy::Api), authenticate_and_limit));
 
     // Signed links and the WebSocket authenticate themselves; no request timeout on /ws.

@@ -87,6 +87,41 @@ pub struct Settings {
     pub storage: StorageSettings,
     /// The S3 bucket used when `storage.backend = "s3"` (`SEIDRA_S3__*`).
     pub s3: S3Settings,
+    /// Outbound webhook deliveries.
+    pub webhooks: WebhookSettings,
+}
+
+/// Outbound webhook deliveries (made by workers and `seidra up`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// IPs, CIDR ranges or host names that webhook URLs may reach although they are loopback,
+    /// private, link-local or otherwise internal (comma-separated in env). Empty = public only.
+    #[serde(deserialize_with = "string_or_list")]
+    pub allow_private: Vec<String>,
+    /// Milliseconds before the first retry; later retries wait 3×, 12×, 60×, 360×… this.
+    pub retry_base_ms: u64,
+    /// Attempts per delivery before it is marked failed.
+    pub max_attempts: u32,
+    /// Seconds one delivery request may take.
+    pub timeout_secs: u64,
+    /// Milliseconds between polls of the delivery outbox.
+    pub poll_interval_ms: u64,
+    /// Days finished deliveries are kept in the delivery log.
+    pub retention_days: u32,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_private: Vec::new(),
+            retry_base_ms: 10_000,
+            max_attempts: 8,
+            timeout_secs: 10,
+            poll_interval_ms: 1000,
+            retention_days: 14,
+        }
+    }
 }
 
 /// Engines offered by this process.
@@ -185,6 +220,7 @@ impl Default for Settings {
             engines: EngineSettings::default(),
             storage: StorageSettings::default(),
             s3: S3Settings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }

@@ -187,6 +187,18 @@ fn validate(s: &Settings) -> Vec<String> {
     if !s.engines.procedural && !s.engines.noop {
         problems.push("no engine enabled: set SEIDRA_ENGINES__PROCEDURAL=true (or __NOOP)".to_owned());
     }
+    for entry in &s.webhooks.allow_private {
+        let host_like = entry.contains(char::is_alphabetic)
+            && entry.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if entry.parse::<ipnet::IpNet>().is_err() && entry.parse::<std::net::IpAddr>().is_err() && !host_like {
+            problems.push(format!(
+                "SEIDRA_WEBHOOKS__ALLOW_PRIVATE: `{entry}` is not an IP address, CIDR range or host name"
+            ));
+        }
+    }
+    if s.webhooks.max_attempts == 0 || s.webhooks.timeout_secs == 0 {
+        problems.push("SEIDRA_WEBHOOKS__MAX_ATTEMPTS and __TIMEOUT_SECS must be at least 1".to_owned());
+    }
     if s.worker.concurrency == 0 {
         problems.push("SEIDRA_WORKER__CONCURRENCY must be at least 1".to_owned());
     }

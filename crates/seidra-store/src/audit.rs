@@ -80,3 +80,18 @@ pub async fn list(db: &Db, actor_id: Option<Uuid>, limit: i64, offset: i64) -> S
         .await?
     }))
 }
+
+/// Client IPs of the last `n` successful sign-ins of `user_id`, newest first (for "sign-in
+/// from a new address" notices).
+pub async fn recent_login_ips(db: &Db, user_id: Uuid, n: i64) -> StoreResult<Vec<Option<String>>> {
+    Ok(with_pool!(db, pool => {
+        sqlx::query_scalar(
+            "SELECT ip FROM audit_log WHERE actor_id = $1 AND action = 'auth.login' AND outcome = 'success' \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(n)
+        .fetch_all(pool)
+        .await?
+    }))
+}

@@ -15,8 +15,10 @@ pub mod api_keys;
 pub mod audit;
 pub mod jobs;
 pub mod media;
+pub mod notifications;
 pub mod personas;
 pub mod refresh_tokens;
+pub mod webhooks;
 pub mod workers;
 
 pub use db::{Backend, Db, DbOptions, SqliteDb};

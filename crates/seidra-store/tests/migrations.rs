@@ -53,7 +53,7 @@ async fn down_then_up_restores_schema(backend: Backend) -> anyhow::Result<()> {
     assert!(latest >= 2);
     assert_eq!(migrate::up(&t.db).await?, latest);
     let full = dump_schema(&t.db).await?;
-    assert!(full.contains("users") && full.contains("persona_versions"), "{full}");
+    assert!(full.contains("users") && full.contains("webhook_deliveries"), "{full}");
 
     let versions: Vec<i64> = migrate::status(&t.db).await?.migrations.iter().map(|m| m.version).collect();
     let previous = versions[versions.len() - 2];

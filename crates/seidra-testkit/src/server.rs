@@ -119,6 +119,9 @@ pub fn test_worker_config(settings: &Settings, index: usize) -> WorkerConfig {
         retention_days: settings.queue.retention_days,
         maintenance: true,
         orphan_grace: Duration::from_secs(settings.storage.orphan_grace_minutes * 60),
+        webhooks: seidra_notify::webhooks::DeliveryConfig::from_settings(&settings.webhooks)
+            .inspect_err(|err| eprintln!("webhook deliveries disabled in this worker: {err}"))
+            .ok(),
     }
 }
 

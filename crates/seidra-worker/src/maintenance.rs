@@ -54,6 +54,7 @@ pub async fn run(
                     tracing::warn!(job_id = %job.id, status = job.status.as_str(), "reclaimed a job whose worker stopped heartbeating");
                     metrics::counter!("seidra_jobs_reclaimed_total").increment(1);
                     let _ = bus.publish(&job_event(kind, job, None)).await;
+                    seidra_notify::job_finished(&db, &bus, job).await;
                 }
                 if !changed.is_empty() {
                     let _ = bus.publish(&control_event(JOBS_WAKE, None)).await;

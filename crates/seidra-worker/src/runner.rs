@@ -40,6 +40,8 @@ pub struct WorkerConfig {
     pub maintenance: bool,
     /// Age after which an unreferenced object is an orphan the maintenance loop deletes.
     pub orphan_grace: Duration,
+    /// Webhook deliveries this worker makes from the outbox (None = it makes none).
+    pub webhooks: Option<seidra_notify::webhooks::DeliveryConfig>,
 }
 
 /// What a worker works with.
@@ -167,6 +169,10 @@ impl Worker {
                 )
                 .await
             });
+        }
+
+        if let Some(delivery) = me.config.webhooks.clone() {
+            tasks.spawn(delivery.run(me.deps.db.clone(), release_all.clone()));
         }
 
         let permits = Arc::new(Semaphore::new(me.config.concurrency.max(1)));
@@ -501,6 +507,7 @@ impl Worker {
             Ok(Some(done)) => {
                 let items = media::list_for_job(&self.deps.db, done.id).await.unwrap_or_default();
                 self.publish(&job_event("job.succeeded", &done, Some(&items))).await;
+                seidra_notify::job_finished(&self.deps.db, &self.deps.bus, &done).await;
                 "succeeded"
             }
             Ok(None) => {
@@ -545,6 +552,9 @@ impl Worker {
                     JobStatus::Running | JobStatus::Succeeded => "job.updated",
                 };
                 self.publish(&job_event(kind, &updated, None)).await;
+                if matches!(updated.status, JobStatus::Failed | JobStatus::Cancelled) {
+                    seidra_notify::job_finished(&self.deps.db, &self.deps.bus, &updated).await;
+                }
                 if updated.status == JobStatus::Queued || updated.status == JobStatus::Retrying {
                     self.publish(&crate::events::control_event(JOBS_WAKE, None)).await;
                 }

@@ -190,6 +190,9 @@ fn worker_config(settings: &Settings, name: String, concurrency: Option<u32>) ->
         retention_days: settings.queue.retention_days,
         maintenance: true,
         orphan_grace: Duration::from_secs(settings.storage.orphan_grace_minutes * 60),
+        webhooks: seidra_notify::webhooks::DeliveryConfig::from_settings(&settings.webhooks)
+            .map_err(|err| tracing::error!(%err, "webhook deliveries disabled in this worker"))
+            .ok(),
     }
 }
 

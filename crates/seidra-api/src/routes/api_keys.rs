@@ -36,6 +36,8 @@ pub async fn create(
     let actor = Actor { user_id: Some(principal.user.id), ip: Some(ip.0.to_string()) };
     let (key, token) =
         create_api_key(&state.db, &actor, &principal.user, &body.name, &body.scopes, body.expires_in_days).await?;
+    let notice = format!("API key \"{}\" was created from {}.", key.name, ip.0);
+    seidra_notify::security(&state.db, &state.bus, principal.user.id, "API key created", &notice).await;
     Ok((StatusCode::CREATED, Json(CreatedApiKey { key: ApiKeyView::from(&key), token })))
 }
 
@@ -53,5 +55,7 @@ pub async fn revoke(
     let id = parse_uuid("id", &id)?;
     let actor = Actor { user_id: Some(principal.user.id), ip: Some(ip.0.to_string()) };
     revoke_api_key(&state.db, &actor, principal.user.id, id).await?;
+    let notice = format!("API key {id} was revoked from {}.", ip.0);
+    seidra_notify::security(&state.db, &state.bus, principal.user.id, "API key revoked", &notice).await;
     Ok(StatusCode::NO_CONTENT)
 }

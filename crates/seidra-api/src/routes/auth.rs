@@ -133,6 +133,8 @@ pub async fn login(
     let user = accounts::touch_login(&state.db, user.id).await?;
     let tokens = issue_tokens(&state, &user, Uuid::new_v4(), ip).await?;
     metrics::counter!("seidra_auth_logins_total", "outcome" => "success").increment(1);
+    // Before this sign-in is audited, so "known" means seen in earlier sign-ins.
+    seidra_notify::login_from_ip(&state.db, &state.bus, user.id, &ip.0.to_string()).await;
     audit(&state.db, &actor(Some(user.id), ip), "auth.login", None, true, serde_json::json!({})).await;
     Ok(Json(tokens))
 }
@@ -244,6 +246,8 @@ pub async fn change_password(
     }
     set_password(&state.db, &actor(Some(principal.user.id), ip), &principal.user, &body.new_password, "new_password")
         .await?;
+    let body = format!("Your password was changed from {}; every session was signed out.", ip.0);
+    seidra_notify::security(&state.db, &state.bus, principal.user.id, "Password changed", &body).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -293,22 +293,26 @@ async fn submit(
         None => None,
     };
     let outcome =
-        jobs::submit_with_events(&state.db, principal.user.id, &new_jobs, limits, idem.as_ref(), in_tx.as_ref())
-            .await
-            .map_err(|e| match e {
-                SubmitError::QuotaExceeded { queued, max } => ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "queue_quota_exceeded",
-                    format!("you have {queued} jobs waiting (at most {max}); wait for some to finish or cancel them"),
-                )
-                .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("10")),
-                SubmitError::KeyReused => ApiError::conflict(
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was already used with a different request body",
-                )
-                .with_field("Idempotency-Key"),
-                SubmitError::Store(s) => s.into(),
-            })?;
+        jobs::submit_with_events(&state.db, principal.user.id, &new_jobs, limits, idem.as_ref(), in_tx.as_ref()).await;
+    if let Err(SubmitError::QuotaExceeded { queued, max }) = &outcome {
+        let message =
+            format!("{queued} jobs are waiting (at most {max}); new submissions are refused until some finish.");
+        seidra_notify::quota_reached(&state.db, &state.bus, principal.user.id, &message).await;
+    }
+    let outcome = outcome.map_err(|e| match e {
+        SubmitError::QuotaExceeded { queued, max } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_quota_exceeded",
+            format!("you have {queued} jobs waiting (at most {max}); wait for some to finish or cancel them"),
+        )
+        .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("10")),
+        SubmitError::KeyReused => ApiError::conflict(
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used with a different request body",
+        )
+        .with_field("Idempotency-Key"),
+        SubmitError::Store(s) => s.into(),
+    })?;
     match outcome {
         Submitted::Created(created) => {
             for job in &created {

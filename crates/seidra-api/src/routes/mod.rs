@@ -7,4 +7,6 @@ pub mod files;
 pub mod health;
 pub mod jobs;
 pub mod media;
+pub mod notifications;
 pub mod personas;
+pub mod webhooks;

@@ -1,0 +1,166 @@
+//! Per-user notifications: each row belongs to one user and carries its own read state.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::db::{with_pool, with_write_pool};
+use crate::{Db, StoreError, StoreResult};
+
+/// A stored notification.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Notification {
+    /// Id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// `info`, `success`, `warning` or `error`.
+    pub level: String,
+    /// `job`, `export`, `quota`, `security`, `system`.
+    pub category: String,
+    /// Short title.
+    pub title: String,
+    /// Body text.
+    pub body: String,
+    /// Relative link in the studio (`/jobs/…`), if any.
+    pub link: Option<String>,
+    /// When it was read.
+    pub read_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A notification to create.
+#[derive(Debug, Clone)]
+pub struct NewNotification<'a> {
+    /// Level.
+    pub level: &'a str,
+    /// Category.
+    pub category: &'a str,
+    /// Title.
+    pub title: &'a str,
+    /// Body.
+    pub body: &'a str,
+    /// Link.
+    pub link: Option<&'a str>,
+}
+
+macro_rules! columns {
+    () => {
+        "id, user_id, level, category, title, body, link, read_at, created_at"
+    };
+}
+
+/// Creates one notification for `user_id` (a single INSERT).
+pub async fn create(db: &Db, user_id: Uuid, new: &NewNotification<'_>) -> StoreResult<Notification> {
+    let sql = concat!(
+        "INSERT INTO notifications (id, user_id, level, category, title, body, link, read_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8) RETURNING ",
+        columns!()
+    );
+    Ok(with_write_pool!(db, pool => {
+        sqlx::query_as(sql)
+            .bind(Uuid::now_v7())
+            .bind(user_id)
+            .bind(new.level)
+            .bind(new.category)
+            .bind(new.title)
+            .bind(new.body)
+            .bind(new.link)
+            .bind(Utc::now())
+            .fetch_one(pool)
+            .await?
+    }))
+}
+
+/// Creates the same notification for every enabled account; returns the created rows.
+pub async fn create_for_all_active(db: &Db, new: &NewNotification<'_>) -> StoreResult<Vec<Notification>> {
+    let users: Vec<Uuid> = with_pool!(db, pool => {
+        sqlx::query_scalar("SELECT id FROM users WHERE disabled = FALSE ORDER BY id").fetch_all(pool).await?
+    });
+    let mut out = Vec::with_capacity(users.len());
+    for user in users {
+        out.push(create(db, user, new).await?);
+    }
+    Ok(out)
+}
+
+/// A page of one user's notifications (newest first), the total and the unread count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationPage {
+    /// Items.
+    pub items: Vec<Notification>,
+    /// Items matching the filter.
+    pub total: i64,
+    /// Unread items of the user (whatever the filter).
+    pub unread: i64,
+}
+
+/// Lists a user's notifications.
+pub async fn list(db: &Db, user_id: Uuid, unread_only: bool, limit: i64, offset: i64) -> StoreResult<NotificationPage> {
+    macro_rules! filter {
+        () => {
+            " FROM notifications WHERE user_id = $1 AND ($2 = FALSE OR read_at IS NULL)"
+        };
+    }
+    let sql = concat!("SELECT ", columns!(), filter!(), " ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4");
+    let count = concat!("SELECT COUNT(*)", filter!());
+    Ok(with_pool!(db, pool => {
+        let items = sqlx::query_as(sql).bind(user_id).bind(unread_only).bind(limit).bind(offset).fetch_all(pool).await?;
+        let total: i64 = sqlx::query_scalar(count).bind(user_id).bind(unread_only).fetch_one(pool).await?;
+        let unread: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL")
+            .bind(user_id)
+            .fetch_one(pool)
+            .await?;
+        NotificationPage { items, total, unread }
+    }))
+}
+
+/// Marks one notification of `user_id` read (idempotent); `NotFound` for anyone else's.
+pub async fn mark_read(db: &Db, user_id: Uuid, id: Uuid) -> StoreResult<Notification> {
+    let sql = concat!(
+        "UPDATE notifications SET read_at = COALESCE(read_at, $1) WHERE id = $2 AND user_id = $3 RETURNING ",
+        columns!()
+    );
+    Ok(with_write_pool!(db, pool => sqlx::query_as(sql).bind(Utc::now()).bind(id).bind(user_id).fetch_one(pool).await?))
+}
+
+/// Marks every unread notification of `user_id` read; returns how many changed.
+pub async fn mark_all_read(db: &Db, user_id: Uuid) -> StoreResult<u64> {
+    Ok(with_write_pool!(db, pool => {
+        sqlx::query("UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL")
+            .bind(Utc::now())
+            .bind(user_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    }))
+}
+
+/// Deletes one notification of `user_id`; `NotFound` for anyone else's.
+pub async fn delete(db: &Db, user_id: Uuid, id: Uuid) -> StoreResult<()> {
+    let n = with_write_pool!(db, pool => {
+        sqlx::query("DELETE FROM notifications WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+/// Whether `user_id` has an unread notification of `category` created since `since` (used to
+/// avoid repeating the same notice, e.g. on every refused submission).
+pub async fn has_recent_unread(db: &Db, user_id: Uuid, category: &str, since: DateTime<Utc>) -> StoreResult<bool> {
+    let n: i64 = with_pool!(db, pool => {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND category = $2 AND read_at IS NULL AND created_at >= $3",
+        )
+        .bind(user_id)
+        .bind(category)
+        .bind(since)
+        .fetch_one(pool)
+        .await?
+    });
+    Ok(n > 0)
+}
