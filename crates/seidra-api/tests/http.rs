@@ -42,7 +42,7 @@ async fn validation_errors_name_the_field(backend: Backend) -> anyhow::Result<()
     let resp =
         // Its own client: the server answers 413 before reading the whole body and closes that
         // connection, which must not be reused by the requests below.
-        reqwest::Client::new().post(s.url("/api/auth/login")).header("content-type", "application/json").body(big).send().await?;
+        seidra_testkit::http_client().post(s.url("/api/auth/login")).header("content-type", "application/json").body(big).send().await?;
     assert_eq!(resp.status().as_u16(), 413);
 
     let (status, body) = s.get("/api/nope", None).await?;

@@ -15,9 +15,21 @@
 //! and proxies, or the guard is bypassed.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Once;
 
 use ipnet::IpNet;
 use url::{Host, Url};
+
+/// Makes rustls' ring provider the process default, once. reqwest is built without a provider
+/// of its own (so the build needs no aws-lc C library), and panics when it builds a client
+/// with none installed: call this before building any `reqwest::Client`.
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err = another provider was installed first; that one is then used.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
 
 /// Why a URL is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

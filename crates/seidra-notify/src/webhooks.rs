@@ -123,6 +123,7 @@ impl DeliveryConfig {
                 .map_err(|e| format!("SEIDRA_WEBHOOKS__ALLOW_PRIVATE: {e}"))?,
         );
         let timeout = Duration::from_secs(settings.timeout_secs.max(1));
+        seidra_net::install_crypto_provider();
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(VettingResolver(policy.clone())))
             .no_proxy()

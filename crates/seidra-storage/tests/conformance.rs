@@ -112,7 +112,7 @@ async fn s3_presigned_urls_download_expire_and_resist_tampering() {
     let s3 = TestS3::new().await.unwrap();
     let png = b"\x89PNG\r\n\x1a\n not really".to_vec();
     s3.store.put("jobs/u/j/1-0.png", png.clone(), "image/png").await.unwrap();
-    let client = reqwest::Client::new();
+    let client = seidra_testkit::http_client();
 
     // Through the one download-URL function the API uses.
     let store: SharedStore = Arc::new(s3.store.clone());

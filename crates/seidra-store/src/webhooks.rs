@@ -243,7 +243,9 @@ pub async fn claim_due(db: &Db, limit: i64, locked_until: DateTime<Utc>) -> Stor
                 .fetch_all(pool)
                 .await?
         }
-        Db::Sqlite(pool) => sqlx::query_as(claim!("")).bind(locked_until).bind(now).bind(limit).fetch_all(&pool.write).await?,
+        Db::Sqlite(pool) => {
+            sqlx::query_as(claim!("")).bind(locked_until).bind(now).bind(limit).fetch_all(&pool.write).await?
+        }
     })
 }
 

@@ -219,3 +219,9 @@ mod tests {
         assert_eq!(super::with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
     }
 }
+
+/// An HTTP client for tests (installs the process's TLS crypto provider first, as the binary does).
+pub fn http_client() -> reqwest::Client {
+    seidra_net::install_crypto_provider();
+    reqwest::Client::new()
+}

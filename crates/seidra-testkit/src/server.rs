@@ -76,7 +76,7 @@ impl TestServerBuilder {
         ));
         Ok(TestServer {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: crate::http_client(),
             state,
             test_db,
             shutdown: Some(tx),

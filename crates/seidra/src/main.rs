@@ -7,6 +7,7 @@ mod logging;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    seidra_net::install_crypto_provider();
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -258,7 +258,7 @@ async fn up_on_an_empty_data_dir_serves_and_stops_on_sigterm() -> anyhow::Result
     let password = banner.split("password `").nth(1).and_then(|s| s.split('`').next()).unwrap_or_default().to_owned();
     assert!(password.len() >= 16);
 
-    let client = reqwest::Client::new();
+    let client = seidra_testkit::http_client();
     let ready = client.get(format!("http://{addr}/readyz")).send().await?;
     assert_eq!(ready.status().as_u16(), 200);
     let login = client

@@ -107,7 +107,7 @@ async fn events_cross_processes(redis: Option<TestRedis>) -> anyhow::Result<()> 
             .stdout(Stdio::null())
             .spawn()?,
     );
-    let client = reqwest::Client::new();
+    let client = seidra_testkit::http_client();
     let alice = register(&client, &base, "alice").await;
     let bob = register(&client, &base, "bob").await;
     let mut a = WsClient::connect(&base, &alice).await?;
@@ -163,7 +163,7 @@ async fn sigkilled_worker_loses_nothing() -> anyhow::Result<()> {
     let db = TestDb::migrated(Backend::Postgres).await?;
     let dir = tempfile::tempdir()?;
     let (_api, base) = serve(&db.url, dir.path(), None);
-    let client = reqwest::Client::new();
+    let client = seidra_testkit::http_client();
     let alice = register(&client, &base, "alice").await;
     let mut first = worker(&db.url, dir.path(), None);
 
@@ -208,7 +208,7 @@ async fn sigterm_drains_then_releases_unfinished_jobs() -> anyhow::Result<()> {
     let db = TestDb::migrated(Backend::Postgres).await?;
     let dir = tempfile::tempdir()?;
     let (_api, base) = serve(&db.url, dir.path(), None);
-    let client = reqwest::Client::new();
+    let client = seidra_testkit::http_client();
     let alice = register(&client, &base, "alice").await;
     // Grace 0 s: the running job cannot finish in time, so it must go back to the queue.
     let mut w = Proc(
@@ -289,7 +289,7 @@ async fn repeated_sigkills_while_200_jobs_run() -> anyhow::Result<()> {
         cmd
     };
     let (_api, base) = serve(&db.url, dir.path(), None);
-    let client = reqwest::Client::new();
+    let client = seidra_testkit::http_client();
     let alice = register(&client, &base, "alice").await;
     let spawn_worker = || Proc(chaos_cmd(&["worker", "--concurrency", "4"]).spawn().expect("spawn worker"));
     let mut workers = vec![spawn_worker(), spawn_worker()];
