@@ -12,10 +12,12 @@ pub mod migrate;
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod content_policy;
 pub mod jobs;
 pub mod media;
 pub mod personas;
 pub mod refresh_tokens;
+pub mod user_settings;
 pub mod workers;
 
 pub use db::{Backend, Db, DbOptions};
