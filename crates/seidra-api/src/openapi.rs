@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, api_keys, auth, health, jobs, media, personas};
+use crate::routes::{admin, api_keys, auth, health, jobs, media, personas, settings};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -18,6 +18,7 @@ use crate::routes::{admin, api_keys, auth, health, jobs, media, personas};
         media::list, media::get, media::update, media::delete, media::stats, media::bulk,
         personas::list, personas::create, personas::get, personas::update, personas::favorite, personas::delete,
         personas::duplicate, personas::versions, personas::preview,
+        settings::get, settings::patch, settings::get_policy, settings::put_policy,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -27,6 +28,7 @@ use crate::routes::{admin, api_keys, auth, health, jobs, media, personas};
         (name = "admin", description = "User management and audit log (admins)"),
         (name = "jobs", description = "Generation jobs: submit, follow, cancel, retry"),
         (name = "personas", description = "Reusable creative identities, versioned"),
+        (name = "settings", description = "Per-user preferences (JSON merge patch) within the content policy"),
         (name = "media", description = "The media library: search, tags, favourites, bulk actions"),
         (name = "system", description = "Health and readiness"),
     )

@@ -38,4 +38,6 @@ pub struct AppState {
     pub storage: SharedStore,
     /// Signs short-lived download URLs.
     pub signer: UrlSigner,
+    /// The instance content policy, cached (see `crate::policy`).
+    pub policy: crate::policy::PolicyCache,
 }

@@ -65,22 +65,8 @@ const MINORS_TERMS: &[&str] = &[
 ];
 
 const EXPLICIT_TERMS: &[&str] = &[
-    "nsfw",
-    "nude",
-    "nudes",
-    "nudity",
-    "naked",
-    "porn*",
-    "sex",
-    "sexual",
-    "explicit",
-    "hentai",
-    "xxx",
-    "topless",
-    "nipples",
-    "genitals",
-    "erotic",
-    "fetish",
+    "nsfw", "nude", "nudes", "nudity", "naked", "porn*", "sex", "sexual", "explicit", "hentai", "xxx", "topless",
+    "nipples", "genitals", "erotic", "fetish",
 ];
 
 /// When a category applies.
@@ -170,15 +156,16 @@ impl PolicyDocument {
 
     /// Built-in categories merged with the admin's, built-ins first.
     pub fn effective_categories(&self) -> Vec<EffectiveCategory> {
-        let mut out: Vec<EffectiveCategory> = [(MINORS, MINORS_TERMS, Applies::Always), (EXPLICIT, EXPLICIT_TERMS, Applies::UnlessNsfw)]
-            .into_iter()
-            .map(|(name, terms, applies)| EffectiveCategory {
-                name: name.to_owned(),
-                terms: terms.iter().map(|t| (*t).to_owned()).collect(),
-                applies,
-                builtin: true,
-            })
-            .collect();
+        let mut out: Vec<EffectiveCategory> =
+            [(MINORS, MINORS_TERMS, Applies::Always), (EXPLICIT, EXPLICIT_TERMS, Applies::UnlessNsfw)]
+                .into_iter()
+                .map(|(name, terms, applies)| EffectiveCategory {
+                    name: name.to_owned(),
+                    terms: terms.iter().map(|t| (*t).to_owned()).collect(),
+                    applies,
+                    builtin: true,
+                })
+                .collect();
         for c in &self.categories {
             if let Some(existing) = out.iter_mut().find(|e| e.builtin && e.name == c.name) {
                 for t in &c.terms {
@@ -261,7 +248,8 @@ impl Term {
             return stream.set.contains(self.words[0].as_str());
         }
         let tokens = &stream.tokens;
-        if tokens.len() >= n && tokens.windows(n).any(|win| win.iter().enumerate().all(|(i, t)| self.word_matches(i, t)))
+        if tokens.len() >= n
+            && tokens.windows(n).any(|win| win.iter().enumerate().all(|(i, t)| self.word_matches(i, t)))
         {
             return true;
         }
@@ -561,7 +549,7 @@ mod tests {
             "first class passenger on a train",
             "grass and glass",
             "massive bass guitar",
-            "Sussex countryside", // contains "sex" inside a word
+            "Sussex countryside",      // contains "sex" inside a word
             "a pediatrician's office", // not "pedo*": starts with "pedi"
             "essex classic assassin",
         ] {
@@ -591,7 +579,7 @@ mod tests {
             "n  s  f  w",
             "n-s-f-w",
             "n_s_f_w",
-            "ｎｓｆｗ",         // full-width
+            "ｎｓｆｗ",      // full-width
             "𝐧𝐬𝐟𝐰 portrait", // mathematical bold
             "nsfw\u{200b}",
             "ns\u{200b}fw",
@@ -676,7 +664,10 @@ mod tests {
         };
         let v = evaluate(&p, &user, &subject).expect_err("user term");
         assert_eq!(v.rule, RuleKind::UserBlockedTerm);
-        assert_eq!((v.category.as_str(), v.term.as_deref(), v.field.as_str()), (USER_CATEGORY, Some("Clowns"), "prompt"));
+        assert_eq!(
+            (v.category.as_str(), v.term.as_deref(), v.field.as_str()),
+            (USER_CATEGORY, Some("Clowns"), "prompt")
+        );
         let subject = Subject {
             fields: vec![
                 Field { name: "persona.prompt_template".into(), text: "shotacon style, {prompt}", negative: false },
@@ -692,12 +683,18 @@ mod tests {
     fn admin_terms_extend_builtins_and_validate() {
         let doc = PolicyDocument {
             nsfw_allowed: false,
-            categories: vec![BlockedCategory { name: "minors".into(), terms: vec!["toddler".into()], applies: Applies::Always }],
+            categories: vec![BlockedCategory {
+                name: "minors".into(),
+                terms: vec!["toddler".into()],
+                applies: Applies::Always,
+            }],
         };
         assert_eq!(doc.validate(), Ok(()));
         let cats = doc.effective_categories();
         let minors = cats.iter().find(|c| c.name == MINORS).expect("minors");
-        assert!(minors.builtin && minors.terms.contains(&"loli".to_owned()) && minors.terms.contains(&"toddler".to_owned()));
+        assert!(
+            minors.builtin && minors.terms.contains(&"loli".to_owned()) && minors.terms.contains(&"toddler".to_owned())
+        );
         let p = CompiledPolicy::compile(1, &doc);
         assert_eq!(hit(&p, "a toddler").0, MINORS);
         // The built-in cannot be moved to `unless_nsfw`.
@@ -713,7 +710,11 @@ mod tests {
         assert_eq!(bad.validate().expect_err("refused").field, "categories[0].name");
         let bad = PolicyDocument {
             nsfw_allowed: true,
-            categories: vec![BlockedCategory { name: "gore".into(), terms: vec!["ok".into(), " .. ".into()], applies: Applies::Always }],
+            categories: vec![BlockedCategory {
+                name: "gore".into(),
+                terms: vec!["ok".into(), " .. ".into()],
+                applies: Applies::Always,
+            }],
         };
         assert_eq!(bad.validate().expect_err("refused").field, "categories[0].terms[1]");
     }
@@ -722,7 +723,11 @@ mod tests {
     fn admin_unless_nsfw_category() {
         let doc = PolicyDocument {
             nsfw_allowed: true,
-            categories: vec![BlockedCategory { name: "gore".into(), terms: vec!["gore*".into()], applies: Applies::UnlessNsfw }],
+            categories: vec![BlockedCategory {
+                name: "gore".into(),
+                terms: vec!["gore*".into()],
+                applies: Applies::UnlessNsfw,
+            }],
         };
         let p = CompiledPolicy::compile(2, &doc);
         assert_eq!(hit(&p, "gory? no, gorefest").0, "gore");

@@ -153,7 +153,10 @@ impl UserSettings {
             return Err(ValidationError::new("generation.num_images", "must be between 1 and 8"));
         }
         if !["ddim", "euler", "euler_a", "dpmpp_2m"].contains(&g.scheduler.as_str()) {
-            return Err(ValidationError::new("generation.scheduler", "must be `ddim`, `euler`, `euler_a` or `dpmpp_2m`"));
+            return Err(ValidationError::new(
+                "generation.scheduler",
+                "must be `ddim`, `euler`, `euler_a` or `dpmpp_2m`",
+            ));
         }
         Ok(())
     }

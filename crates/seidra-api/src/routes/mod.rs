@@ -8,3 +8,4 @@ pub mod health;
 pub mod jobs;
 pub mod media;
 pub mod personas;
+pub mod settings;
