@@ -44,8 +44,8 @@ pub struct ApiError {
     pub message: String,
     /// Field at fault.
     pub field: Option<String>,
-    /// Structured context sent with the error.
-    pub details: Option<serde_json::Value>,
+    /// Structured context sent with the error (boxed: keeps `ApiError` small).
+    pub details: Option<Box<serde_json::Value>>,
     /// Extra response headers (`Retry-After`, `WWW-Authenticate`…).
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -67,7 +67,7 @@ impl ApiError {
 
     /// Attaches structured context.
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -153,7 +153,12 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code, message: self.message, field: self.field, details: self.details },
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                field: self.field,
+                details: self.details.map(|d| *d),
+            },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         for (name, value) in self.headers {
