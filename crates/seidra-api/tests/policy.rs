@@ -54,8 +54,8 @@ async fn settings_merge_patch(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(d["notifications"]["job"]["webhook"], false);
     // What the notifications helper reads.
     let uid = seidra_store::accounts::get_user_by_username(&server.state.db, "ann").await?.id;
-    assert!(!seidra_store::user_settings::notification_enabled(&server.state.db, uid, "job", "webhook").await?);
-    assert!(seidra_store::user_settings::notification_enabled(&server.state.db, uid, "job", "in_app").await?);
+    assert!(!seidra_store::user_settings::notification_enabled(&server.state.db, uid, "job", "webhook").await);
+    assert!(seidra_store::user_settings::notification_enabled(&server.state.db, uid, "job", "in_app").await);
 
     // null resets to the default.
     let (_, d) =
@@ -329,7 +329,8 @@ async fn second_replica_picks_up_policy() -> anyhow::Result<()> {
     .await?;
     assert_eq!(status, 200);
     let changed = Instant::now();
-    let limit = seidra_api::policy::POLICY_REFRESH + Duration::from_secs(1);
+    // Generous margin: a slow machine must not turn request latency into a false failure.
+    let limit = seidra_api::policy::POLICY_REFRESH + Duration::from_secs(3);
     loop {
         let (status, body) = submit("a red balloon").await?;
         if status == 422 {

@@ -65,8 +65,8 @@ const MINORS_TERMS: &[&str] = &[
 ];
 
 const EXPLICIT_TERMS: &[&str] = &[
-    "nsfw", "nude", "nudes", "nudity", "naked", "porn*", "sex", "sexual", "explicit", "hentai", "xxx", "topless",
-    "nipples", "genitals", "erotic", "fetish",
+    "nsfw", "nude", "nudes", "nudity", "naked", "porn*", "sex", "sexual", "hentai", "xxx", "topless", "nipples",
+    "genitals", "erotic", "fetish",
 ];
 
 /// When a category applies.

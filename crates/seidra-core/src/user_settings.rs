@@ -181,9 +181,12 @@ impl UserSettings {
     }
 }
 
-/// The defaults as JSON (the schema every patch is checked against).
+static DEFAULTS: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| serde_json::to_value(UserSettings::default()).unwrap_or(Value::Null));
+
+/// The defaults as JSON (the schema every patch is checked against); built once.
 pub fn defaults_json() -> Value {
-    serde_json::to_value(UserSettings::default()).unwrap_or(Value::Null)
+    DEFAULTS.clone()
 }
 
 /// Applies an RFC 7386 merge patch: objects merge recursively, `null` deletes, anything else

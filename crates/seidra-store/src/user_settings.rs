@@ -30,9 +30,16 @@ pub async fn get(db: &Db, user_id: Uuid) -> StoreResult<UserSettings> {
 
 /// Whether notifications of `category` (`job`, `export`, `quota`, `security`, `system`) go to
 /// `channel` (`in_app`, `websocket`, `webhook`) for this user. One primary-key read; unknown
-/// names are `false`.
-pub async fn notification_enabled(db: &Db, user_id: Uuid, category: &str, channel: &str) -> StoreResult<bool> {
-    Ok(get(db, user_id).await?.notification_enabled(category, channel))
+/// names are `false`. If the settings cannot be read, the default for that pair is used (and
+/// logged): a database hiccup should not silence security notifications.
+pub async fn notification_enabled(db: &Db, user_id: Uuid, category: &str, channel: &str) -> bool {
+    match get(db, user_id).await {
+        Ok(settings) => settings.notification_enabled(category, channel),
+        Err(err) => {
+            tracing::warn!(%err, %user_id, "could not read notification settings; using the defaults");
+            UserSettings::default().notification_enabled(category, channel)
+        }
+    }
 }
 
 /// Read-modify-write of the overrides with optimistic concurrency: `change` gets the current

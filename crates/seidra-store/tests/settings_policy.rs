@@ -16,12 +16,12 @@ async fn settings_roundtrip(backend: Backend) -> anyhow::Result<()> {
     let u = accounts::create_user(db, &NewUser { username: "ann".into(), password_hash: "x".into(), role: Role::User })
         .await?;
     assert_eq!(user_settings::get_overrides(db, u.id).await?, (json!({}), 0));
-    assert!(user_settings::notification_enabled(db, u.id, "job", "webhook").await?);
+    assert!(user_settings::notification_enabled(db, u.id, "job", "webhook").await);
     let patch = json!({"notifications": {"job": {"webhook": false}}, "theme": "dark"});
     let s = user_settings::update(db, u.id, |cur| apply_patch(cur, &patch)).await??;
     assert_eq!(s.theme, "dark");
-    assert!(!user_settings::notification_enabled(db, u.id, "job", "webhook").await?);
-    assert!(user_settings::notification_enabled(db, u.id, "job", "in_app").await?);
+    assert!(!user_settings::notification_enabled(db, u.id, "job", "webhook").await);
+    assert!(user_settings::notification_enabled(db, u.id, "job", "in_app").await);
     let patch = json!({"theme": null});
     user_settings::update(db, u.id, |cur| apply_patch(cur, &patch)).await??;
     assert_eq!(
