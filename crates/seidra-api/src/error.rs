@@ -27,6 +27,10 @@ pub struct ErrorDetail {
     /// The request field at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Structured context for some codes (`content_policy`: the rule that matched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 /// An error that becomes an HTTP response.
@@ -40,6 +44,8 @@ pub struct ApiError {
     pub message: String,
     /// Field at fault.
     pub field: Option<String>,
+    /// Structured context sent with the error (boxed: keeps `ApiError` small).
+    pub details: Option<Box<serde_json::Value>>,
     /// Extra response headers (`Retry-After`, `WWW-Authenticate`…).
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -50,12 +56,18 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// Builds an error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None, headers: Vec::new() }
+        Self { status, code, message: message.into(), field: None, details: None, headers: Vec::new() }
     }
 
     /// Names the field at fault.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
+        self
+    }
+
+    /// Attaches structured context.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -140,7 +152,14 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message, field: self.field } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                field: self.field,
+                details: self.details.map(|d| *d),
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod net;
 pub mod openapi;
+pub mod policy;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;

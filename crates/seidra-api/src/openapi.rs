@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, api_keys, auth, health, jobs, media, notifications, personas, webhooks};
+use crate::routes::{admin, api_keys, auth, health, jobs, media, notifications, personas, settings, webhooks};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -22,6 +22,7 @@ use crate::routes::{admin, api_keys, auth, health, jobs, media, notifications, p
         notifications::broadcast,
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete, webhooks::test,
         webhooks::deliveries,
+        settings::get, settings::patch, settings::get_policy, settings::put_policy,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -31,6 +32,7 @@ use crate::routes::{admin, api_keys, auth, health, jobs, media, notifications, p
         (name = "admin", description = "User management and audit log (admins)"),
         (name = "jobs", description = "Generation jobs: submit, follow, cancel, retry"),
         (name = "personas", description = "Reusable creative identities, versioned"),
+        (name = "settings", description = "Per-user preferences (JSON merge patch) within the content policy"),
         (name = "media", description = "The media library: search, tags, favourites, bulk actions"),
         (name = "system", description = "Health and readiness"),
         (name = "notifications", description = "Per-user notifications (also pushed on the WebSocket) and admin broadcasts"),

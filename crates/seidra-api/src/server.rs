@@ -20,7 +20,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
 use crate::middleware::{LimitPolicy, authenticate_and_limit, http_metrics};
-use crate::routes::{admin, api_keys, auth, files, health, jobs, media, notifications, personas, webhooks};
+use crate::routes::{admin, api_keys, auth, files, health, jobs, media, notifications, personas, settings, webhooks};
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -45,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/users", get(admin::list_users).post(admin::create))
         .route("/api/admin/users/{id}", patch(admin::update))
         .route("/api/admin/audit", get(admin::audit_log))
+        .route("/api/admin/content-policy", get(settings::get_policy).put(settings::put_policy))
+        .route("/api/settings", get(settings::get).patch(settings::patch))
         .route("/api/system/health", get(health::system_health))
         .route("/api/generation/health", get(health::generation_health))
         .route("/api/generate/single", post(jobs::generate_single))

@@ -189,6 +189,7 @@ pub async fn build_state_with(
         engines,
         storage,
         signer,
+        policy: crate::policy::PolicyCache::new(crate::policy::POLICY_REFRESH),
     })
 }
 

@@ -41,4 +41,6 @@ pub struct AppState {
     pub signer: DownloadSigner,
     /// Hands bus events to the WebSocket connections of their owner.
     pub ws_router: EventRouter,
+    /// The instance content policy, cached (see `crate::policy`).
+    pub policy: crate::policy::PolicyCache,
 }

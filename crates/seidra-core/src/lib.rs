@@ -4,6 +4,8 @@
 pub mod account;
 pub mod job;
 pub mod persona;
+pub mod policy;
+pub mod user_settings;
 pub mod validation;
 
 pub use account::{ApiKeyScope, Role};

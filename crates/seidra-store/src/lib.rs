@@ -13,11 +13,13 @@ mod sql;
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod content_policy;
 pub mod jobs;
 pub mod media;
 pub mod notifications;
 pub mod personas;
 pub mod refresh_tokens;
+pub mod user_settings;
 pub mod webhooks;
 pub mod workers;
 

@@ -234,6 +234,7 @@ pub async fn prepare(
         persona_ref = Some((persona.id, persona.version));
     }
     request.validate(prefix)?;
+    crate::policy::enforce_request(state, owner_id, &request, prefix).await?;
     if let Some(seed) = request.seed
         && seed > MAX_SEED
     {
@@ -315,6 +316,7 @@ async fn submit(
     })?;
     match outcome {
         Submitted::Created(created) => {
+            crate::policy::record_admitted(state, &created).await;
             for job in &created {
                 metrics::counter!("seidra_jobs_submitted_total", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone())
                     .increment(1);

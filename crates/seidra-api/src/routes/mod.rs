@@ -9,4 +9,5 @@ pub mod jobs;
 pub mod media;
 pub mod notifications;
 pub mod personas;
+pub mod settings;
 pub mod webhooks;

@@ -112,7 +112,9 @@ pub async fn create(
     AppJson(spec): AppJson<PersonaSpec>,
 ) -> ApiResult<(StatusCode, Json<PersonaView>)> {
     principal.require_scope(ApiKeyScope::Generate)?;
-    let p = personas::create(&state.db, principal.user.id, &validated(spec)?).await?;
+    let spec = validated(spec)?;
+    crate::policy::enforce_persona(&state, principal.user.id, &spec).await?;
+    let p = personas::create(&state.db, principal.user.id, &spec).await?;
     Ok((StatusCode::CREATED, Json(PersonaView::from(&p))))
 }
 
@@ -142,7 +144,9 @@ pub async fn update(
 ) -> ApiResult<Json<PersonaView>> {
     principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
-    let p = personas::update(&state.db, principal.user.id, id, &validated(spec)?).await.map_err(not_found)?;
+    let spec = validated(spec)?;
+    crate::policy::enforce_persona(&state, principal.user.id, &spec).await?;
+    let p = personas::update(&state.db, principal.user.id, id, &spec).await.map_err(not_found)?;
     Ok(Json(PersonaView::from(&p)))
 }
 
@@ -197,6 +201,7 @@ pub async fn duplicate(
     let original = personas::get_owned(&state.db, principal.user.id, id).await.map_err(not_found)?;
     let mut spec = original.spec.0.clone();
     spec.name = format!("{} (copy)", spec.name).chars().take(100).collect();
+    crate::policy::enforce_persona(&state, principal.user.id, &spec).await?;
     let p = personas::create(&state.db, principal.user.id, &spec).await?;
     Ok((StatusCode::CREATED, Json(PersonaView::from(&p))))
 }

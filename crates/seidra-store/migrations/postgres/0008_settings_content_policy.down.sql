@@ -1,0 +1,3 @@
+ALTER TABLE jobs DROP COLUMN policy;
+DROP TABLE content_policy;
+DROP TABLE user_settings;
