@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, api_keys, auth, health, jobs, media, personas};
+use crate::routes::{admin, api_keys, auth, exports, health, jobs, media, personas, uploads};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -16,6 +16,7 @@ use crate::routes::{admin, api_keys, auth, health, jobs, media, personas};
         health::healthz, health::readyz, health::system_health, health::generation_health,
         jobs::generate_single, jobs::generate_batch, jobs::list, jobs::stats, jobs::get, jobs::cancel, jobs::retry,
         media::list, media::get, media::update, media::delete, media::stats, media::bulk,
+        uploads::upload, exports::create_export, exports::get_export,
         personas::list, personas::create, personas::get, personas::update, personas::favorite, personas::delete,
         personas::duplicate, personas::versions, personas::preview,
     ),

@@ -83,6 +83,46 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Which generation engines this process offers.
     pub engines: EngineSettings,
+    /// Uploads, thumbnails and exports.
+    pub media: MediaSettings,
+}
+
+/// Uploads, thumbnails and exports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSettings {
+    /// Largest accepted image upload (png, jpeg, gif, webp), bytes.
+    pub max_image_bytes: u64,
+    /// Largest accepted audio upload (wav, mp3, ogg/opus, flac), bytes.
+    pub max_audio_bytes: u64,
+    /// Largest accepted video upload (mp4, webm, mov), bytes.
+    pub max_video_bytes: u64,
+    /// Largest upload request (all parts together), bytes.
+    pub max_upload_request_bytes: u64,
+    /// Most bytes a user's library may hold before uploads are refused (0 = no quota).
+    pub user_quota_bytes: u64,
+    /// The `ffprobe` executable used for audio/video durations.
+    pub ffprobe: String,
+    /// Most items one ZIP export may hold.
+    pub export_max_items: u32,
+    /// Hours a finished export archive is kept before it is deleted.
+    pub export_retention_hours: u64,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        const MIB: u64 = 1024 * 1024;
+        Self {
+            max_image_bytes: 25 * MIB,
+            max_audio_bytes: 100 * MIB,
+            max_video_bytes: 500 * MIB,
+            max_upload_request_bytes: 1024 * MIB,
+            user_quota_bytes: 0,
+            ffprobe: "ffprobe".to_owned(),
+            export_max_items: 10_000,
+            export_retention_hours: 7 * 24,
+        }
+    }
 }
 
 /// Engines offered by this process.
@@ -179,6 +219,7 @@ impl Default for Settings {
             queue: QueueSettings::default(),
             worker: WorkerSettings::default(),
             engines: EngineSettings::default(),
+            media: MediaSettings::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod jobs;
 pub mod media;
+pub mod media_pipeline;
 pub mod personas;
 pub mod refresh_tokens;
 pub mod workers;

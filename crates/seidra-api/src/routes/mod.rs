@@ -3,8 +3,10 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod exports;
 pub mod files;
 pub mod health;
 pub mod jobs;
 pub mod media;
 pub mod personas;
+pub mod uploads;
