@@ -294,7 +294,7 @@ async fn export_jobs(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(job["status"], "succeeded", "{job}");
     let event = ws.expect("job.succeeded", WAIT, |m| m["job_id"] == job_id.as_str()).await?;
     let event_url = s(&event["data"]["export"]["download_url"]);
-    assert!(event_url.starts_with(&format!("/files/exports/")), "{event}");
+    assert!(event_url.starts_with("/files/exports/"), "{event}");
 
     let (status, export) = server.get(&format!("/api/media/export/{job_id}"), Some(&alice)).await?;
     assert_eq!((status, export["items"].as_i64()), (200, Some(3)), "{export}");
