@@ -53,20 +53,25 @@ async fn down_then_up_restores_schema(backend: Backend) -> anyhow::Result<()> {
     assert!(latest >= 2);
     assert_eq!(migrate::up(&t.db).await?, latest);
     let full = dump_schema(&t.db).await?;
-    assert!(full.contains("users") && full.contains("persona_versions"), "{full}");
+    assert!(full.contains("users") && full.contains("media_exports"), "{full}");
 
     assert_eq!(migrate::down(&t.db, 1).await?, vec![latest]);
     let reduced = dump_schema(&t.db).await?;
     assert_ne!(full, reduced);
-    assert!(!reduced.contains("persona_versions") && reduced.contains("media_owner_kind_idx"));
-    assert_eq!(migrate::status(&t.db).await?.current, latest - 1);
+    // The newest migration (0007_media_pipeline) is gone; the ones before it stay.
+    assert!(!reduced.contains("media_exports") && reduced.contains("persona_versions"));
+    // Versions need not be contiguous (numbers are assigned per branch): compare with the one before.
+    let status = migrate::status(&t.db).await?;
+    let previous = status.migrations.iter().map(|m| m.version).filter(|v| *v < latest).max();
+    assert_eq!(Some(status.current), previous);
 
     assert_eq!(migrate::up(&t.db).await?, latest);
     assert_eq!(dump_schema(&t.db).await?, full, "down + up must give back the same schema");
 
     // All the way down and back up.
-    let reverted = migrate::down(&t.db, usize::try_from(latest)?).await?;
-    assert_eq!(reverted.len(), usize::try_from(latest)?);
+    let count = status.migrations.len();
+    let reverted = migrate::down(&t.db, count).await?;
+    assert_eq!(reverted.len(), count);
     assert_eq!(dump_schema(&t.db).await?, "");
     assert_eq!(migrate::up(&t.db).await?, latest);
     assert_eq!(dump_schema(&t.db).await?, full);
