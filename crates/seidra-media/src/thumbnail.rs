@@ -69,13 +69,13 @@ pub fn make(bytes: &[u8]) -> Result<Vec<Thumbnail>, ThumbnailError> {
         .map_err(|e| ThumbnailError::Decode(e.to_string()))?
         .decode()
         .map_err(|e| ThumbnailError::Decode(e.to_string()))?;
-    from_image(&image)
+    from_image(image)
 }
 
 /// Both thumbnails of a decoded image, smallest first.
-pub fn from_image(image: &DynamicImage) -> Result<Vec<Thumbnail>, ThumbnailError> {
-    // JPEG has no alpha: flatten to RGB8 once (alpha dropped, as every viewer of a JPEG would).
-    let rgb = DynamicImage::ImageRgb8(image.to_rgb8());
+pub fn from_image(image: DynamicImage) -> Result<Vec<Thumbnail>, ThumbnailError> {
+    // JPEG has no alpha: flatten to RGB8 once (alpha dropped; free when it already is RGB8).
+    let rgb = DynamicImage::ImageRgb8(image.into_rgb8());
     let (w, h) = (rgb.width(), rgb.height());
     let (lw, lh) = fit(w, h, SIZES[1]);
     let large = if (lw, lh) == (w, h) { rgb } else { rgb.thumbnail_exact(lw, lh) };
