@@ -100,10 +100,14 @@ fn db_cmd(url: &str, data_dir: &std::path::Path) -> Command {
 
 async fn migrate_commands(backend: Backend) -> anyhow::Result<()> {
     let t = TestDb::empty(backend).await?;
+    // Version numbers need not be contiguous (they are assigned per branch): count them.
+    let known = seidra_store::migrate::status(&t.db).await?.migrations;
+    let count = known.len();
+    let previous = known.iter().map(|m| m.version).filter(|v| *v < latest()).max().unwrap_or(0);
     let dir = tempfile::tempdir()?;
     let (code, out, _) = run(db_cmd(&t.url, dir.path()).args(["migrate", "status"]));
     assert_eq!(code, 0);
-    assert!(out.contains("current version: 0") && out.contains(&format!("{} pending", latest())), "{out}");
+    assert!(out.contains("current version: 0") && out.contains(&format!("{count} pending")), "{out}");
 
     // serve refuses a database behind the binary and says what to do.
     let (code, _, err) = run(db_cmd(&t.url, dir.path()).arg("serve"));
@@ -127,12 +131,12 @@ async fn migrate_commands(backend: Backend) -> anyhow::Result<()> {
 
     let (code, out, _) = run(db_cmd(&t.url, dir.path()).args(["migrate", "down", "1"]));
     assert_eq!(code, 0);
-    assert!(out.contains(&format!("downgrade successful, version {}", latest() - 1)), "{out}");
+    assert!(out.contains(&format!("downgrade successful, version {previous}")), "{out}");
     let (_, out, _) = run(db_cmd(&t.url, dir.path()).args(["migrate", "status"]));
     assert!(out.contains(&format!("pending  {:>4}", latest())) && out.contains("1 pending"), "{out}");
     let (code, _, err) = run(db_cmd(&t.url, dir.path()).args(["migrate", "down", "99"]));
     assert_ne!(code, 0);
-    assert!(err.contains(&format!("only {} applied", latest() - 1)), "{err}");
+    assert!(err.contains(&format!("only {} applied", count - 1)), "{err}");
     let (code, _, _) = run(db_cmd(&t.url, dir.path()).args(["migrate", "up"]));
     assert_eq!(code, 0);
     Ok(())
