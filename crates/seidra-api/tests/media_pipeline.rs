@@ -338,4 +338,20 @@ async fn export_jobs(backend: Backend) -> anyhow::Result<()> {
     server.stop().await
 }
 
-dual_test!(thumbnails_after_generation_and_upload, upload_rules_and_attacks, export_jobs);
+async fn upload_quota(backend: Backend) -> anyhow::Result<()> {
+    let server = TestServer::builder(backend).settings(|s| s.media.user_quota_bytes = 3000).start().await?;
+    let alice = s(&server.register("alice", PASSWORD).await?["access_token"]);
+    let bob = s(&server.register("bob", PASSWORD).await?["access_token"]);
+    let mut first = png(8, 8);
+    first.resize(2000, 0);
+    let (status, up) = upload(&server, &alice, &[file("a.png", "image/png", first.clone())]).await;
+    assert_eq!(status, 201, "{up}");
+    let (status, err) = upload(&server, &alice, &[file("b.png", "image/png", first.clone())]).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (413, Some("upload_quota_exceeded")), "{err}");
+    assert!(s(&err["error"]["message"]).contains("media.user_quota_bytes"), "{err}");
+    let (status, _) = upload(&server, &bob, &[file("b.png", "image/png", first)]).await;
+    assert_eq!(status, 201, "the quota is per user");
+    server.stop().await
+}
+
+dual_test!(thumbnails_after_generation_and_upload, upload_rules_and_attacks, export_jobs, upload_quota);
