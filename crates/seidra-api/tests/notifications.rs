@@ -173,4 +173,39 @@ async fn security_notices_and_broadcast(backend: Backend) -> anyhow::Result<()> 
     server.stop().await
 }
 
-dual_test!(job_notifications_reach_only_their_owner, security_notices_and_broadcast);
+/// `/api/settings` decides where job notices go: off in the inbox → none stored or pushed;
+/// in the inbox but not live → stored, not pushed. Security notices ignore the preferences.
+async fn preferences_decide_where_notices_go(backend: Backend) -> anyhow::Result<()> {
+    let server = TestServer::builder(backend).settings(|s| s.engines.noop = true).with_workers(1).start().await?;
+    let alice = user(&server, "alice").await;
+    let mut ws = server.ws(&alice).await?;
+    let off = json!({ "notifications": { "job": { "in_app": false }, "security": { "in_app": false } } });
+    let (status, body) = server.patch("/api/settings", Some(&alice), &off).await?;
+    assert_eq!(status, 200, "{body}");
+    let first = submit(&server, &alice, "quietly").await;
+    server.wait_job(&alice, &first, WAIT, |j| j["status"] == "succeeded").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(list(&server, &alice, "").await["total"], 0, "job notices are off");
+
+    let inbox_only = json!({ "notifications": { "job": { "in_app": true, "websocket": false } } });
+    assert_eq!(server.patch("/api/settings", Some(&alice), &inbox_only).await?.0, 200);
+    let second = submit(&server, &alice, "inbox only").await;
+    server.wait_job(&alice, &second, WAIT, |j| j["status"] == "succeeded").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(list(&server, &alice, "").await["total"], 1, "stored in the inbox");
+    let seen = ws.drain(Duration::from_millis(300)).await?;
+    assert!(!seen.iter().any(|m| m["type"] == "notification"), "not pushed live: {seen:?}");
+
+    let (status, _) =
+        server.post("/api/auth/api-keys", Some(&alice), &json!({ "name": "k", "scopes": ["read"] })).await?;
+    assert_eq!(status, 201);
+    let page = list(&server, &alice, "").await;
+    assert_eq!(page["items"][0]["category"], "security", "security notices are mandatory: {page}");
+    server.stop().await
+}
+
+dual_test!(
+    job_notifications_reach_only_their_owner,
+    security_notices_and_broadcast,
+    preferences_decide_where_notices_go
+);

@@ -66,12 +66,32 @@ impl From<&Notification> for NotificationView {
     }
 }
 
-/// Whether `user_id` wants notifications of `category`.
-///
-/// Always true for now: per-user notification preferences arrive with `/api/settings`; this
-/// is the one place that will consult them (security notices should stay mandatory).
-pub async fn should_notify(_db: &Db, _user_id: Uuid, _category: &str) -> bool {
-    true
+/// Where `user_id` wants notices of one category to go (`/api/settings` → `notifications`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Kept in the inbox (`in_app`).
+    pub inbox: bool,
+    /// Pushed live on the WebSocket (`websocket`).
+    pub push: bool,
+    /// Sent to the user's webhooks (`webhook`).
+    pub webhook: bool,
+}
+
+/// The user's preferences for `category`, in one primary-key read. Security notices are
+/// always delivered, whatever the preferences say.
+pub async fn preferences(db: &Db, user_id: Uuid, category: &str) -> Delivery {
+    if category == "security" {
+        return Delivery { inbox: true, push: true, webhook: true };
+    }
+    let on =
+        |settings: &seidra_core::user_settings::UserSettings, channel| settings.notification_enabled(category, channel);
+    match seidra_store::user_settings::get(db, user_id).await {
+        Ok(s) => Delivery { inbox: on(&s, "in_app"), push: on(&s, "websocket"), webhook: on(&s, "webhook") },
+        Err(err) => {
+            tracing::warn!(%err, %user_id, "could not read notification preferences; delivering everywhere");
+            Delivery { inbox: true, push: true, webhook: true }
+        }
+    }
 }
 
 /// The bus event for a new notification (channel `notifications`, owner only).
@@ -89,13 +109,27 @@ pub fn notification_event(n: &Notification) -> Event {
 /// Persists a notification for `user_id` and pushes it live; errors are logged and yield
 /// None (a notice must never fail the action that caused it).
 pub async fn notify(db: &Db, bus: &EventBus, user_id: Uuid, new: &NewNotification<'_>) -> Option<Notification> {
-    if !should_notify(db, user_id, new.category).await {
+    let delivery = preferences(db, user_id, new.category).await;
+    notify_with(db, bus, user_id, new, delivery).await
+}
+
+/// [`notify`] with the preferences already read.
+async fn notify_with(
+    db: &Db,
+    bus: &EventBus,
+    user_id: Uuid,
+    new: &NewNotification<'_>,
+    delivery: Delivery,
+) -> Option<Notification> {
+    if !delivery.inbox {
         return None;
     }
     match notifications::create(db, user_id, new).await {
         Ok(n) => {
             record_created(&n.category);
-            publish(bus, &n).await;
+            if delivery.push {
+                publish(bus, &n).await;
+            }
             Some(n)
         }
         Err(err) => {
@@ -168,6 +202,7 @@ pub fn job_payload(event: &str, job: &Job) -> serde_json::Value {
 /// webhook deliveries (succeeded, failed, cancelled). Cheap: one INSERT each, no reads.
 pub async fn job_finished(db: &Db, bus: &EventBus, job: &Job) {
     let Some((level, category, event, title)) = job_outcome(job) else { return };
+    let delivery = preferences(db, job.owner_id, category).await;
     if job.status != JobStatus::Cancelled {
         let link = format!("/jobs/{}", job.id);
         let body = match job.status {
@@ -175,9 +210,11 @@ pub async fn job_finished(db: &Db, bus: &EventBus, job: &Job) {
             _ => job.error.as_ref().map(|e| e.code.clone()).unwrap_or_default(),
         };
         let new = NewNotification { level, category, title: &title, body: &body, link: Some(&link) };
-        notify(db, bus, job.owner_id, &new).await;
+        notify_with(db, bus, job.owner_id, &new, delivery).await;
     }
-    webhooks::enqueue(db, job.owner_id, event, &job_payload(event, job)).await;
+    if delivery.webhook {
+        webhooks::enqueue(db, job.owner_id, event, &job_payload(event, job)).await;
+    }
 }
 
 /// Notice for a refused submission (queue quota reached); at most one unread per 10 minutes,
