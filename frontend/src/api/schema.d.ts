@@ -17,6 +17,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/content-policy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The instance content policy (admins). */
+        get: operations["admin_get_policy"];
+        /**
+         * Replace the instance content policy (admins). Built-in categories stay; a category named
+         *     like one adds terms to it. Every API replica applies it within `refresh_secs`.
+         */
+        put: operations["admin_put_policy"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/notifications/broadcast": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send a notice to every enabled account (admins only); each gets it live too. */
+        post: operations["notifications_broadcast"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/users": {
         parameters: {
             query?: never;
@@ -412,6 +450,74 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/notifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the caller's notifications with the unread count. */
+        get: operations["notifications_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/notifications/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete one notification. */
+        delete: operations["notifications_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/notifications/{id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Mark one notification read. */
+        post: operations["notifications_mark_read"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/notifications/read-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Mark every notification read. */
+        post: operations["notifications_mark_all_read"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/personas": {
         parameters: {
             query?: never;
@@ -501,6 +607,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's effective settings (defaults merged with what they changed). */
+        get: operations["settings_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change settings with a JSON merge patch (RFC 7386): objects merge, `null` resets a setting
+         *     to its default. Unknown keys and wrong types are refused with a 422 naming the JSON path;
+         *     `content.nsfw` can only be enabled when the instance allows NSFW content.
+         */
+        patch: operations["settings_patch"];
+        trace?: never;
+    };
     "/api/system/health": {
         parameters: {
             query?: never;
@@ -512,6 +640,80 @@ export interface paths {
         get: operations["system_health"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the caller's webhook endpoints (secrets are never listed). */
+        get: operations["webhooks_list"];
+        put?: never;
+        /** Create an endpoint; the response holds the signing secret, once. */
+        post: operations["webhooks_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One endpoint (without its secret). */
+        get: operations["webhooks_get"];
+        put?: never;
+        post?: never;
+        /** Delete an endpoint and its delivery log. */
+        delete: operations["webhooks_delete"];
+        options?: never;
+        head?: never;
+        /** Change an endpoint's URL, secret, events or active flag. */
+        patch: operations["webhooks_update"];
+        trace?: never;
+    };
+    "/api/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The delivery log of an endpoint, newest first, with every attempt. */
+        get: operations["webhooks_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/webhooks/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a `webhook.test` event now; answers with the recorded first attempt (retried later
+         *     like any delivery when it failed).
+         */
+        post: operations["webhooks_test"];
         delete?: never;
         options?: never;
         head?: never;
@@ -616,6 +818,36 @@ export interface components {
             /** @description Scopes. */
             scopes: components["schemas"]["ApiKeyScope"][];
         };
+        /**
+         * @description When a category applies.
+         * @enum {string}
+         */
+        Applies: "always" | "unless_nsfw";
+        /** @description One HTTP attempt of a delivery. */
+        AttemptView: {
+            /**
+             * Format: date-time
+             * @description When.
+             */
+            at: string;
+            /**
+             * Format: int32
+             * @description 1-based.
+             */
+            attempt: number;
+            /**
+             * Format: int64
+             * @description Milliseconds.
+             */
+            duration_ms: number;
+            /** @description Why it failed. */
+            error?: string | null;
+            /**
+             * Format: int32
+             * @description HTTP status, when a response came.
+             */
+            status_code?: number | null;
+        };
         /** @description A page of audit records. */
         AuditPage: {
             /** @description Records, newest first. */
@@ -662,6 +894,31 @@ export interface components {
             /** @description 1–8 requests. */
             requests: components["schemas"]["ImageRequest"][];
         };
+        /** @description A named list of blocked terms. */
+        BlockedCategory: {
+            /** @description When it applies (default `always`). */
+            applies?: components["schemas"]["Applies"];
+            /** @description Name (1–50 characters: lowercase letters, digits, `_`, `-`). */
+            name: string;
+            /** @description Words or phrases; a trailing `*` matches any word with that start. */
+            terms: string[];
+        };
+        /** @description A notice to every enabled account. */
+        BroadcastRequest: {
+            /** @description Body (up to 4000 characters). */
+            body?: string;
+            /** @description `info` (default), `success`, `warning` or `error`. */
+            level?: string | null;
+            /** @description Relative studio link. */
+            link?: string | null;
+            /** @description Title (1–200 characters). */
+            title: string;
+        };
+        /** @description How many accounts a broadcast reached. */
+        BroadcastResult: {
+            /** @description Notifications created. */
+            recipients: number;
+        };
         /** @description Outcome for one item. */
         BulkItemResult: {
             /** @description Error code when it did not (`not_found`…). */
@@ -699,6 +956,43 @@ export interface components {
             /** @description The new password (≥ 12 characters, not a common one). */
             new_password: string;
         };
+        /** @description Where one category of notifications is delivered. */
+        Channels: {
+            /** @description Stored in the notification centre. */
+            in_app: boolean;
+            /** @description Sent to the user's webhooks. */
+            webhook: boolean;
+            /** @description Pushed live on the WebSocket. */
+            websocket: boolean;
+        };
+        /** @description The content policy as the admin sees it. */
+        ContentPolicyView: {
+            /** @description The admin-defined categories (what `PUT` takes). */
+            categories: components["schemas"]["BlockedCategory"][];
+            /** @description Every category applied: built-ins (which cannot be removed) with the admin's additions. */
+            effective_categories: components["schemas"]["EffectiveCategory"][];
+            /** @description Whether users may enable NSFW content. */
+            nsfw_allowed: boolean;
+            /**
+             * Format: int64
+             * @description Seconds within which every API replica applies a change.
+             */
+            refresh_secs: number;
+            /**
+             * Format: int64
+             * @description Bumped on every save; recorded on every job it admitted (0 = never saved: defaults).
+             */
+            version: number;
+        };
+        /** @description Content preferences, within the instance's content policy. */
+        ContentPrefs: {
+            /** @description The user confirmed being of legal age. */
+            age_confirmed: boolean;
+            /** @description Extra words or phrases this user never wants in prompts (same matching as the policy). */
+            blocked_terms: string[];
+            /** @description Allow NSFW content (needs `age_confirmed`, and the instance must allow it). */
+            nsfw: boolean;
+        };
         /** @description A new API key. */
         CreateApiKeyRequest: {
             /**
@@ -718,12 +1012,79 @@ export interface components {
             /** @description `sk_<id>_<secret>`; store it now, it cannot be shown again. */
             token: string;
         };
+        /** @description A new endpoint. */
+        CreateWebhook: {
+            /** @description Enabled (default true). */
+            active?: boolean | null;
+            /** @description Events to deliver (default `["*"]`). */
+            events?: string[] | null;
+            /** @description Signing secret (16–200 characters); generated when absent. Shown once. */
+            secret?: string | null;
+            /** @description `http(s)://…`; must resolve to a public address unless the admin allow-listed it. */
+            url: string;
+        };
         /** @description Username + password. */
         Credentials: {
             /** @description Password. */
             password: string;
             /** @description Login name. */
             username: string;
+        };
+        /** @description A page of the delivery log. */
+        DeliveryPage: {
+            /** @description Newest first. */
+            items: components["schemas"]["DeliveryView"][];
+            /**
+             * Format: int64
+             * @description All deliveries of the endpoint.
+             */
+            total: number;
+        };
+        /** @description One event sent (or being sent) to an endpoint. */
+        DeliveryView: {
+            /** @description Every attempt, oldest first. */
+            attempt_log: components["schemas"]["AttemptView"][];
+            /**
+             * Format: int32
+             * @description Attempts made.
+             */
+            attempts: number;
+            /**
+             * Format: date-time
+             * @description When it was enqueued.
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description When it was delivered.
+             */
+            delivered_at?: string | null;
+            /**
+             * Format: int64
+             * @description Duration of the last attempt, ms.
+             */
+            duration_ms?: number | null;
+            /** @description Error of the last attempt. */
+            error?: string | null;
+            /** @description Event name. */
+            event: string;
+            /**
+             * Format: int64
+             * @description Delivery id (the `X-Seidra-Delivery` header).
+             */
+            id: number;
+            /**
+             * Format: date-time
+             * @description When the next attempt is due.
+             */
+            next_attempt_at?: string | null;
+            /** @description `pending` (retry scheduled), `delivering`, `delivered` or `failed`. */
+            status: string;
+            /**
+             * Format: int32
+             * @description HTTP status of the last attempt.
+             */
+            status_code?: number | null;
         };
         /** @description Health of one dependency. */
         DependencyHealth: {
@@ -739,6 +1100,17 @@ export interface components {
             /** @description `ok`, `down` or `not_configured`. */
             status: string;
         };
+        /** @description A category as the policy applies it. */
+        EffectiveCategory: {
+            /** @description When it applies. */
+            applies: components["schemas"]["Applies"];
+            /** @description Built in (cannot be removed). */
+            builtin: boolean;
+            /** @description Name. */
+            name: string;
+            /** @description Every term (built-in ones first). */
+            terms: string[];
+        };
         /** @description Error envelope returned by every endpoint. */
         ErrorBody: {
             /** @description The error. */
@@ -748,6 +1120,8 @@ export interface components {
         ErrorDetail: {
             /** @description Stable machine-readable code (snake_case). */
             code: string;
+            /** @description Structured context for some codes (`content_policy`: the rule that matched). */
+            details?: Record<string, never> | null;
             /** @description The request field at fault, when there is one. */
             field?: string | null;
             /** @description Human-readable explanation. */
@@ -768,6 +1142,36 @@ export interface components {
             status: string;
             /** @description Registered live workers with heartbeat age and current jobs. */
             workers: unknown[];
+        };
+        /** @description Defaults the studio pre-fills in the generate form. */
+        GenerationPrefs: {
+            /**
+             * Format: double
+             * @description Guidance (0–30).
+             */
+            guidance_scale: number;
+            /**
+             * Format: int32
+             * @description Height (64–2048, multiple of 8).
+             */
+            height: number;
+            /**
+             * Format: int32
+             * @description Images per job (1–8).
+             */
+            num_images: number;
+            /**
+             * Format: int32
+             * @description Steps (1–150).
+             */
+            num_inference_steps: number;
+            /** @description Scheduler. */
+            scheduler: string;
+            /**
+             * Format: int32
+             * @description Width (64–2048, multiple of 8).
+             */
+            width: number;
         };
         /** @description Image defaults of a persona; every field optional (absent = the engine's default). */
         ImageDefaults: {
@@ -1029,6 +1433,14 @@ export interface components {
              */
             weight?: number;
         };
+        /** @description How many notifications changed. */
+        MarkedRead: {
+            /**
+             * Format: int64
+             * @description Notifications marked read.
+             */
+            updated: number;
+        };
         /** @description A page of the library. */
         MediaPage: {
             /** @description Items. */
@@ -1143,6 +1555,74 @@ export interface components {
             /** @description Tags. */
             tags: string[];
         };
+        /** @description A page of notifications. */
+        NotificationPage: {
+            /** @description Newest first. */
+            items: components["schemas"]["NotificationView"][];
+            /**
+             * Format: int64
+             * @description Page size used.
+             */
+            limit: number;
+            /**
+             * Format: int64
+             * @description Offset used.
+             */
+            offset: number;
+            /**
+             * Format: int64
+             * @description Items matching the filter.
+             */
+            total: number;
+            /**
+             * Format: int64
+             * @description Unread notifications of the caller (whatever the filter).
+             */
+            unread_count: number;
+        };
+        /** @description Notification preferences per category. */
+        NotificationPrefs: {
+            /** @description Export ready. */
+            export: components["schemas"]["Channels"];
+            /** @description Job succeeded / failed. */
+            job: components["schemas"]["Channels"];
+            /** @description Quota reached. */
+            quota: components["schemas"]["Channels"];
+            /** @description Security events (password changed, API keys, new sign-in). */
+            security: components["schemas"]["Channels"];
+            /** @description Announcements from the admins. */
+            system: components["schemas"]["Channels"];
+        };
+        /** @description A notification as clients see it (HTTP and the WebSocket `notification` event). */
+        NotificationView: {
+            /** @description Body. */
+            body: string;
+            /** @description `job`, `export`, `quota`, `security`, `system`. */
+            category: string;
+            /**
+             * Format: date-time
+             * @description When it was created.
+             */
+            created_at: string;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description `info`, `success`, `warning`, `error`. */
+            level: string;
+            /** @description Relative studio link, if any. */
+            link?: string | null;
+            /** @description Whether it was read. */
+            read: boolean;
+            /**
+             * Format: date-time
+             * @description When it was read.
+             */
+            read_at?: string | null;
+            /** @description Title. */
+            title: string;
+        };
         /** @description One output file of a job. */
         OutputView: {
             /**
@@ -1250,6 +1730,16 @@ export interface components {
              */
             version: number;
         };
+        /** @description The instance ceiling the admin sets (what is stored; built-in categories are added on top). */
+        PolicyDocument: {
+            /**
+             * @description Admin-defined categories. A category named like a built-in one (`minors`, `explicit`)
+             *     adds terms to it; built-in terms cannot be removed.
+             */
+            categories?: components["schemas"]["BlockedCategory"][];
+            /** @description Whether users may enable NSFW content at all. */
+            nsfw_allowed?: boolean;
+        };
         /** @description What to preview. */
         PreviewBody: {
             /** @description Subject put into the template's `{prompt}` slot (default "portrait"). */
@@ -1334,6 +1824,17 @@ export interface components {
             /** @description The signed-in account. */
             user: components["schemas"]["UserView"];
         };
+        /** @description Changes to an endpoint; absent fields stay. */
+        UpdateWebhook: {
+            /** @description Enable or pause. */
+            active?: boolean | null;
+            /** @description New event list. */
+            events?: string[] | null;
+            /** @description New secret (shown in this response). */
+            secret?: string | null;
+            /** @description New URL (vetted like on creation). */
+            url?: string | null;
+        };
         /** @description A page of users. */
         UserPage: {
             /** @description Users, by username. */
@@ -1353,6 +1854,19 @@ export interface components {
              * @description Total number of users.
              */
             total: number;
+        };
+        /** @description The effective settings of a user. */
+        UserSettings: {
+            /** @description Content preferences. */
+            content: components["schemas"]["ContentPrefs"];
+            /** @description Generation defaults. */
+            generation: components["schemas"]["GenerationPrefs"];
+            /** @description `en` or `fr`. */
+            language: string;
+            /** @description Notification preferences. */
+            notifications: components["schemas"]["NotificationPrefs"];
+            /** @description `dark`, `light` or `system`. */
+            theme: string;
         };
         /** @description A user as clients see it (never the password hash). */
         UserView: {
@@ -1410,6 +1924,37 @@ export interface components {
             /** @description Voice name. */
             voice?: string | null;
         };
+        /** @description The caller's endpoints. */
+        WebhookList: {
+            /** @description Oldest first. */
+            items: components["schemas"]["WebhookView"][];
+        };
+        /** @description A webhook endpoint. */
+        WebhookView: {
+            /** @description Whether deliveries are made. */
+            active: boolean;
+            /**
+             * Format: date-time
+             * @description Created.
+             */
+            created_at: string;
+            /** @description Subscribed events (`job.succeeded`, `job.failed`, `job.cancelled`, `export.ready`, `*`). */
+            events: string[];
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description The signing secret: only in the response that created or replaced it. */
+            secret?: string | null;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+            /** @description Target URL. */
+            url: string;
+        };
     };
     responses: never;
     parameters: never;
@@ -1442,6 +1987,111 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    admin_get_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContentPolicyView"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    admin_put_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PolicyDocument"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContentPolicyView"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    notifications_broadcast: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BroadcastRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BroadcastResult"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2439,6 +3089,118 @@ export interface operations {
             };
         };
     };
+    notifications_list: {
+        parameters: {
+            query?: {
+                /** @description Page size (1–200, default 50). */
+                limit?: number;
+                /** @description Offset. */
+                offset?: number;
+                /** @description Only unread ones. */
+                unread_only?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotificationPage"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    notifications_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description notification id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    notifications_mark_read: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description notification id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotificationView"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    notifications_mark_all_read: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MarkedRead"];
+                };
+            };
+        };
+    };
     personas_list: {
         parameters: {
             query?: {
@@ -2735,6 +3497,57 @@ export interface operations {
             };
         };
     };
+    settings_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserSettings"];
+                };
+            };
+        };
+    };
+    settings_patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description a JSON merge patch of the settings */
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserSettings"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     system_health: {
         parameters: {
             query?: never;
@@ -2758,6 +3571,231 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SystemHealth"];
+                };
+            };
+        };
+    };
+    webhooks_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookList"];
+                };
+            };
+        };
+    };
+    webhooks_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhook"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookView"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid or refused URL (private, loopback, link-local…) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    webhooks_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookView"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    webhooks_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    webhooks_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWebhook"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookView"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    webhooks_deliveries: {
+        parameters: {
+            query?: {
+                /** @description Page size (1–200, default 50). */
+                limit?: number;
+                /** @description Offset. */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                /** @description webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryPage"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    webhooks_test: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryView"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
