@@ -343,7 +343,7 @@ export const en = {
   'settings.nsfw_hint': 'Needs the age confirmation, and an instance whose content policy allows it.',
   'settings.blocked_terms': 'Blocked words',
   'settings.blocked_terms_hint': 'One word or phrase per line; prompts containing them are refused. A trailing * matches any word with that start.',
-  'notif.bell_unread': 'Notifications: {n} unread',
+  'notif.bell_unread': 'Notifications: {n} unread|Notifications: {n} unread',
   'notif.bell_none': 'Notifications: none unread',
   'notif.subtitle': '{n} unread|{n} unread',
   'notif.subtitle_loading': 'Your notifications.',
