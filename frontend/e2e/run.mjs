@@ -598,11 +598,11 @@ async function main() {
     await page.reload();
     await row.waitFor();
     assert((await page.locator('#hook-secret').count()) === 0, 'secret not shown again');
-    await row.getByRole('button', { name: /Send a test event/ }).click();
+    await row.getByRole('button', { name: /^Send test/ }).click();
     await waitFor(() => hooks.received.some((r) => r.body.includes('webhook.test')), 'the test event reaches the receiver');
     const sig = hooks.received.find((r) => r.body.includes('webhook.test'))?.headers['x-seidra-signature'];
     assert(sig, 'signed delivery');
-    await row.getByRole('button', { name: /Delivery log/ }).click();
+    await row.getByRole('button', { name: /^Deliveries/ }).click();
     const drawer = page.getByRole('dialog');
     await waitFor(async () => {
       await drawer.getByRole('button', { name: 'Refresh' }).click();
@@ -610,9 +610,9 @@ async function main() {
     }, 'the delivery logged as delivered', 20_000, 500);
     await screen('10c-webhook-log');
     await page.keyboard.press('Escape');
-    await row.getByRole('button', { name: /Disable the webhook/ }).click();
-    await row.getByRole('button', { name: /Enable the webhook/ }).waitFor();
-    await row.getByRole('button', { name: /Delete the webhook/ }).click();
+    await row.getByRole('button', { name: /^Disable/ }).click();
+    await row.getByRole('button', { name: /^Enable/ }).waitFor();
+    await row.getByRole('button', { name: /^Delete:/ }).click();
     await row.getByRole('button', { name: 'Delete', exact: true }).click();
     await row.waitFor({ state: 'detached' });
   });
@@ -631,12 +631,13 @@ async function main() {
     // delete one
     const first = page.locator('.notif-list li').first();
     const title = await first.locator('.notif-title').textContent();
-    await first.getByRole('button', { name: /^Delete/ }).click();
+    await first.getByRole('button', { name: /^Delete:/ }).click();
     await first.getByRole('button', { name: 'Delete', exact: true }).click();
     await waitFor(async () => (await page.locator('.notif-list li').first().locator('.notif-title').textContent()) !== title || (await page.locator('.notif-list li').count()) === 0, 'the notification deleted');
   });
 
   await step('Settings: change the password (and stay signed in)', async () => {
+    await go('/settings');
     await page.fill('#current_password', 'wrong-current-password');
     await page.fill('#new_password', `${PASSWORD}-2`);
     await page.fill('#confirm_password', `${PASSWORD}-2`);
@@ -741,7 +742,7 @@ async function main() {
     await waitFor(async () => (await bellCount()) === 1, 'the bell counts the broadcast, live');
     await page.locator('.notif-list li', { hasText: 'Maintenance tonight' }).waitFor();
     await screen('23b-admin-notifications');
-    await page.locator('.notif-list li', { hasText: 'Maintenance tonight' }).getByRole('button', { name: /^Mark/ }).click();
+    await page.locator('.notif-list li', { hasText: 'Maintenance tonight' }).getByRole('button', { name: /^Mark read/ }).click();
     await waitFor(async () => (await bellCount()) === 0, 'bell cleared after mark read');
   });
 

@@ -144,7 +144,7 @@ export function Notifications() {
                       </button>
                     )}
                     <ConfirmButton
-                      label={t('action.remove')}
+                      label={t('notif.delete_confirm')}
                       confirmLabel={t('notif.delete_confirm')}
                       ariaLabel={t('notif.delete_label', { title: n.title })}
                       disabled={busy}

@@ -156,7 +156,7 @@ export function Webhooks() {
                     {t('hooks.log')}
                   </button>
                   <ConfirmButton
-                    label={t('action.remove')}
+                    label={t('hooks.delete_confirm')}
                     confirmLabel={t('hooks.delete_confirm')}
                     ariaLabel={t('hooks.delete_label', { url: h.url })}
                     onConfirm={() => void run(() => api.delete('/api/webhooks/{id}', { path: { id: h.id } }), t('hooks.deleted'))}
