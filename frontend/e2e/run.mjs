@@ -239,8 +239,8 @@ async function apiAs(token, path, init = {}) {
 
 /** The bell's unread count (0 when it shows none). */
 async function bellCount() {
-  const badge = page.locator('a.bell .bell-count');
-  return (await badge.count()) ? Number(await badge.getAttribute('data-count')) : 0;
+  // One read in the page: the badge may disappear between two locator calls.
+  return page.evaluate(() => Number(document.querySelector('a.bell .bell-count')?.getAttribute('data-count') ?? 0));
 }
 
 const storedToken = () => page.evaluate(() => JSON.parse(localStorage.getItem('seidra.session') ?? 'null')?.accessToken ?? null);

@@ -64,7 +64,12 @@ function Bell() {
   const label = n > 0 ? t('notif.bell_unread', { n }) : t('notif.bell_none');
   return (
     <Link to="/notifications" className="btn btn-ghost btn-icon bell" aria-label={label} title={label}>
-      <span aria-hidden="true">🔔</span>
+      <svg className="bell-icon" viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" focusable="false">
+        <path
+          fill="currentColor"
+          d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22Zm7-6V11a7 7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1l-2-2Z"
+        />
+      </svg>
       {n > 0 && (
         <span className="bell-count" aria-hidden="true" data-count={n}>
           {n > 99 ? '99+' : n}

@@ -219,7 +219,7 @@ export const en = {
   'jobs.field.batch': 'Batch',
 
   'settings.title': 'Settings',
-  'settings.subtitle': 'Your account, preferences and API keys.',
+  'settings.subtitle': 'Your account, preferences, API keys and webhooks.',
   'settings.profile': 'Profile',
   'settings.preferences': 'Preferences',
   'settings.language': 'Language',

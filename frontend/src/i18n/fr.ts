@@ -221,7 +221,7 @@ export const fr: Record<keyof typeof en, string> = {
   'jobs.field.batch': 'Lot',
 
   'settings.title': 'Paramètres',
-  'settings.subtitle': 'Votre compte, vos préférences et vos clés d’API.',
+  'settings.subtitle': 'Votre compte, vos préférences, vos clés d’API et vos webhooks.',
   'settings.profile': 'Profil',
   'settings.preferences': 'Préférences',
   'settings.language': 'Langue',
