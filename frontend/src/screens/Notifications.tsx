@@ -131,7 +131,8 @@ export function Notifications() {
                       <span className="badge">{(CATEGORIES as readonly string[]).includes(n.category) ? t(`notif.cat.${n.category}` as MessageKey) : n.category}</span>
                       {!n.read && <span className="notif-new">{t('notif.new')}</span>}
                       <time dateTime={n.created_at} title={formatDateTime(n.created_at, lang)}>
-                        {formatRelative(n.created_at, lang, now)}
+                        {/* never "in 1 second" when the server's clock is a little ahead */}
+                        {formatRelative(n.created_at, lang, Math.max(now, Date.parse(n.created_at)))}
                       </time>
                     </p>
                     <h3 className="notif-title">{link ? <Link to={link}>{n.title}</Link> : n.title}</h3>
