@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, api_keys, auth, health, jobs, media, notifications, personas, settings, webhooks};
+use crate::routes::{
+    admin, api_keys, auth, exports, health, jobs, media, notifications, personas, settings, uploads, webhooks,
+};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -16,6 +18,7 @@ use crate::routes::{admin, api_keys, auth, health, jobs, media, notifications, p
         health::healthz, health::readyz, health::system_health, health::generation_health,
         jobs::generate_single, jobs::generate_batch, jobs::list, jobs::stats, jobs::get, jobs::cancel, jobs::retry,
         media::list, media::get, media::update, media::delete, media::stats, media::bulk,
+        uploads::upload, exports::create_export, exports::get_export,
         personas::list, personas::create, personas::get, personas::update, personas::favorite, personas::delete,
         personas::duplicate, personas::versions, personas::preview,
         notifications::list, notifications::mark_read, notifications::mark_all_read, notifications::delete,

@@ -20,7 +20,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
 use crate::middleware::{LimitPolicy, authenticate_and_limit, http_metrics};
-use crate::routes::{admin, api_keys, auth, files, health, jobs, media, notifications, personas, settings, webhooks};
+use crate::routes::{
+    admin, api_keys, auth, exports, files, health, jobs, media, notifications, personas, settings, uploads, webhooks,
+};
 use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -67,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/media", get(media::list))
         .route("/api/media/stats", get(media::stats))
         .route("/api/media/bulk", post(media::bulk))
+        .route("/api/media/export", post(exports::create_export))
+        .route("/api/media/export/{job_id}", get(exports::get_export))
         .route("/api/media/{id}", get(media::get).patch(media::update).delete(media::delete))
         .route("/api/notifications", get(notifications::list))
         .route("/api/notifications/read-all", post(notifications::mark_all_read))
@@ -77,6 +81,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
         .route("/api/webhooks/{id}/test", post(webhooks::test))
         .route("/api/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .layer(from_fn_with_state((state.clone(), LimitPolicy::Api), authenticate_and_limit));
+
+    // Uploads stream large bodies: no request timeout, and the per-type limits are enforced
+    // while streaming (`media.*` settings) instead of the JSON body limit.
+    let upload_routes = Router::new()
+        .route("/api/media/uploads", post(uploads::upload).layer(DefaultBodyLimit::disable()))
         .layer(from_fn_with_state((state.clone(), LimitPolicy::Api), authenticate_and_limit));
 
     // Signed links and the WebSocket authenticate themselves; no request timeout on /ws.
@@ -100,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .merge(long_lived)
+        .merge(upload_routes)
         .with_state(state.clone())
         .layer(axum::middleware::from_fn(http_metrics))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))

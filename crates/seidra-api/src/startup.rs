@@ -150,6 +150,16 @@ pub async fn open_storage(settings: &Settings) -> anyhow::Result<SharedStore> {
     Ok(Arc::new(Metered::new(store)))
 }
 
+/// A separate key for download links, derived so that neither signature can stand in for the other.
+fn signer_from_key(key: &[u8]) -> UrlSigner {
+    UrlSigner::new(&Sha256::digest([b"seidra-download-urls:".as_slice(), key].concat()))
+}
+
+/// The download-link signer of this deployment (workers sign export links with it).
+pub fn url_signer(settings: &Settings) -> anyhow::Result<UrlSigner> {
+    Ok(signer_from_key(&load_secret_key(settings)?))
+}
+
 /// Builds the application state from settings (the database must already be migrated).
 pub async fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
     let bus = open_bus(&settings, &db).await?;
@@ -166,8 +176,7 @@ pub async fn build_state_with(
 ) -> anyhow::Result<AppState> {
     let key = load_secret_key(&settings)?;
     let jwt = JwtKeys::new(&key).map_err(|e| anyhow::anyhow!("invalid secret key: {e}"))?;
-    // A separate key for download links, derived so that neither signature can stand in for the other.
-    let local_signer = UrlSigner::new(&Sha256::digest([b"seidra-download-urls:".as_slice(), &key].concat()));
+    let local_signer = signer_from_key(&key);
     let storage = open_storage(&settings).await?;
     let signer = DownloadSigner::new(local_signer, storage.clone());
     let redis = connect_redis(&settings).await?;

@@ -89,6 +89,8 @@ pub struct Settings {
     pub s3: S3Settings,
     /// Outbound webhook deliveries.
     pub webhooks: WebhookSettings,
+    /// Uploads, thumbnails and exports.
+    pub media: MediaSettings,
 }
 
 /// Outbound webhook deliveries (made by workers and `seidra up`).
@@ -120,6 +122,44 @@ impl Default for WebhookSettings {
             timeout_secs: 10,
             poll_interval_ms: 1000,
             retention_days: 14,
+        }
+    }
+}
+
+/// Uploads, thumbnails and exports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSettings {
+    /// Largest accepted image upload (png, jpeg, gif, webp), bytes.
+    pub max_image_bytes: u64,
+    /// Largest accepted audio upload (wav, mp3, ogg/opus, flac), bytes.
+    pub max_audio_bytes: u64,
+    /// Largest accepted video upload (mp4, webm, mov), bytes.
+    pub max_video_bytes: u64,
+    /// Largest upload request (all parts together), bytes.
+    pub max_upload_request_bytes: u64,
+    /// Most bytes a user's library may hold before uploads are refused (0 = no quota).
+    pub user_quota_bytes: u64,
+    /// The `ffprobe` executable used for audio/video durations.
+    pub ffprobe: String,
+    /// Most items one ZIP export may hold.
+    pub export_max_items: u32,
+    /// Hours a finished export archive is kept before it is deleted.
+    pub export_retention_hours: u64,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        const MIB: u64 = 1024 * 1024;
+        Self {
+            max_image_bytes: 25 * MIB,
+            max_audio_bytes: 100 * MIB,
+            max_video_bytes: 500 * MIB,
+            max_upload_request_bytes: 1024 * MIB,
+            user_quota_bytes: 0,
+            ffprobe: "ffprobe".to_owned(),
+            export_max_items: 10_000,
+            export_retention_hours: 7 * 24,
         }
     }
 }
@@ -221,6 +261,7 @@ impl Default for Settings {
             storage: StorageSettings::default(),
             s3: S3Settings::default(),
             webhooks: WebhookSettings::default(),
+            media: MediaSettings::default(),
         }
     }
 }

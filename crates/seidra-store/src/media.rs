@@ -65,12 +65,23 @@ pub struct Media {
     pub tags: Json<Vec<String>>,
     /// Last change.
     pub updated_at: Option<DateTime<Utc>>,
+    /// Sanitised file name of an upload (display only; never part of a storage key).
+    pub original_name: Option<String>,
+    /// Duration of audio/video, milliseconds (ffprobe).
+    pub duration_ms: Option<i64>,
+    /// `pending`, `ready`, `failed` or `none` (kinds without thumbnails).
+    pub thumb_state: String,
+    /// Key of the 256 px thumbnail once ready.
+    pub thumb_256_key: Option<String>,
+    /// Key of the 768 px thumbnail once ready.
+    pub thumb_768_key: Option<String>,
 }
 
 macro_rules! columns {
     () => {
         "id, owner_id, job_id, position, storage_key, mime, bytes, width, height, sha256, seed, created_at, kind, source, \
-         favorite, prompt, negative_prompt, engine, model, parameters, persona_id, persona_version, tags, updated_at"
+         favorite, prompt, negative_prompt, engine, model, parameters, persona_id, persona_version, tags, updated_at, \
+         original_name, duration_ms, thumb_state, thumb_256_key, thumb_768_key"
     };
 }
 
@@ -291,16 +302,21 @@ pub async fn get_owned(db: &Db, owner_id: Uuid, id: Uuid) -> StoreResult<Media> 
     Ok(with_pool!(db, pool => sqlx::query_as(sql).bind(id).bind(owner_id).fetch_one(pool).await?))
 }
 
-/// Deletes an item of `owner_id`; returns its storage key so the caller removes the object.
-pub async fn delete(db: &Db, owner_id: Uuid, id: Uuid) -> StoreResult<String> {
-    let key: Option<String> = with_write_pool!(db, pool => {
-        sqlx::query_scalar("DELETE FROM media WHERE id = $1 AND owner_id = $2 RETURNING storage_key")
-            .bind(id)
-            .bind(owner_id)
-            .fetch_optional(pool)
-            .await?
+/// Deletes an item of `owner_id`; returns the keys of its objects (file and thumbnails) so the
+/// caller removes them.
+pub async fn delete(db: &Db, owner_id: Uuid, id: Uuid) -> StoreResult<Vec<String>> {
+    type Keys = (String, Option<String>, Option<String>);
+    let keys: Option<Keys> = with_write_pool!(db, pool => {
+        sqlx::query_as(
+            "DELETE FROM media WHERE id = $1 AND owner_id = $2 RETURNING storage_key, thumb_256_key, thumb_768_key",
+        )
+        .bind(id)
+        .bind(owner_id)
+        .fetch_optional(pool)
+        .await?
     });
-    key.ok_or(StoreError::NotFound)
+    let (file, small, large) = keys.ok_or(StoreError::NotFound)?;
+    Ok(std::iter::once(file).chain(small).chain(large).collect())
 }
 
 /// Most keys [`referenced_keys`] checks in one query (well under every bind-parameter limit).

@@ -207,6 +207,12 @@ macro_rules! dual_test {
     };
 }
 
+/// An HTTP client for tests (installs the process's TLS crypto provider first, as the binary does).
+pub fn http_client() -> reqwest::Client {
+    seidra_net::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -218,10 +224,4 @@ mod tests {
         );
         assert_eq!(super::with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
     }
-}
-
-/// An HTTP client for tests (installs the process's TLS crypto provider first, as the binary does).
-pub fn http_client() -> reqwest::Client {
-    seidra_net::install_crypto_provider();
-    reqwest::Client::new()
 }

@@ -60,6 +60,8 @@ impl TestServerBuilder {
                 storage: state.storage.clone(),
                 bus: state.bus.clone(),
                 engines: state.engines.clone(),
+                signer: state.signer.clone(),
+                media: state.settings.media.clone(),
             };
             let worker = Worker::new(deps, test_worker_config(&state.settings, i));
             workers.push(tokio::spawn(worker.run(stop_workers.clone())));

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod maintenance;
+pub mod media_tasks;
 pub mod registry;
 mod runner;
 pub mod sweeper;

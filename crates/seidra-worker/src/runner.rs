@@ -5,18 +5,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use seidra_core::job::{ImageRequest, JobError, JobEvent, JobStatus};
+use seidra_config::MediaSettings;
+use seidra_core::job::{ImageRequest, JobError, JobEvent, JobStatus, JobType};
 use seidra_engines::{EngineError, EngineOutput, Progress, ProgressSink, SharedEngine};
 use seidra_events::{Event, EventBus};
-use seidra_storage::SharedStore;
+use seidra_storage::{DownloadSigner, SharedStore};
 use seidra_store::jobs::{self, Heartbeat, Job, NewMedia, ProgressUpdate};
-use seidra_store::{Db, media, workers};
-use tokio::sync::{Semaphore, watch};
+use seidra_store::{Db, media, media_pipeline, workers};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::events::{JOB_CANCEL, JOBS_WAKE, job_event, progress_event};
 use crate::maintenance;
+use crate::media_tasks::{self, ExportDone, INTERNAL_ENGINE};
 use crate::registry::EngineRegistry;
 
 /// How a worker behaves.
@@ -55,6 +57,10 @@ pub struct WorkerDeps {
     pub bus: EventBus,
     /// Engines this worker runs.
     pub engines: EngineRegistry,
+    /// Signs the download link an export's `job.succeeded` event carries.
+    pub signer: DownloadSigner,
+    /// Thumbnail and export settings.
+    pub media: MediaSettings,
 }
 
 /// A worker process (or an in-process worker of `seidra up`).
@@ -62,6 +68,16 @@ pub struct Worker {
     id: Uuid,
     deps: WorkerDeps,
     config: WorkerConfig,
+    /// Wakes this worker's thumbnail sweep when a job stored new media.
+    thumbs_wake: Arc<Notify>,
+}
+
+/// What a successful attempt produced.
+enum Done {
+    /// Engine outputs to store as media.
+    Outputs(Vec<EngineOutput>),
+    /// A stored export archive.
+    Export(ExportDone),
 }
 
 /// Progress from the engine, relayed by a coalescing task.
@@ -92,7 +108,7 @@ const PROGRESS_DB_INTERVAL: Duration = Duration::from_millis(1000);
 impl Worker {
     /// A worker with a fresh id.
     pub fn new(deps: WorkerDeps, config: WorkerConfig) -> Self {
-        Self { id: Uuid::now_v7(), deps, config }
+        Self { id: Uuid::now_v7(), deps, config, thumbs_wake: Arc::new(Notify::new()) }
     }
 
     /// This worker's id (the lease owner of its jobs).
@@ -105,6 +121,8 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let me = Arc::new(self);
         let engines = me.deps.engines.names();
+        // Internal job types (exports) are claimable by every worker, whatever its engines.
+        let claimable: Vec<String> = engines.iter().cloned().chain([INTERNAL_ENGINE.to_owned()]).collect();
         let models: serde_json::Map<String, serde_json::Value> = me
             .deps
             .engines
@@ -174,6 +192,11 @@ impl Worker {
         if let Some(delivery) = me.config.webhooks.clone() {
             tasks.spawn(delivery.run(me.deps.db.clone(), release_all.clone()));
         }
+        {
+            let (deps, wake, stop) = (me.deps.clone(), me.thumbs_wake.clone(), release_all.clone());
+            let (poll, lease) = (me.config.poll_interval, me.config.lease);
+            tasks.spawn(async move { media_tasks::thumbnail_loop(deps, wake, poll, lease, stop).await });
+        }
 
         let permits = Arc::new(Semaphore::new(me.config.concurrency.max(1)));
         let mut wake = me.deps.bus.subscribe();
@@ -198,7 +221,7 @@ impl Worker {
             match jobs::claim_batch(
                 &me.deps.db,
                 me.id,
-                &engines,
+                &claimable,
                 chrono_duration(me.config.lease),
                 me.config.max_running_per_owner,
                 free.len(),
@@ -327,7 +350,8 @@ impl Worker {
                 tracing::warn!("lease lost while running; result discarded");
                 "lease_lost"
             }
-            Ok(outputs) if !cancel.is_cancelled() => self.store_and_complete(&job, outputs).await,
+            Ok(Done::Outputs(outputs)) if !cancel.is_cancelled() => self.store_and_complete(&job, outputs).await,
+            Ok(Done::Export(export)) if !cancel.is_cancelled() => self.complete_export(&job, export).await,
             Ok(_) | Err(EngineError::Cancelled) if released => self.settle(&job, JobEvent::Release, None).await,
             Ok(_) | Err(EngineError::Cancelled) => self.settle(&job, JobEvent::Cancel, None).await,
             Err(EngineError::Invalid(v)) => {
@@ -347,12 +371,10 @@ impl Worker {
     }
 
     /// Runs the engine in its own task so a panic becomes a retryable failure, not a dead worker.
-    async fn execute(
-        &self,
-        job: &Job,
-        sink: WatchSink,
-        cancel: &CancellationToken,
-    ) -> Result<Vec<EngineOutput>, EngineError> {
+    async fn execute(&self, job: &Job, sink: WatchSink, cancel: &CancellationToken) -> Result<Done, EngineError> {
+        if job.job_type == JobType::Export {
+            return media_tasks::run_export(&self.deps, job, &sink, cancel).await.map(Done::Export);
+        }
         let request: ImageRequest = serde_json::from_value(job.request.clone()).map_err(|e| EngineError::Failed {
             code: "invalid_stored_request".into(),
             message: format!("the stored request cannot be read: {e}"),
@@ -368,7 +390,7 @@ impl Worker {
         let cancel = cancel.clone();
         let handle = tokio::spawn(async move { run_engine(engine, request, sink, cancel).await });
         match handle.await {
-            Ok(result) => result,
+            Ok(result) => result.map(Done::Outputs),
             Err(err) => {
                 tracing::error!(%err, "engine task panicked");
                 Err(EngineError::Failed {
@@ -505,6 +527,7 @@ impl Worker {
         }
         match jobs::complete(&self.deps.db, job, self.id, &stored).await {
             Ok(Some(done)) => {
+                self.thumbs_wake.notify_one();
                 let items = media::list_for_job(&self.deps.db, done.id).await.unwrap_or_default();
                 self.publish(&job_event("job.succeeded", &done, Some(&items))).await;
                 seidra_notify::job_finished(&self.deps.db, &self.deps.bus, &done).await;
@@ -526,6 +549,68 @@ impl Worker {
                 tracing::warn!(%err, "could not record the job's completion");
                 self.delete_objects(&stored).await;
                 // The lease will expire and the job be retried by another worker.
+                "error"
+            }
+        }
+    }
+
+    /// Records a stored export and completes its job; removes the archive if completion is refused.
+    async fn complete_export(&self, job: &Job, done: ExportDone) -> &'static str {
+        let now = Utc::now();
+        let retention = chrono::Duration::hours(i64::try_from(self.deps.media.export_retention_hours).unwrap_or(168));
+        let export = media_pipeline::MediaExport {
+            job_id: job.id,
+            owner_id: job.owner_id,
+            storage_key: done.key.clone(),
+            bytes: done.bytes,
+            items: i32::try_from(done.summary.items).unwrap_or(i32::MAX),
+            created_at: now,
+            expires_at: now + retention,
+        };
+        let discard = || async {
+            let _ = media_pipeline::delete_export(&self.deps.db, job.id).await;
+            if let Err(err) = self.deps.storage.delete(&done.key).await {
+                tracing::warn!(%err, key = %done.key, "could not delete an orphaned export");
+            }
+        };
+        if let Err(err) = media_pipeline::record_export(&self.deps.db, &export).await {
+            discard().await;
+            let error = JobError { code: "database_error".into(), message: err.to_string(), retryable: true };
+            return self.settle(job, JobEvent::Fail { retryable: true }, Some(error)).await;
+        }
+        match jobs::complete(&self.deps.db, job, self.id, &[]).await {
+            Ok(Some(finished)) => {
+                let mut event = job_event("job.succeeded", &finished, None);
+                let exp = u64::try_from(now.timestamp() + media_tasks::EXPORT_URL_TTL_SECS).unwrap_or(0);
+                if let Some(data) = event.data.as_object_mut() {
+                    data.insert(
+                        "export".to_owned(),
+                        serde_json::json!({
+                            "download_url": self.deps.signer.sign(&export.storage_key, exp),
+                            "bytes": export.bytes,
+                            "items": export.items,
+                            "missing": done.summary.missing,
+                            "expires_at": export.expires_at,
+                        }),
+                    );
+                }
+                self.publish(&event).await;
+                "succeeded"
+            }
+            Ok(None) => {
+                discard().await;
+                if let Ok(current) = jobs::get(&self.deps.db, job.id).await
+                    && current.status == JobStatus::Running
+                    && current.cancel_requested
+                    && current.lease_owner == Some(self.id)
+                {
+                    return self.settle(&current, JobEvent::Cancel, None).await;
+                }
+                "lease_lost"
+            }
+            Err(err) => {
+                tracing::warn!(%err, "could not record the export's completion");
+                discard().await;
                 "error"
             }
         }

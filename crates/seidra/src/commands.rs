@@ -150,6 +150,8 @@ async fn serve(settings: Settings, all_in_one: bool) -> anyhow::Result<ExitCode>
             storage: state.storage.clone(),
             bus: state.bus.clone(),
             engines: state.engines.clone(),
+            signer: state.signer.clone(),
+            media: state.settings.media.clone(),
         };
         let worker = Worker::new(deps, worker_config(&state.settings, format!("embedded-{i}"), None));
         worker_tasks.spawn(worker.run(stop_workers.clone()));
@@ -241,7 +243,14 @@ async fn worker(settings: Settings, concurrency: Option<u32>) -> anyhow::Result<
     let db = open_migrated(&settings).await?;
     let bus = open_bus(&settings, &db).await?;
     let storage = open_storage(&settings).await?;
-    let deps = WorkerDeps { db: db.clone(), storage, bus, engines: EngineRegistry::from_settings(&settings.engines) };
+    let deps = WorkerDeps {
+        db: db.clone(),
+        storage: storage.clone(),
+        bus,
+        engines: EngineRegistry::from_settings(&settings.engines),
+        signer: seidra_storage::DownloadSigner::new(seidra_api::startup::url_signer(&settings)?, storage),
+        media: settings.media.clone(),
+    };
     let name =
         format!("{}:{}", std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim(), std::process::id());
     let worker = Worker::new(deps, worker_config(&settings, name, concurrency));

@@ -292,7 +292,7 @@ async fn repeated_sigkills_while_200_jobs_run() -> anyhow::Result<()> {
     let client = seidra_testkit::http_client();
     let alice = register(&client, &base, "alice").await;
     let spawn_worker = || Proc(chaos_cmd(&["worker", "--concurrency", "4"]).spawn().expect("spawn worker"));
-    let mut workers = vec![spawn_worker(), spawn_worker()];
+    let mut workers = [spawn_worker(), spawn_worker()];
 
     let request = json!({ "prompt": "chaos", "width": 512, "height": 512, "num_inference_steps": 60, "num_images": 2 });
     let mut ids = Vec::new();

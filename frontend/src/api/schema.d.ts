@@ -433,6 +433,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/media/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Export items as a ZIP (a job of type `export`; follow it like any job). */
+        post: operations["media_create_export"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/media/export/{job_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A finished export with a fresh signed download URL (404 until the job succeeded). */
+        get: operations["media_get_export"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/media/stats": {
         parameters: {
             query?: never;
@@ -444,6 +478,23 @@ export interface paths {
         get: operations["media_stats"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/media/uploads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Upload images, audio or video (multipart `file` parts, optional `tags`). */
+        post: operations["media_upload"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1127,6 +1178,70 @@ export interface components {
             /** @description Human-readable explanation. */
             message: string;
         };
+        /** @description The filters of `GET /api/media`, without paging. */
+        ExportFilterBody: {
+            /** @description Favourites only (`true`) or non-favourites only (`false`). */
+            favorite?: boolean | null;
+            /**
+             * Format: date-time
+             * @description Created at or after.
+             */
+            from?: string | null;
+            /**
+             * Format: uuid
+             * @description Producing job.
+             */
+            job_id?: string | null;
+            /**
+             * Format: uuid
+             * @description Persona.
+             */
+            persona_id?: string | null;
+            /** @description Full-text search. */
+            q?: string | null;
+            /** @description Tags. */
+            tags?: string[];
+            /** @description `any` (default) or `all`. */
+            tags_mode?: string | null;
+            /**
+             * Format: date-time
+             * @description Created before.
+             */
+            to?: string | null;
+            /** @description `image`, `audio` or `video`. */
+            type?: string | null;
+        };
+        /** @description Which items to export: `ids`, or a `filter` (the whole library when both are absent). */
+        ExportRequest: {
+            filter?: components["schemas"]["ExportFilterBody"] | null;
+            /** @description Items to export (all must be yours). */
+            ids?: string[] | null;
+        };
+        /** @description A finished export. */
+        ExportView: {
+            /**
+             * Format: int64
+             * @description Archive size.
+             */
+            bytes: number;
+            /** @description Short-lived signed download URL of the ZIP. */
+            download_url: string;
+            /**
+             * Format: date-time
+             * @description When the archive is deleted.
+             */
+            expires_at: string;
+            /**
+             * Format: int32
+             * @description Items archived.
+             */
+            items: number;
+            /**
+             * Format: uuid
+             * @description The export job.
+             */
+            job_id: string;
+        };
         /** @description Favourite flag. */
         FavoriteBody: {
             /** @description Favourite or not. */
@@ -1324,7 +1439,7 @@ export interface components {
          * @description What a job produces.
          * @enum {string}
          */
-        JobType: "image";
+        JobType: "image" | "export";
         /** @description A job as its owner sees it. */
         JobView: {
             /**
@@ -1509,6 +1624,11 @@ export interface components {
              * @description Created.
              */
             created_at: string;
+            /**
+             * Format: double
+             * @description Duration of audio/video, seconds.
+             */
+            duration_secs?: number | null;
             /** @description Engine. */
             engine?: string | null;
             /** @description Favourite. */
@@ -1531,6 +1651,8 @@ export interface components {
             model?: string | null;
             /** @description Negative prompt. */
             negative_prompt: string;
+            /** @description Sanitised file name of an upload. */
+            original_name?: string | null;
             /** @description Every parameter of the request (submit it again to reproduce). */
             parameters?: Record<string, never> | null;
             /**
@@ -1554,6 +1676,12 @@ export interface components {
             source: string;
             /** @description Tags. */
             tags: string[];
+            /** @description Signed URL of the 256 px JPEG thumbnail (null until ready). */
+            thumb_256_url?: string | null;
+            /** @description Signed URL of the 768 px JPEG thumbnail (null until ready). */
+            thumb_768_url?: string | null;
+            /** @description Thumbnails: `pending`, `ready`, `failed` or `none` (audio, video). */
+            thumbnail_state: string;
         };
         /** @description A page of notifications. */
         NotificationPage: {
@@ -1834,6 +1962,18 @@ export interface components {
             secret?: string | null;
             /** @description New URL (vetted like on creation). */
             url?: string | null;
+        };
+        /** @description The multipart form (for the documentation; the handler reads the stream itself). */
+        UploadForm: {
+            /** @description One or more files: png, jpeg, gif, webp, wav, mp3, ogg/opus, flac, mp4, webm, mov. */
+            file: string[];
+            /** @description Comma-separated tags for every file. */
+            tags?: string | null;
+        };
+        /** @description The uploaded items. */
+        UploadResponse: {
+            /** @description One item per `file` part, in order. */
+            items: components["schemas"]["MediaView"][];
         };
         /** @description A page of users. */
         UserPage: {
@@ -3070,6 +3210,83 @@ export interface operations {
             };
         };
     };
+    media_create_export: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExportRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmitResponse"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    media_get_export: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description export job id */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportView"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     media_stats: {
         parameters: {
             query?: never;
@@ -3085,6 +3302,53 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["MediaStatsView"];
+                };
+            };
+        };
+    };
+    media_upload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["UploadForm"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadResponse"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

@@ -55,10 +55,29 @@ pub struct MediaView {
     pub persona_version: Option<i32>,
     /// Created.
     pub created_at: DateTime<Utc>,
+    /// Thumbnails: `pending`, `ready`, `failed` or `none` (audio, video).
+    pub thumbnail_state: String,
+    /// Signed URL of the 256 px JPEG thumbnail (null until ready).
+    pub thumb_256_url: Option<String>,
+    /// Signed URL of the 768 px JPEG thumbnail (null until ready).
+    pub thumb_768_url: Option<String>,
+    /// Duration of audio/video, seconds.
+    pub duration_secs: Option<f64>,
+    /// Sanitised file name of an upload.
+    pub original_name: Option<String>,
+}
+
+/// A short-lived signed URL for an object (the same lifetime as file URLs).
+pub fn signed_url(state: &AppState, key: &str) -> String {
+    let exp = u64::try_from(Utc::now().timestamp() + 3600).unwrap_or(0);
+    state.signer.sign(key, exp)
 }
 
 impl MediaView {
-    fn new(state: &AppState, m: &Media) -> Self {
+    /// The view of an item, with signed URLs.
+    pub fn new(state: &AppState, m: &Media) -> Self {
+        let ready = m.thumb_state == "ready";
+        let thumb = |key: &Option<String>| key.as_deref().filter(|_| ready).map(|k| signed_url(state, k));
         Self {
             id: m.id,
             kind: m.kind.clone(),
@@ -76,6 +95,11 @@ impl MediaView {
             persona_id: m.persona_id,
             persona_version: m.persona_version,
             created_at: m.created_at,
+            thumbnail_state: m.thumb_state.clone(),
+            thumb_256_url: thumb(&m.thumb_256_key),
+            thumb_768_url: thumb(&m.thumb_768_key),
+            duration_secs: m.duration_ms.map(|ms| ms as f64 / 1000.0),
+            original_name: m.original_name.clone(),
         }
     }
 }
@@ -273,12 +297,14 @@ pub async fn update(
     Ok(Json(MediaView::new(&state, &item)))
 }
 
-/// Deletes an item and its file.
+/// Deletes an item, its file and its thumbnails.
 async fn delete_one(state: &AppState, owner: Uuid, id: Uuid) -> ApiResult<()> {
-    let key = media::delete(&state.db, owner, id).await.map_err(not_found)?;
-    if let Err(err) = state.storage.delete(&key).await {
-        // The row is gone; the orphaned object is logged (a sweeper removes orphans).
-        tracing::warn!(%err, key, "could not delete the object of a deleted media item");
+    let keys = media::delete(&state.db, owner, id).await.map_err(not_found)?;
+    for key in keys {
+        if let Err(err) = state.storage.delete(&key).await {
+            // The row is gone; the orphaned object is logged (a sweeper removes orphans).
+            tracing::warn!(%err, key, "could not delete an object of a deleted media item");
+        }
     }
     Ok(())
 }

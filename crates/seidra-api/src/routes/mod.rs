@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod exports;
 pub mod files;
 pub mod health;
 pub mod jobs;
@@ -10,4 +11,5 @@ pub mod media;
 pub mod notifications;
 pub mod personas;
 pub mod settings;
+pub mod uploads;
 pub mod webhooks;

@@ -1,0 +1,58 @@
+//! Probing: image dimensions from the header only, audio/video duration from `ffprobe`.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// Why a probe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The content is not a readable file of its sniffed type.
+    #[error("the file cannot be read as {0}")]
+    Invalid(String),
+    /// `ffprobe` could not be started (not installed, not on PATH).
+    #[error("ffprobe is not available ({0}); install ffmpeg")]
+    ToolMissing(String),
+    /// `ffprobe` ran longer than allowed.
+    #[error("ffprobe timed out")]
+    Timeout,
+    /// File system trouble.
+    #[error("probe I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Width and height of the image in `path`, decoding only its header.
+pub fn image_dimensions(path: &Path) -> Result<(u32, u32), ProbeError> {
+    let reader = image::ImageReader::open(path)?
+        .with_guessed_format()
+        .map_err(|e| ProbeError::Invalid(format!("an image: {e}")))?;
+    reader.into_dimensions().map_err(|e| ProbeError::Invalid(format!("an image: {e}")))
+}
+
+/// Longest `ffprobe` may take on one file.
+pub const FFPROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Duration of the audio/video file in `path`, seconds, from `ffprobe` (a real process, killed
+/// after [`FFPROBE_TIMEOUT`]). `Invalid` when ffprobe cannot read the file.
+pub async fn duration_secs(ffprobe: &str, path: &Path) -> Result<f64, ProbeError> {
+    let mut cmd = tokio::process::Command::new(ffprobe);
+    cmd.args(["-v", "error", "-show_entries", "format=duration", "-of", "default=noprint_wrappers=1:nokey=1"])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = match tokio::time::timeout(FFPROBE_TIMEOUT, cmd.output()).await {
+        Err(_) => return Err(ProbeError::Timeout),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Err(ProbeError::ToolMissing(e.to_string())),
+        Ok(Err(e)) => return Err(ProbeError::Io(e)),
+        Ok(Ok(out)) => out,
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(ProbeError::Invalid(format!("media ({})", stderr.lines().next().unwrap_or("ffprobe failed"))));
+    }
+    stdout
+        .lines()
+        .find_map(|l| l.trim().parse::<f64>().ok())
+        .filter(|d| d.is_finite() && *d >= 0.0)
+        .ok_or_else(|| ProbeError::Invalid("media (ffprobe reported no duration)".to_owned()))
+}

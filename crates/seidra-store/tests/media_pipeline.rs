@@ -1,0 +1,104 @@
+//! The media pipeline's store functions on both databases: uploads, the durable thumbnail
+//! sweep (leases, crash recovery, giving up), and export records.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test helpers panic on broken fixtures")]
+
+use chrono::{Duration, Utc};
+use seidra_core::Role;
+use seidra_store::accounts::{self, NewUser};
+use seidra_store::media_pipeline::{self, ExportFilter, ExportSelection, MAX_THUMB_ATTEMPTS, MediaExport, NewUpload};
+use seidra_store::{Backend, StoreError, media};
+use seidra_testkit::{TestDb, dual_test};
+use uuid::Uuid;
+
+fn upload(owner: Uuid, mime: &str) -> NewUpload {
+    let id = Uuid::now_v7();
+    NewUpload {
+        id,
+        storage_key: format!("uploads/{owner}/{id}.bin"),
+        mime: mime.to_owned(),
+        bytes: 10,
+        width: Some(2),
+        height: Some(3),
+        duration_ms: None,
+        sha256: "00".repeat(32),
+        original_name: "x.png".to_owned(),
+        tags: vec!["b".to_owned(), "a".to_owned(), "a".to_owned()],
+    }
+}
+
+async fn thumbnail_sweep_and_exports(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let new = NewUser { username: "alice".into(), password_hash: "$argon2id$fake".into(), role: Role::User };
+    let alice = accounts::create_user(db, &new).await?.id;
+    let new = NewUser { username: "bob".into(), password_hash: "$argon2id$fake".into(), role: Role::User };
+    let bob = accounts::create_user(db, &new).await?.id;
+
+    let items =
+        media_pipeline::insert_uploads(db, alice, &[upload(alice, "image/png"), upload(alice, "audio/wav")]).await?;
+    assert_eq!(items[0].thumb_state, "pending");
+    assert_eq!(items[1].thumb_state, "none", "audio has no thumbnails");
+    assert_eq!(items[0].tags.0, ["a", "b"]);
+    assert_eq!((items[0].source.as_str(), items[0].original_name.as_deref()), ("upload", Some("x.png")));
+    assert_eq!(media_pipeline::owner_bytes(db, alice).await?, 20);
+
+    // A worker that dies lets its lease run out (simulated with leases already in the past):
+    // the row is claimed again, and after the last attempt it is given up.
+    for attempt in 1..=MAX_THUMB_ATTEMPTS {
+        let claimed = media_pipeline::claim_thumbnails(db, Duration::seconds(-1), 10).await?;
+        assert_eq!(claimed.iter().map(|w| (w.id, w.thumb_attempts)).collect::<Vec<_>>(), [(items[0].id, attempt)]);
+    }
+    assert!(media_pipeline::claim_thumbnails(db, Duration::seconds(-1), 10).await?.is_empty());
+    assert_eq!(media::get(db, items[0].id).await?.thumb_state, "failed");
+
+    // Ready: keys recorded, and deleting the item hands every key back.
+    let more = media_pipeline::insert_uploads(db, alice, &[upload(alice, "image/gif")]).await?;
+    let work = media_pipeline::claim_thumbnails(db, Duration::seconds(60), 10).await?;
+    assert_eq!(work.len(), 1);
+    assert!(media_pipeline::claim_thumbnails(db, Duration::seconds(60), 10).await?.is_empty(), "held by its lease");
+    assert!(media_pipeline::thumbnails_ready(db, more[0].id, "thumbs/s.jpg", "thumbs/l.jpg").await?);
+    let ready = media::get(db, more[0].id).await?;
+    assert_eq!((ready.thumb_state.as_str(), ready.thumb_256_key.as_deref()), ("ready", Some("thumbs/s.jpg")));
+    assert!(matches!(media::delete(db, bob, more[0].id).await, Err(StoreError::NotFound)));
+    let keys = media::delete(db, alice, more[0].id).await?;
+    assert_eq!(keys, [more[0].storage_key.clone(), "thumbs/s.jpg".to_owned(), "thumbs/l.jpg".to_owned()]);
+    assert!(!media_pipeline::thumbnails_ready(db, more[0].id, "a", "b").await?, "a deleted row reports false");
+
+    // Selections: only the owner's items; someone else's id is NotFound; the cap is reported.
+    let named = ExportSelection { ids: Some(vec![items[0].id, items[1].id, items[0].id]), filter: None };
+    assert_eq!(media_pipeline::resolve_selection(db, alice, &named, 10).await?.map(|v| v.len()), Ok(2));
+    assert!(matches!(media_pipeline::resolve_selection(db, bob, &named, 10).await, Err(StoreError::NotFound)));
+    let audio =
+        ExportSelection { ids: None, filter: Some(ExportFilter { kind: Some("audio".into()), ..Default::default() }) };
+    assert_eq!(media_pipeline::resolve_selection(db, alice, &audio, 10).await?.map(|v| v.len()), Ok(1));
+    assert_eq!(media_pipeline::resolve_selection(db, alice, &ExportSelection::default(), 1).await?.err(), Some(2));
+    assert_eq!(
+        media_pipeline::resolve_selection(db, bob, &ExportSelection::default(), 10).await?.map(|v| v.len()),
+        Ok(0)
+    );
+
+    // Export records: owner-scoped, replaced on retry, swept when expired.
+    let now = Utc::now();
+    let job_id = Uuid::now_v7();
+    let mut export = MediaExport {
+        job_id,
+        owner_id: alice,
+        storage_key: format!("exports/{alice}/{job_id}.zip"),
+        bytes: 1,
+        items: 2,
+        created_at: now,
+        expires_at: now + Duration::hours(1),
+    };
+    media_pipeline::record_export(db, &export).await?;
+    export.bytes = 99;
+    media_pipeline::record_export(db, &export).await?;
+    assert_eq!(media_pipeline::get_export(db, alice, job_id).await?.bytes, 99);
+    assert!(matches!(media_pipeline::get_export(db, bob, job_id).await, Err(StoreError::NotFound)));
+    assert!(media_pipeline::take_expired_exports(db, now).await?.is_empty());
+    assert_eq!(media_pipeline::take_expired_exports(db, now + Duration::hours(2)).await?, [export.storage_key.clone()]);
+    assert!(matches!(media_pipeline::get_export(db, alice, job_id).await, Err(StoreError::NotFound)));
+    Ok(())
+}
+
+dual_test!(thumbnail_sweep_and_exports);
