@@ -429,4 +429,5 @@ export const en = {
   'policy.applies.always': 'Always',
   'policy.applies.unless_nsfw': 'Unless NSFW is on',
   'policy.add': 'Add a category',
+  'policy.remove_label': 'Remove category {n}',
 };

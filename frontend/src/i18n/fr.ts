@@ -431,4 +431,5 @@ export const fr: Record<keyof typeof en, string> = {
   'policy.applies.always': 'Toujours',
   'policy.applies.unless_nsfw': 'Sauf si le NSFW est activé',
   'policy.add': 'Ajouter une catégorie',
+  'policy.remove_label': 'Retirer la catégorie {n}',
 };

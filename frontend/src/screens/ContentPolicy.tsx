@@ -103,7 +103,12 @@ export function ContentPolicy() {
                   <option value="unless_nsfw">{t('policy.applies.unless_nsfw')}</option>
                 </select>
               </Field>
-              <button type="button" className="btn btn-small btn-ghost" onClick={() => setRows((cur) => cur.filter((_, j) => j !== i))}>
+              <button
+                type="button"
+                className="btn btn-small btn-ghost"
+                aria-label={t('policy.remove_label', { n: i + 1 })}
+                onClick={() => setRows((cur) => cur.filter((_, j) => j !== i))}
+              >
                 {t('action.remove')}
               </button>
             </fieldset>
