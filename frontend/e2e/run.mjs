@@ -9,6 +9,7 @@
 //   E2E_HEADFUL=1                          watch it run (needs a display)
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, createWriteStream } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -26,6 +27,7 @@ const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const backendServesUi = process.env.SEIDRA_E2E_BACKEND_SERVES_UI === '1';
 const ADMIN_PASSWORD = 'e2e-admin-password-0451';
 const PASSWORD = 'correct-horse-battery-e2e';
+const HOOK_HOST = '127.0.0.2';
 
 for (const [path, what] of [
   [bin, 'the backend binary (cargo build -p seidra, or set SEIDRA_BIN)'],
@@ -86,6 +88,9 @@ async function startBackend() {
     SEIDRA_DATA_DIR: dataDir,
     SEIDRA_ADMIN_PASSWORD: ADMIN_PASSWORD,
     SEIDRA_ALLOW_REGISTRATION: 'true',
+    // The e2e webhook receiver listens on this loopback address; every other internal address stays refused.
+    SEIDRA_WEBHOOKS__ALLOW_PRIVATE: HOOK_HOST,
+    SEIDRA_WEBHOOKS__POLL_INTERVAL_MS: '200',
     SEIDRA_LOG_FORMAT: 'pretty',
     NO_COLOR: '1',
   };
@@ -119,6 +124,26 @@ async function startBackend() {
     await sleep(200);
   }
   throw new Error(`seidra up not ready within 60 s; see ${logPath}`);
+}
+
+/** A webhook endpoint that records what it receives (on HOOK_HOST, which the backend allows). */
+async function startHookReceiver() {
+  const received = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      received.push({ headers: req.headers, body });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((res, rej) => {
+    server.once('error', rej);
+    server.listen(0, HOOK_HOST, () => res(undefined));
+  });
+  cleanups.push(() => new Promise((res) => server.close(res)));
+  const { port } = /** @type {net.AddressInfo} */ (server.address());
+  return { url: `http://${HOOK_HOST}:${port}/seidra-hook`, received };
 }
 
 // ---------------------------------------------------------------- tiny test runner
@@ -212,6 +237,12 @@ async function apiAs(token, path, init = {}) {
   return fetch(`${base}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...init.headers } });
 }
 
+/** The bell's unread count (0 when it shows none). */
+async function bellCount() {
+  // One read in the page: the badge may disappear between two locator calls.
+  return page.evaluate(() => Number(document.querySelector('a.bell .bell-count')?.getAttribute('data-count') ?? 0));
+}
+
 const storedToken = () => page.evaluate(() => JSON.parse(localStorage.getItem('seidra.session') ?? 'null')?.accessToken ?? null);
 
 const cardFor = (prompt) => page.locator('article.job-card', { has: page.locator('.job-card-prompt', { hasText: prompt }) }).first();
@@ -233,6 +264,7 @@ const consoleProblems = [];
 
 async function main() {
   const backend = await startBackend();
+  const hooks = await startHookReceiver();
   if (backendServesUi) {
     base = backend.url;
   } else {
@@ -256,7 +288,8 @@ async function main() {
     ].filter((a) => a !== '--headless' || process.env.E2E_HEADFUL !== '1'),
   });
   cleanups.push(() => browser.close());
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
+  // The server's default theme is `system`: follow a dark OS, the studio's identity.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US', colorScheme: 'dark' });
   page = await context.newPage();
   page.setDefaultTimeout(15_000);
   page.on('pageerror', (e) => consoleProblems.push(`pageerror: ${e.message}`));
@@ -507,7 +540,104 @@ async function main() {
     await page.selectOption('#pref-theme', 'dark');
   });
 
+  await step('Settings: the language is saved to the account (it survives a reload and a cleared browser)', async () => {
+    await go('/settings');
+    const saved = page.waitForResponse((r) => r.url().endsWith('/api/settings') && r.request().method() === 'PATCH');
+    await page.selectOption('#pref-lang', 'fr');
+    assert((await saved).ok(), 'PATCH /api/settings accepted');
+    await page.getByRole('heading', { name: 'Paramètres', level: 1 }).waitFor();
+    // Forget this browser's copy: the account's setting must bring French back.
+    await page.evaluate(() => localStorage.removeItem('seidra.prefs'));
+    await page.reload();
+    await page.getByRole('heading', { name: 'Paramètres', level: 1 }).waitFor();
+    await waitFor(async () => (await page.getAttribute('html', 'lang')) === 'fr', 'html lang=fr after reload');
+    const token = await storedToken();
+    const server = await (await apiAs(token, '/api/settings')).json();
+    assert(server.language === 'fr', `server language ${server.language}`);
+    await page.selectOption('#pref-lang', 'en');
+    await page.getByRole('heading', { name: 'Settings', level: 1 }).waitFor();
+  });
+
+  await step('Settings: notification matrix and content preferences (the server error shows on its field)', async () => {
+    const box = page.locator('#np-job-webhook');
+    const was = await box.isChecked();
+    const saved = page.waitForResponse((r) => r.url().endsWith('/api/settings') && r.request().method() === 'PATCH');
+    await box.click();
+    await saved;
+    await waitFor(async () => (await box.isChecked()) !== was, 'the checkbox follows the server');
+    const server = await (await apiAs(await storedToken(), '/api/settings')).json();
+    assert(server.notifications.job.webhook === !was, 'matrix saved');
+    // NSFW without the age confirmation: the server refuses and names content.nsfw.
+    await page.locator('#content-nsfw').check();
+    await page.getByRole('form', { name: 'Content' }).getByRole('button', { name: 'Save' }).click();
+    await page.locator('#content-nsfw-error').waitFor();
+    assert((await page.getAttribute('#content-nsfw', 'aria-invalid')) === 'true', 'nsfw marked invalid');
+    await page.locator('#content-nsfw').uncheck();
+    await page.fill('#content-blocked_terms', 'spiders\nclowns');
+    await page.getByRole('form', { name: 'Content' }).getByRole('button', { name: 'Save' }).click();
+    await page.getByText('Saved.').first().waitFor();
+    const after = await (await apiAs(await storedToken(), '/api/settings')).json();
+    assert(JSON.stringify(after.content.blocked_terms) === '["spiders","clowns"]', `terms ${JSON.stringify(after.content.blocked_terms)}`);
+  });
+
+  await step('Settings: webhooks — an internal URL is refused on the field; create one (secret shown once), test it, see the log', async () => {
+    await page.fill('#url', 'http://127.0.0.1/');
+    await page.getByRole('button', { name: 'Add webhook' }).click();
+    const err = page.locator('#url-error');
+    await err.waitFor();
+    assert((await err.textContent())?.trim(), 'server message on the URL field');
+    assert((await page.getAttribute('#url', 'aria-invalid')) === 'true', 'URL marked invalid');
+    await page.fill('#url', hooks.url);
+    await page.getByRole('button', { name: 'Add webhook' }).click();
+    const secret = await page.locator('#hook-secret').inputValue();
+    assert(secret.length >= 16, 'secret shown');
+    const row = page.locator('table.hooks-table tbody tr', { hasText: hooks.url });
+    await row.waitFor();
+    await screen('10b-settings-webhook-created');
+    await page.getByRole('button', { name: 'I have stored it' }).click();
+    await page.reload();
+    await row.waitFor();
+    assert((await page.locator('#hook-secret').count()) === 0, 'secret not shown again');
+    await row.getByRole('button', { name: /^Send test/ }).click();
+    await waitFor(() => hooks.received.some((r) => r.body.includes('webhook.test')), 'the test event reaches the receiver');
+    const sig = hooks.received.find((r) => r.body.includes('webhook.test'))?.headers['x-seidra-signature'];
+    assert(sig, 'signed delivery');
+    await row.getByRole('button', { name: /^Deliveries/ }).click();
+    const drawer = page.getByRole('dialog');
+    await waitFor(async () => {
+      await drawer.getByRole('button', { name: 'Refresh' }).click();
+      return (await drawer.locator('.delivery-delivered').count()) > 0;
+    }, 'the delivery logged as delivered', 20_000, 500);
+    await screen('10c-webhook-log');
+    await page.keyboard.press('Escape');
+    await row.getByRole('button', { name: /^Disable/ }).click();
+    await row.getByRole('button', { name: /^Enable/ }).waitFor();
+    await row.getByRole('button', { name: /^Delete:/ }).click();
+    await row.getByRole('button', { name: 'Delete', exact: true }).click();
+    await row.waitFor({ state: 'detached' });
+  });
+
+  await step('Notifications: the bell counts finished jobs; the list shows them; mark all read zeroes the bell', async () => {
+    const bell = page.locator('a.bell');
+    await waitFor(async () => (await bellCount()) > 0, 'an unread count on the bell');
+    await bell.click();
+    await page.getByRole('heading', { name: 'Notifications', level: 1 }).waitFor();
+    await page.locator('.notif-list li', { hasText: 'finished' }).first().waitFor();
+    await screen('15b-notifications');
+    await page.getByRole('button', { name: 'Mark all read' }).click();
+    await waitFor(async () => (await bellCount()) === 0, 'the bell to clear');
+    assert((await bell.getAttribute('aria-label')) === 'Notifications: none unread', 'bell label');
+    await page.locator('.notif-unread').first().waitFor({ state: 'detached' });
+    // delete one
+    const first = page.locator('.notif-list li').first();
+    const title = await first.locator('.notif-title').textContent();
+    await first.getByRole('button', { name: /^Delete:/ }).click();
+    await first.getByRole('button', { name: 'Delete', exact: true }).click();
+    await waitFor(async () => (await page.locator('.notif-list li').first().locator('.notif-title').textContent()) !== title || (await page.locator('.notif-list li').count()) === 0, 'the notification deleted');
+  });
+
   await step('Settings: change the password (and stay signed in)', async () => {
+    await go('/settings');
     await page.fill('#current_password', 'wrong-current-password');
     await page.fill('#new_password', `${PASSWORD}-2`);
     await page.fill('#confirm_password', `${PASSWORD}-2`);
@@ -537,7 +667,7 @@ async function main() {
       await page.getByText('Soon', { exact: true }).first().waitFor();
       await screen(name);
     }
-    for (const path of ['/video', '/notifications', '/models', '/no-such-page']) {
+    for (const path of ['/video', '/models', '/no-such-page']) {
       await go(path);
       await axe(path);
     }
@@ -549,6 +679,7 @@ async function main() {
       ['/generate', '18-mobile-generate'],
       ['/jobs', '19-mobile-jobs'],
       ['/settings', '20-mobile-settings'],
+      ['/notifications', '20b-mobile-notifications'],
       ['/system', '21-mobile-system'],
     ]) {
       await go(path);
@@ -596,6 +727,36 @@ async function main() {
     const token = await storedToken();
     const list = await (await apiAs(token, `/api/jobs?all=true&search=fox`)).json();
     aliceJobIds.push(...list.items.map((j) => j.id));
+  });
+
+  await step('admin: a broadcast arrives live — the bell counts it and the list shows it', async () => {
+    await go('/notifications');
+    await page.waitForLoadState('networkidle').catch(() => undefined);
+    if (await page.getByRole('button', { name: 'Mark all read' }).isEnabled()) await page.getByRole('button', { name: 'Mark all read' }).click();
+    await waitFor(async () => (await bellCount()) === 0, 'no unread before');
+    await page.fill('#title', 'Maintenance tonight');
+    await page.fill('#body', 'The studio restarts at 22:00.');
+    await page.fill('#link', '/system');
+    await page.getByRole('button', { name: 'Send to everyone' }).click();
+    await page.getByText(/Sent to \d+ accounts?/).waitFor();
+    await waitFor(async () => (await bellCount()) === 1, 'the bell counts the broadcast, live');
+    await page.locator('.notif-list li', { hasText: 'Maintenance tonight' }).waitFor();
+    await screen('23b-admin-notifications');
+    await page.locator('.notif-list li', { hasText: 'Maintenance tonight' }).getByRole('button', { name: /^Mark read/ }).click();
+    await waitFor(async () => (await bellCount()) === 0, 'bell cleared after mark read');
+  });
+
+  await step('admin: Settings shows the content policy editor', async () => {
+    await go('/settings');
+    await page.getByRole('heading', { name: 'Content policy' }).waitFor();
+    await page.getByRole('button', { name: 'Add a category' }).click();
+    await page.fill('#policy-0-name', 'e2e_words');
+    await page.fill('#policy-0-terms', 'forbiddenword');
+    const saved = page.waitForResponse((r) => r.url().endsWith('/api/admin/content-policy') && r.request().method() === 'PUT');
+    await page.getByRole('form', { name: 'Content policy' }).getByRole('button', { name: 'Save' }).click();
+    assert((await saved).ok(), 'policy saved');
+    await page.getByText('Version 1').waitFor();
+    await screen('23c-admin-settings');
   });
 
   await step("a second user cannot see the first user's jobs", async () => {

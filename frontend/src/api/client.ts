@@ -4,7 +4,7 @@
 // `{"error":{"code","message","field"}}` envelope.
 import type { paths } from './schema';
 
-export type HttpMethod = 'get' | 'post' | 'patch' | 'delete';
+export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
 type Op<P extends keyof paths, M extends HttpMethod> = NonNullable<paths[P][M]>;
 
@@ -171,6 +171,8 @@ export function createClient(options: ClientOptions = {}) {
       call('get', path, (init ?? {}) as CallOptions<Op<P, 'get'>>),
     post: <P extends PathsFor<'post'>>(path: P, ...[init]: Args<Op<P, 'post'>>) =>
       call('post', path, (init ?? {}) as CallOptions<Op<P, 'post'>>),
+    put: <P extends PathsFor<'put'>>(path: P, ...[init]: Args<Op<P, 'put'>>) =>
+      call('put', path, (init ?? {}) as CallOptions<Op<P, 'put'>>),
     patch: <P extends PathsFor<'patch'>>(path: P, ...[init]: Args<Op<P, 'patch'>>) =>
       call('patch', path, (init ?? {}) as CallOptions<Op<P, 'patch'>>),
     delete: <P extends PathsFor<'delete'>>(path: P, ...[init]: Args<Op<P, 'delete'>>) =>

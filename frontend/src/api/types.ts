@@ -139,3 +139,40 @@ export function parseGenerationHealth(raw: unknown): GenerationHealth {
     },
   };
 }
+
+export type NotificationView = S['NotificationView'];
+export type NotificationPage = S['NotificationPage'];
+export type UserSettings = S['UserSettings'];
+export type NotificationPrefs = S['NotificationPrefs'];
+export type Channels = S['Channels'];
+export type WebhookView = S['WebhookView'];
+export type DeliveryView = S['DeliveryView'];
+export type ContentPolicyView = S['ContentPolicyView'];
+export type BlockedCategory = S['BlockedCategory'];
+export type Applies = S['Applies'];
+
+/** A JSON merge patch of the user settings (the OpenAPI document types the body as a bare object). */
+export interface SettingsPatch {
+  theme?: string;
+  language?: string;
+  notifications?: Partial<Record<keyof NotificationPrefs, Partial<Channels>>>;
+  content?: Partial<UserSettings['content']>;
+}
+
+/** The `notification` event of the WebSocket's `notifications` channel, read defensively. */
+export function readNotificationEvent(message: { type: string; [key: string]: unknown }): NotificationView | null {
+  if (message.type !== 'notification' || message.channel !== 'notifications') return null;
+  const d = message.data as Partial<NotificationView> | null | undefined;
+  if (!d || typeof d.id !== 'string' || typeof d.title !== 'string' || typeof d.created_at !== 'string') return null;
+  return {
+    id: d.id,
+    level: typeof d.level === 'string' ? d.level : 'info',
+    category: typeof d.category === 'string' ? d.category : 'system',
+    title: d.title,
+    body: typeof d.body === 'string' ? d.body : '',
+    link: typeof d.link === 'string' ? d.link : null,
+    read: d.read === true,
+    read_at: typeof d.read_at === 'string' ? d.read_at : null,
+    created_at: d.created_at,
+  };
+}

@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState, type ReactNode } from 'react';
 import { useT, type MessageKey } from '../i18n';
 import { Link, navigate, useLocation } from '../lib/router';
-import { useLiveStatus, useServices, useSession } from './hooks';
+import { useLiveStatus, useServices, useSession, useUnreadCount } from './hooks';
 
 interface NavItem {
   to: string;
@@ -24,7 +24,7 @@ export const NAV: { group: MessageKey; items: NavItem[] }[] = [
     group: 'nav.group.monitor',
     items: [
       { to: '/jobs', key: 'nav.jobs' },
-      { to: '/notifications', key: 'nav.notifications', soon: true },
+      { to: '/notifications', key: 'nav.notifications' },
       { to: '/system', key: 'nav.system' },
     ],
   },
@@ -53,6 +53,29 @@ function LiveIndicator() {
       <span className="live-dot" aria-hidden="true" />
       {t(label[status])}
     </span>
+  );
+}
+
+/** The bell: a link to Notifications carrying the live unread count. */
+function Bell() {
+  const { t } = useT();
+  const unread = useUnreadCount();
+  const n = unread ?? 0;
+  const label = n > 0 ? t('notif.bell_unread', { n }) : t('notif.bell_none');
+  return (
+    <Link to="/notifications" className="btn btn-ghost btn-icon bell" aria-label={label} title={label}>
+      <svg className="bell-icon" viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" focusable="false">
+        <path
+          fill="currentColor"
+          d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22Zm7-6V11a7 7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1l-2-2Z"
+        />
+      </svg>
+      {n > 0 && (
+        <span className="bell-count" aria-hidden="true" data-count={n}>
+          {n > 99 ? '99+' : n}
+        </span>
+      )}
+    </Link>
   );
 }
 
@@ -118,6 +141,7 @@ export function Shell({ title, children }: { title: string; children: ReactNode 
         </Link>
         <div className="topbar-right">
           <LiveIndicator />
+          <Bell />
           <span className="user-chip" title={session?.user.username}>
             <span className="sr-only">{t('shell.signed_in_as')} </span>
             {session?.user.username}

@@ -18,6 +18,12 @@ export function useSession(): SessionData | null {
   return useSyncExternalStore(session.subscribe, session.getSnapshot);
 }
 
+/** Unread notifications (null until known), live. */
+export function useUnreadCount(): number | null {
+  const { notifications } = useServices();
+  return useSyncExternalStore(notifications.subscribe, notifications.getUnread);
+}
+
 export function useLiveStatus(): LiveStatus {
   const { liveStatus } = useServices();
   return useSyncExternalStore(liveStatus.subscribe, liveStatus.get);

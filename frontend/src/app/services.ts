@@ -4,7 +4,9 @@ import { ApiError, createClient, type Client } from '../api/client';
 import type { JobView } from '../api/types';
 import { Session } from '../auth/session';
 import { freshFlight } from '../lib/freshFlight';
+import { prefsStore, isLang, isTheme, type Prefs } from '../lib/prefs';
 import { JobsStore, type Lifecycle } from '../live/jobs';
+import { NotificationsStore } from '../live/notifications';
 import { LiveSocket, liveUrl, type LiveStatus } from '../live/socket';
 
 export interface Services {
@@ -17,6 +19,15 @@ export interface Services {
   onLifecycle: (fn: (kind: Lifecycle, jobId: string | null) => void) => () => void;
   /** Loads one job (with signed output URLs) into the cache; concurrent calls share a request. */
   loadJob: (id: string) => Promise<JobView | null>;
+  /** Unread count (the bell) and live notifications. */
+  notifications: NotificationsStore;
+  /** Re-reads the unread count from the server. */
+  syncUnread: () => void;
+  /**
+   * Changes language/theme here at once and, when signed in, in the server's settings (the
+   * source of truth, applied again at every sign-in). Rejects with the server's error.
+   */
+  savePrefs: (change: Partial<Prefs>) => Promise<void>;
 }
 
 export class ValueStore<T> {
@@ -63,6 +74,41 @@ export function createServices(win: Window = window): Services {
     },
   });
 
+  const syncUnread = () => {
+    if (!session.current) return;
+    const forUser = session.current.user.id;
+    api.get('/api/notifications', { query: { unread_only: true, limit: 1 } }).then(
+      (page) => {
+        if (session.current?.user.id === forUser) notifications.dispatch({ type: 'synced', count: page.unread_count });
+      },
+      () => undefined, // the bell just stays as it was; the next reconnect tries again
+    );
+  };
+  const notifications = new NotificationsStore({ resync: syncUnread });
+
+  // The server's language/theme win over this browser's while signed in.
+  const syncPrefs = () => {
+    if (!session.current) return;
+    api.get('/api/settings').then(
+      (s) => {
+        const change: Partial<Prefs> = {};
+        if (isLang(s.language)) change.lang = s.language;
+        if (isTheme(s.theme)) change.theme = s.theme;
+        prefsStore.set(change);
+      },
+      () => undefined, // keep the local preferences
+    );
+  };
+  const savePrefs = async (change: Partial<Prefs>) => {
+    prefsStore.set(change);
+    if (!session.current) return;
+    const patch: { language?: string; theme?: string } = {};
+    if (change.lang) patch.language = change.lang;
+    if (change.theme) patch.theme = change.theme;
+    // The document types the merge-patch body as a bare object.
+    await api.patch('/api/settings', { body: patch as Record<string, never> });
+  };
+
   const liveStatus = new ValueStore<LiveStatus>('idle');
   const live = new LiveSocket({
     url: () => liveUrl(win.location),
@@ -78,6 +124,7 @@ export function createServices(win: Window = window): Services {
     },
     onMessage: (message) => {
       jobs.apply(message);
+      notifications.apply(message);
     },
     onStatus: (status) => liveStatus.set(status),
   });
@@ -88,8 +135,13 @@ export function createServices(win: Window = window): Services {
     const current = session.current;
     if (current?.user.id !== userId) {
       jobs.clear();
+      notifications.dispatch({ type: 'reset' });
       userId = current?.user.id ?? null;
       live.stop();
+      if (userId) {
+        syncUnread();
+        syncPrefs();
+      }
     }
     if (current) live.start();
     else live.stop();
@@ -112,6 +164,9 @@ export function createServices(win: Window = window): Services {
     live,
     liveStatus,
     loadJob,
+    notifications,
+    syncUnread,
+    savePrefs,
     onLifecycle: (fn) => {
       lifecycleListeners.add(fn);
       return () => lifecycleListeners.delete(fn);

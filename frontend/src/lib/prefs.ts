@@ -1,6 +1,11 @@
-// User preferences kept in this browser: language and theme.
+// User preferences: language and theme. Kept in this browser, and — while signed in — taken from
+// the server's settings (`/api/settings`), which are the source of truth (see app/services.ts).
 export type Lang = 'en' | 'fr';
-export type Theme = 'dark' | 'light';
+/** `system` follows the operating system's light/dark preference. */
+export type Theme = 'dark' | 'light' | 'system';
+
+export const isLang = (v: unknown): v is Lang => v === 'en' || v === 'fr';
+export const isTheme = (v: unknown): v is Theme => v === 'dark' || v === 'light' || v === 'system';
 
 export interface Prefs {
   lang: Lang;
@@ -18,8 +23,8 @@ function load(): Prefs {
   try {
     const raw = JSON.parse(localStorage.getItem(KEY) ?? 'null') as Partial<Prefs> | null;
     return {
-      lang: raw?.lang === 'fr' || raw?.lang === 'en' ? raw.lang : fallback.lang,
-      theme: raw?.theme === 'light' || raw?.theme === 'dark' ? raw.theme : fallback.theme,
+      lang: isLang(raw?.lang) ? raw.lang : fallback.lang,
+      theme: isTheme(raw?.theme) ? raw.theme : fallback.theme,
     };
   } catch {
     return fallback;
@@ -29,11 +34,16 @@ function load(): Prefs {
 let prefs: Prefs = load();
 const listeners = new Set<() => void>();
 
+const darkQuery = typeof matchMedia === 'function' ? matchMedia('(prefers-color-scheme: dark)') : null;
+
 function apply(): void {
   document.documentElement.lang = prefs.lang;
-  document.documentElement.dataset.theme = prefs.theme;
+  document.documentElement.dataset.theme = prefs.theme === 'system' ? (darkQuery?.matches === false ? 'light' : 'dark') : prefs.theme;
 }
 apply();
+darkQuery?.addEventListener?.('change', () => {
+  if (prefs.theme === 'system') apply();
+});
 
 export const prefsStore = {
   get: (): Prefs => prefs,
@@ -42,7 +52,9 @@ export const prefsStore = {
     return () => listeners.delete(fn);
   },
   set: (change: Partial<Prefs>): void => {
-    prefs = { ...prefs, ...change };
+    const next = { ...prefs, ...change };
+    if (next.lang === prefs.lang && next.theme === prefs.theme) return;
+    prefs = next;
     try {
       localStorage.setItem(KEY, JSON.stringify(prefs));
     } catch {

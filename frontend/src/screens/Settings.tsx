@@ -1,24 +1,33 @@
 import { useState, useSyncExternalStore, type FormEvent } from 'react';
-import { ApiError } from '../api/client';
-import type { ApiKeyScope, CreatedApiKey } from '../api/types';
-import { useResource, useServices, useSession } from '../app/hooks';
+import { ApiError, type Client } from '../api/client';
+import type { ApiKeyScope, CreatedApiKey, SettingsPatch, UserSettings } from '../api/types';
+import { useResource, useServices, useSession, type Resource } from '../app/hooks';
 import { PageHeader } from '../app/Shell';
 import { toast } from '../components/toasts';
 import { ConfirmButton, CopyButton, describedBy, Empty, ErrorBanner, errorMessage, Field, Loading } from '../components/ui';
 import { useT, type MessageKey } from '../i18n';
 import { formatDateTime } from '../lib/format';
-import { prefsStore } from '../lib/prefs';
+import { isTheme, prefsStore, type Prefs } from '../lib/prefs';
+import { ContentPolicy } from './ContentPolicy';
+import { Webhooks } from './Webhooks';
 
 export function Settings() {
   const { t } = useT();
+  const session = useSession();
+  const isAdmin = session?.user.role === 'admin';
+  const settings = useUserSettings();
   return (
     <>
       <PageHeader title={t('settings.title')} subtitle={t('settings.subtitle')} />
       <div className="settings-grid">
         <Profile />
         <Preferences />
+        <ContentPrefsPanel settings={settings} />
+        <NotificationPrefsPanel settings={settings} />
         <ChangePassword />
         <ApiKeys />
+        <Webhooks />
+        {isAdmin && <ContentPolicy />}
       </div>
     </>
   );
@@ -49,23 +58,199 @@ function Profile() {
 
 function Preferences() {
   const { t } = useT();
+  const { savePrefs } = useServices();
   const prefs = useSyncExternalStore(prefsStore.subscribe, prefsStore.get);
+  const [error, setError] = useState<unknown>(null);
+  const save = (change: Partial<Prefs>) => {
+    setError(null);
+    savePrefs(change).catch((err: unknown) => setError(err));
+  };
   return (
     <section className="panel" aria-labelledby="prefs-title">
       <h2 id="prefs-title">{t('settings.preferences')}</h2>
+      <ErrorBanner error={error} />
       <Field id="pref-lang" label={t('settings.language')}>
-        <select id="pref-lang" value={prefs.lang} onChange={(e) => prefsStore.set({ lang: e.target.value === 'fr' ? 'fr' : 'en' })}>
+        <select id="pref-lang" value={prefs.lang} onChange={(e) => save({ lang: e.target.value === 'fr' ? 'fr' : 'en' })}>
           <option value="en">English</option>
           <option value="fr">Français</option>
         </select>
       </Field>
       <Field id="pref-theme" label={t('settings.theme')}>
-        <select id="pref-theme" value={prefs.theme} onChange={(e) => prefsStore.set({ theme: e.target.value === 'light' ? 'light' : 'dark' })}>
+        <select id="pref-theme" value={prefs.theme} onChange={(e) => save({ theme: isTheme(e.target.value) ? e.target.value : 'dark' })}>
           <option value="dark">{t('settings.theme.dark')}</option>
           <option value="light">{t('settings.theme.light')}</option>
+          <option value="system">{t('settings.theme.system')}</option>
         </select>
       </Field>
-      <p className="hint">{t('settings.prefs_local')}</p>
+      <p className="hint">{t('settings.prefs_synced')}</p>
+    </section>
+  );
+}
+
+const CATEGORIES = ['job', 'export', 'quota', 'security', 'system'] as const;
+const CHANNELS = ['in_app', 'websocket', 'webhook'] as const;
+
+/** The server's settings document, shared by the notification and content panels. */
+function useUserSettings() {
+  const { api } = useServices();
+  return useResource((signal) => api.get('/api/settings', { signal }), [api]);
+}
+
+function patchSettings(api: Client, patch: SettingsPatch): Promise<UserSettings> {
+  // The document types the merge-patch body as a bare object.
+  return api.patch('/api/settings', { body: patch as Record<string, never> });
+}
+
+function NotificationPrefsPanel({ settings }: { settings: Resource<UserSettings> }) {
+  const { t } = useT();
+  const { api } = useServices();
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const toggle = async (category: (typeof CATEGORIES)[number], channel: (typeof CHANNELS)[number], on: boolean) => {
+    setError(null);
+    setBusy(true);
+    try {
+      settings.setData(await patchSettings(api, { notifications: { [category]: { [channel]: on } } }));
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const data = settings.data;
+  return (
+    <section className="panel settings-wide" aria-labelledby="notif-prefs-title">
+      <h2 id="notif-prefs-title">{t('settings.notif_prefs')}</h2>
+      <p className="hint">{t('settings.notif_prefs_intro')}</p>
+      <ErrorBanner error={error} />
+      {settings.error ? <ErrorBanner error={settings.error} onRetry={settings.reload} /> : null}
+      {settings.loading && !data && <Loading />}
+      {data && (
+        <table className="table matrix">
+          <caption className="sr-only">{t('settings.notif_prefs')}</caption>
+          <thead>
+            <tr>
+              <th scope="col">{t('settings.notif_category')}</th>
+              {CHANNELS.map((c) => (
+                <th scope="col" key={c}>
+                  {t(`settings.channel.${c}` as MessageKey)}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {CATEGORIES.map((cat) => (
+              <tr key={cat}>
+                <th scope="row">{t(`notif.cat.${cat}` as MessageKey)}</th>
+                {CHANNELS.map((ch) => (
+                  <td key={ch} data-label={t(`settings.channel.${ch}` as MessageKey)}>
+                    <input
+                      type="checkbox"
+                      id={`np-${cat}-${ch}`}
+                      disabled={busy}
+                      checked={data.notifications[cat][ch]}
+                      aria-label={t('settings.notif_toggle', { category: t(`notif.cat.${cat}` as MessageKey), channel: t(`settings.channel.${ch}` as MessageKey) })}
+                      onChange={(e) => void toggle(cat, ch, e.target.checked)}
+                    />
+                  </td>
+                ))}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+/** `content.blocked_terms[3]` → `content.blocked_terms`; the form's ids use `-` for `.`. */
+function contentField(field: string | null): 'nsfw' | 'age_confirmed' | 'blocked_terms' | null {
+  const m = /^content\.(nsfw|age_confirmed|blocked_terms)(\[\d+\])?$/.exec(field ?? '');
+  return m ? (m[1] as 'nsfw' | 'age_confirmed' | 'blocked_terms') : null;
+}
+
+function ContentPrefsPanel({ settings }: { settings: Resource<UserSettings> }) {
+  const { t } = useT();
+  const { api } = useServices();
+  const data = settings.data;
+  // The form starts from the server's values and is re-seeded whenever they change.
+  const [seed, setSeed] = useState<UserSettings | undefined>(undefined);
+  const [nsfw, setNsfw] = useState(false);
+  const [age, setAge] = useState(false);
+  const [terms, setTerms] = useState('');
+  if (data !== seed) {
+    setSeed(data);
+    if (data) {
+      setNsfw(data.content.nsfw);
+      setAge(data.content.age_confirmed);
+      setTerms(data.content.blocked_terms.join('\n'));
+    }
+  }
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setErrors({});
+    setError(null);
+    setBusy(true);
+    try {
+      const blocked = terms
+        .split('\n')
+        .map((x) => x.trim())
+        .filter(Boolean);
+      settings.setData(await patchSettings(api, { content: { nsfw, age_confirmed: age, blocked_terms: blocked } }));
+      toast(t('settings.saved'), 'success');
+    } catch (err) {
+      const field = err instanceof ApiError ? contentField(err.field) : null;
+      if (field && err instanceof ApiError) setErrors({ [field]: err.message });
+      else setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <section className="panel" aria-labelledby="content-prefs-title">
+      <h2 id="content-prefs-title">{t('settings.content')}</h2>
+      {settings.loading && !data && <Loading />}
+      {data && (
+        <form onSubmit={(e) => void submit(e)} noValidate aria-label={t('settings.content')}>
+          <ErrorBanner error={error} />
+          <div className={`field ${errors.age_confirmed ? 'field-invalid' : ''}`}>
+            <label className="check">
+              <input type="checkbox" {...describedBy('content-age_confirmed', errors.age_confirmed)} checked={age} onChange={(e) => setAge(e.target.checked)} />
+              {t('settings.age_confirmed')}
+            </label>
+            {errors.age_confirmed && (
+              <p className="field-error" id="content-age_confirmed-error">
+                {errors.age_confirmed}
+              </p>
+            )}
+          </div>
+          <div className={`field ${errors.nsfw ? 'field-invalid' : ''}`}>
+            <label className="check">
+              <input type="checkbox" {...describedBy('content-nsfw', errors.nsfw, 'hint')} checked={nsfw} onChange={(e) => setNsfw(e.target.checked)} />
+              {t('settings.nsfw')}
+            </label>
+            <p className="hint" id="content-nsfw-hint">
+              {t('settings.nsfw_hint')}
+            </p>
+            {errors.nsfw && (
+              <p className="field-error" id="content-nsfw-error">
+                {errors.nsfw}
+              </p>
+            )}
+          </div>
+          <Field id="content-blocked_terms" label={t('settings.blocked_terms')} error={errors.blocked_terms} hint={t('settings.blocked_terms_hint')}>
+            <textarea {...describedBy('content-blocked_terms', errors.blocked_terms, 'hint')} rows={4} value={terms} onChange={(e) => setTerms(e.target.value)} />
+          </Field>
+          <button type="submit" className="btn btn-primary" disabled={busy}>
+            {busy ? t('state.working') : t('action.save')}
+          </button>
+        </form>
+      )}
     </section>
   );
 }
