@@ -354,4 +354,30 @@ async fn upload_quota(backend: Backend) -> anyhow::Result<()> {
     server.stop().await
 }
 
-dual_test!(thumbnails_after_generation_and_upload, upload_rules_and_attacks, export_jobs, upload_quota);
+/// A cancelled export is retried as an export (not parsed as an image request).
+async fn export_jobs_can_be_retried(backend: Backend) -> anyhow::Result<()> {
+    let server = TestServer::builder(backend).start().await?; // no workers: the export stays queued
+    let alice = s(&server.register("alice", PASSWORD).await?["access_token"]);
+    let (status, up) = upload(&server, &alice, &[file("a.png", "image/png", png(4, 4))]).await;
+    assert_eq!(status, 201, "{up}");
+    let (status, resp) =
+        server.post("/api/media/export", Some(&alice), &json!({ "ids": [s(&up["items"][0]["id"])] })).await?;
+    assert_eq!(status, 202, "{resp}");
+    let first = s(&resp["job_ids"][0]);
+    let (status, cancelled) = server.post(&format!("/api/jobs/{first}/cancel"), Some(&alice), &Value::Null).await?;
+    assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")), "{cancelled}");
+    let (status, retried) = server.post(&format!("/api/jobs/{first}/retry"), Some(&alice), &Value::Null).await?;
+    assert_eq!(status, 202, "{retried}");
+    let job = &retried["jobs"][0];
+    assert_eq!((job["job_type"].as_str(), job["status"].as_str()), (Some("export"), Some("queued")), "{job}");
+    assert_eq!(job["retry_of"].as_str(), Some(first.as_str()));
+    server.stop().await
+}
+
+dual_test!(
+    thumbnails_after_generation_and_upload,
+    upload_rules_and_attacks,
+    export_jobs,
+    export_jobs_can_be_retried,
+    upload_quota
+);

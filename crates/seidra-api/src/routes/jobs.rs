@@ -619,6 +619,26 @@ pub async fn retry(State(state): State<AppState>, principal: Principal, Path(id)
     if job.owner_id != principal.user.id {
         return Err(ApiError::forbidden("not_owner", "only the owner can retry a job"));
     }
+    if job.job_type != JobType::Image {
+        // Internal jobs (exports) are not image requests: run the stored request again as is.
+        let new_job = NewJob {
+            id: Uuid::now_v7(),
+            job_type: job.job_type,
+            priority: job.priority,
+            engine: job.engine.clone(),
+            model: job.model.clone(),
+            persona_id: job.persona_id,
+            persona_version: job.persona_version,
+            request: job.request.clone(),
+            prompt: job.prompt.clone(),
+            negative_prompt: job.negative_prompt.clone(),
+            max_attempts: job.max_attempts,
+            retry_of: Some(job.id),
+            batch_id: job.batch_id,
+        };
+        let (_, jobs) = submit(&state, &principal, vec![new_job], None).await?;
+        return Ok(submit_response(&state, true, None, &jobs));
+    }
     let mut request: ImageRequest = serde_json::from_value(job.request.clone()).map_err(ApiError::internal)?;
     // The stored request is already merged: retry it as is, keeping the persona reference.
     let persona = request.persona_id.take();
