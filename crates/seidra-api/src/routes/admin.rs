@@ -61,10 +61,7 @@ pub async fn update(
     principal.require_admin()?;
     let id = parse_uuid("id", &id)?;
     let actor = actor(&principal, ip);
-    let mut user = accounts::get_user(&state.db, id).await.map_err(|e| match e {
-        seidra_store::StoreError::NotFound => ApiError::not_found("user"),
-        other => other.into(),
-    })?;
+    let mut user = accounts::get_user(&state.db, id).await.map_err(ApiError::or_not_found("user"))?;
     if let Some(password) = &body.password {
         set_password(&state.db, &actor, &user, password, "password").await?;
     }

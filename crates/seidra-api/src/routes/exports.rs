@@ -8,7 +8,6 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use seidra_core::job::{JobStatus, JobType, PriorityClass};
 use seidra_core::{ApiKeyScope, ValidationError};
-use seidra_store::StoreError;
 use seidra_store::jobs::{self, NewJob};
 use seidra_store::media_pipeline::{self, ExportFilter, ExportSelection};
 use serde::{Deserialize, Serialize};
@@ -81,13 +80,6 @@ pub struct ExportView {
     pub expires_at: DateTime<Utc>,
 }
 
-fn not_found(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found("media item"),
-        other => other.into(),
-    }
-}
-
 /// Export items as a ZIP (a job of type `export`; follow it like any job).
 #[utoipa::path(post, path = "/api/media/export", tag = "media", request_body = ExportRequest, security(("bearer" = [])),
     responses((status = 202, body = crate::routes::jobs::SubmitResponse), (status = 404, body = ErrorBody),
@@ -135,7 +127,10 @@ pub async fn create_export(
         }
     };
     // Checked now so the caller learns at once; the worker resolves the selection again.
-    match media_pipeline::resolve_selection(&state.db, owner, &selection, max).await.map_err(not_found)? {
+    match media_pipeline::resolve_selection(&state.db, owner, &selection, max)
+        .await
+        .map_err(ApiError::or_not_found("media item"))?
+    {
         Err(n) => {
             return Err(ValidationError::new(
                 if selection.ids.is_some() { "ids" } else { "filter" },
@@ -178,10 +173,9 @@ pub async fn get_export(
 ) -> ApiResult<Json<ExportView>> {
     principal.require_scope(ApiKeyScope::Read)?;
     let job_id = parse_uuid("job_id", &job_id)?;
-    let export = media_pipeline::get_export(&state.db, principal.user.id, job_id).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("export"),
-        other => other.into(),
-    })?;
+    let export = media_pipeline::get_export(&state.db, principal.user.id, job_id)
+        .await
+        .map_err(ApiError::or_not_found("export"))?;
     // A retried attempt may have recorded it before its job was refused; only succeeded jobs count.
     let job = jobs::get(&state.db, job_id).await.map_err(|_| ApiError::not_found("export"))?;
     if job.status != JobStatus::Succeeded || job.owner_id != principal.user.id {

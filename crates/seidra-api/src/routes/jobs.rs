@@ -550,10 +550,7 @@ pub async fn list(
 /// Loads a job the caller may see (owner or admin); 404 otherwise, so ids do not leak.
 async fn visible_job(state: &AppState, principal: &Principal, raw_id: &str) -> ApiResult<Job> {
     let id = parse_uuid("id", raw_id)?;
-    let job = jobs::get(&state.db, id).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("job"),
-        other => other.into(),
-    })?;
+    let job = jobs::get(&state.db, id).await.map_err(ApiError::or_not_found("job"))?;
     if job.owner_id != principal.user.id && !principal.is_admin() {
         return Err(ApiError::not_found("job"));
     }

@@ -170,13 +170,6 @@ pub fn normalize_tags(field: &str, raw: &[String]) -> Result<Vec<String>, Valida
     Ok(out)
 }
 
-fn not_found(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found("media item"),
-        other => other.into(),
-    }
-}
-
 /// List the caller's library.
 #[utoipa::path(get, path = "/api/media", tag = "media", params(MediaQuery), security(("bearer" = [])),
     responses((status = 200, body = MediaPage), (status = 422, body = ErrorBody)))]
@@ -239,7 +232,8 @@ pub async fn get(
 ) -> ApiResult<Json<MediaView>> {
     principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
-    let item = media::get_owned(&state.db, principal.user.id, id).await.map_err(not_found)?;
+    let item =
+        media::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("media item"))?;
     Ok(Json(MediaView::new(&state, &item)))
 }
 
@@ -264,7 +258,7 @@ pub struct MediaUpdate {
 async fn apply_tags(state: &AppState, owner: Uuid, id: Uuid, change: TagChange) -> ApiResult<Media> {
     media::change_tags(&state.db, owner, id, &change).await.map_err(|e| match e {
         StoreError::Conflict { constraint } => ApiError::validation(ValidationError::new("tags", constraint)),
-        other => not_found(other),
+        other => ApiError::or_not_found("media item")(other),
     })
 }
 
@@ -281,7 +275,7 @@ pub async fn update(
     principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
     let owner = principal.user.id;
-    let mut item = media::get_owned(&state.db, owner, id).await.map_err(not_found)?;
+    let mut item = media::get_owned(&state.db, owner, id).await.map_err(ApiError::or_not_found("media item"))?;
     if let Some(tags) = &body.tags {
         item = apply_tags(&state, owner, id, TagChange::Set(normalize_tags("tags", tags)?)).await?;
     }
@@ -292,14 +286,14 @@ pub async fn update(
         item = apply_tags(&state, owner, id, TagChange::Remove(normalize_tags("remove_tags", tags)?)).await?;
     }
     if let Some(fav) = body.favorite {
-        item = media::set_favorite(&state.db, owner, id, fav).await.map_err(not_found)?;
+        item = media::set_favorite(&state.db, owner, id, fav).await.map_err(ApiError::or_not_found("media item"))?;
     }
     Ok(Json(MediaView::new(&state, &item)))
 }
 
 /// Deletes an item, its file and its thumbnails.
 async fn delete_one(state: &AppState, owner: Uuid, id: Uuid) -> ApiResult<()> {
-    let keys = media::delete(&state.db, owner, id).await.map_err(not_found)?;
+    let keys = media::delete(&state.db, owner, id).await.map_err(ApiError::or_not_found("media item"))?;
     for key in keys {
         if let Err(err) = state.storage.delete(&key).await {
             // The row is gone; the orphaned object is logged (a sweeper removes orphans).
@@ -421,8 +415,14 @@ pub async fn bulk(
         let outcome = match body.action.as_str() {
             "tag" => apply_tags(&state, owner, id, TagChange::Add(tags.clone())).await.map(|_| ()),
             "untag" => apply_tags(&state, owner, id, TagChange::Remove(tags.clone())).await.map(|_| ()),
-            "favorite" => media::set_favorite(&state.db, owner, id, true).await.map(|_| ()).map_err(not_found),
-            "unfavorite" => media::set_favorite(&state.db, owner, id, false).await.map(|_| ()).map_err(not_found),
+            "favorite" => media::set_favorite(&state.db, owner, id, true)
+                .await
+                .map(|_| ())
+                .map_err(ApiError::or_not_found("media item")),
+            "unfavorite" => media::set_favorite(&state.db, owner, id, false)
+                .await
+                .map(|_| ())
+                .map_err(ApiError::or_not_found("media item")),
             _ => delete_one(&state, owner, id).await,
         };
         results.push(match outcome {

@@ -5,7 +5,6 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_notify::NotificationView;
-use seidra_store::StoreError;
 use seidra_store::notifications::{self, NewNotification};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -75,13 +74,6 @@ pub struct BroadcastResult {
     pub recipients: usize,
 }
 
-fn not_found(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found("notification"),
-        other => other.into(),
-    }
-}
-
 /// List the caller's notifications with the unread count.
 #[utoipa::path(get, path = "/api/notifications", tag = "notifications", params(NotificationQuery), security(("bearer" = [])),
     responses((status = 200, body = NotificationPage), (status = 422, body = ErrorBody)))]
@@ -113,7 +105,9 @@ pub async fn mark_read(
 ) -> ApiResult<Json<NotificationView>> {
     principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
-    let n = notifications::mark_read(&state.db, principal.user.id, id).await.map_err(not_found)?;
+    let n = notifications::mark_read(&state.db, principal.user.id, id)
+        .await
+        .map_err(ApiError::or_not_found("notification"))?;
     Ok(Json(NotificationView::from(&n)))
 }
 
@@ -137,7 +131,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
-    notifications::delete(&state.db, principal.user.id, id).await.map_err(not_found)?;
+    notifications::delete(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("notification"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use seidra_core::job::{ImageRequest, PriorityClass};
 use seidra_core::persona::PersonaSpec;
 use seidra_core::{ApiKeyScope, ValidationError};
-use seidra_store::StoreError;
 use seidra_store::personas::{self, Persona};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -74,13 +73,6 @@ pub struct PersonaQuery {
     pub offset: Option<i64>,
 }
 
-fn not_found(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found("persona"),
-        other => other.into(),
-    }
-}
-
 fn validated(mut spec: PersonaSpec) -> ApiResult<PersonaSpec> {
     spec.validate()?;
     spec.name = spec.name.trim().to_owned();
@@ -128,7 +120,7 @@ pub async fn get(
 ) -> ApiResult<Json<PersonaView>> {
     principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
-    let p = personas::get_owned(&state.db, principal.user.id, id).await.map_err(not_found)?;
+    let p = personas::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("persona"))?;
     Ok(Json(PersonaView::from(&p)))
 }
 
@@ -146,7 +138,8 @@ pub async fn update(
     let id = parse_uuid("id", &id)?;
     let spec = validated(spec)?;
     crate::policy::enforce_persona(&state, principal.user.id, &spec).await?;
-    let p = personas::update(&state.db, principal.user.id, id, &spec).await.map_err(not_found)?;
+    let p =
+        personas::update(&state.db, principal.user.id, id, &spec).await.map_err(ApiError::or_not_found("persona"))?;
     Ok(Json(PersonaView::from(&p)))
 }
 
@@ -170,7 +163,9 @@ pub async fn favorite(
 ) -> ApiResult<Json<PersonaView>> {
     principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
-    let p = personas::set_favorite(&state.db, principal.user.id, id, body.favorite).await.map_err(not_found)?;
+    let p = personas::set_favorite(&state.db, principal.user.id, id, body.favorite)
+        .await
+        .map_err(ApiError::or_not_found("persona"))?;
     Ok(Json(PersonaView::from(&p)))
 }
 
@@ -184,7 +179,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
-    personas::delete(&state.db, principal.user.id, id).await.map_err(not_found)?;
+    personas::delete(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("persona"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -198,7 +193,8 @@ pub async fn duplicate(
 ) -> ApiResult<(StatusCode, Json<PersonaView>)> {
     principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
-    let original = personas::get_owned(&state.db, principal.user.id, id).await.map_err(not_found)?;
+    let original =
+        personas::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("persona"))?;
     let mut spec = original.spec.0.clone();
     spec.name = format!("{} (copy)", spec.name).chars().take(100).collect();
     crate::policy::enforce_persona(&state, principal.user.id, &spec).await?;
@@ -227,7 +223,7 @@ pub async fn versions(
 ) -> ApiResult<Json<Vec<PersonaVersionView>>> {
     principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
-    let rows = personas::versions(&state.db, principal.user.id, id).await.map_err(not_found)?;
+    let rows = personas::versions(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("persona"))?;
     Ok(Json(
         rows.into_iter()
             .map(|v| PersonaVersionView { version: v.version, spec: v.spec.0, created_at: v.created_at })
@@ -256,7 +252,7 @@ pub async fn preview(
 ) -> ApiResult<Response> {
     principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
-    personas::get_owned(&state.db, principal.user.id, id).await.map_err(not_found)?;
+    personas::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("persona"))?;
     let prompt = body.prompt.unwrap_or_else(|| "portrait".to_owned());
     if prompt.trim().is_empty() {
         return Err(ValidationError::new("prompt", "must not be empty").into());

@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_notify::webhooks::{DeliveryConfig, EVENTS, generate_secret};
-use seidra_store::StoreError;
 use seidra_store::webhooks::{self, Attempt, Delivery, Webhook, WebhookChange};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -180,13 +179,6 @@ pub struct DeliveryQuery {
     pub offset: Option<i64>,
 }
 
-fn not_found(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found("webhook"),
-        other => other.into(),
-    }
-}
-
 fn delivery_config(state: &AppState) -> ApiResult<DeliveryConfig> {
     DeliveryConfig::from_settings(&state.settings.webhooks).map_err(ApiError::internal)
 }
@@ -276,7 +268,7 @@ pub async fn get(
 ) -> ApiResult<Json<WebhookView>> {
     principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
-    let w = webhooks::get_owned(&state.db, principal.user.id, id).await.map_err(not_found)?;
+    let w = webhooks::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("webhook"))?;
     Ok(Json(WebhookView::new(&w, false)))
 }
 
@@ -292,7 +284,7 @@ pub async fn update(
 ) -> ApiResult<Json<WebhookView>> {
     principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
-    webhooks::get_owned(&state.db, principal.user.id, id).await.map_err(not_found)?;
+    webhooks::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("webhook"))?;
     let events = body.events.as_deref().map(check_events).transpose()?;
     if let Some(s) = &body.secret {
         check_secret(s)?;
@@ -303,7 +295,8 @@ pub async fn update(
     };
     let show_secret = body.secret.is_some();
     let change = WebhookChange { url, secret: body.secret, events, active: body.active };
-    let w = webhooks::update(&state.db, principal.user.id, id, &change).await.map_err(not_found)?;
+    let w =
+        webhooks::update(&state.db, principal.user.id, id, &change).await.map_err(ApiError::or_not_found("webhook"))?;
     Ok(Json(WebhookView::new(&w, show_secret)))
 }
 
@@ -318,7 +311,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
-    webhooks::delete(&state.db, principal.user.id, id).await.map_err(not_found)?;
+    webhooks::delete(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("webhook"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -334,7 +327,7 @@ pub async fn test(
 ) -> ApiResult<Json<DeliveryView>> {
     principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
-    let w = webhooks::get_owned(&state.db, principal.user.id, id).await.map_err(not_found)?;
+    let w = webhooks::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("webhook"))?;
     let delivery = delivery_config(&state)?.send_test(&state.db, &w).await?;
     let (_, attempts, _) = webhooks::list_deliveries(&state.db, principal.user.id, id, 1, 0).await?;
     Ok(Json(DeliveryView::new(&delivery, &attempts)))
@@ -352,7 +345,8 @@ pub async fn deliveries(
     principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
     let (limit, offset) = PageQuery { limit: q.limit, offset: q.offset }.resolve()?;
-    let (rows, attempts, total) =
-        webhooks::list_deliveries(&state.db, principal.user.id, id, limit, offset).await.map_err(not_found)?;
+    let (rows, attempts, total) = webhooks::list_deliveries(&state.db, principal.user.id, id, limit, offset)
+        .await
+        .map_err(ApiError::or_not_found("webhook"))?;
     Ok(Json(DeliveryPage { items: rows.iter().map(|d| DeliveryView::new(d, &attempts)).collect(), total }))
 }
