@@ -8,7 +8,7 @@ use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_notify::webhooks::{DeliveryConfig, EVENTS, generate_secret};
 use seidra_store::webhooks::{self, Attempt, Delivery, Webhook, WebhookChange};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Principal;
@@ -168,17 +168,6 @@ pub struct DeliveryPage {
     pub total: i64,
 }
 
-/// Delivery-log paging.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct DeliveryQuery {
-    /// Page size (1–200, default 50).
-    pub limit: Option<i64>,
-    /// Offset.
-    pub offset: Option<i64>,
-}
-
 fn delivery_config(state: &AppState) -> ApiResult<DeliveryConfig> {
     DeliveryConfig::from_settings(&state.settings.webhooks).map_err(ApiError::internal)
 }
@@ -334,17 +323,17 @@ pub async fn test(
 }
 
 /// The delivery log of an endpoint, newest first, with every attempt.
-#[utoipa::path(get, path = "/api/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = Uuid, Path, description = "webhook id"), DeliveryQuery),
+#[utoipa::path(get, path = "/api/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = Uuid, Path, description = "webhook id"), PageQuery),
     security(("bearer" = [])), responses((status = 200, body = DeliveryPage), (status = 404, body = ErrorBody)))]
 pub async fn deliveries(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    AppQuery(q): AppQuery<DeliveryQuery>,
+    AppQuery(page): AppQuery<PageQuery>,
 ) -> ApiResult<Json<DeliveryPage>> {
     principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
-    let (limit, offset) = PageQuery { limit: q.limit, offset: q.offset }.resolve()?;
+    let (limit, offset) = page.resolve()?;
     let (rows, attempts, total) = webhooks::list_deliveries(&state.db, principal.user.id, id, limit, offset)
         .await
         .map_err(ApiError::or_not_found("webhook"))?;
