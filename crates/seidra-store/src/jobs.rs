@@ -702,19 +702,25 @@ async fn claim_deep(
     lease_until: DateTime<Utc>,
     max_running_per_owner: i64,
 ) -> StoreResult<Option<JobRow>> {
-    Ok(match db {
-        Db::Postgres(pool) => {
-            let sql = concat!(
+    macro_rules! claim_deep_sql {
+        ($engine_match:literal, $lock:literal) => {
+            concat!(
                 "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
                  started_at = COALESCE(started_at, $3), updated_at = $3, stage = 'starting' \
                  WHERE id = (SELECT c.id FROM jobs c WHERE c.status IN ('queued', 'retrying') AND c.run_after <= $3 \
-                 AND c.cancel_requested = FALSE AND c.engine = ANY($4) \
-                 AND (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = c.owner_id AND r.status = 'running') < $5 \
-                 ORDER BY c.priority_rank, c.fair_seq, c.queued_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                 RETURNING ",
+                 AND c.cancel_requested = FALSE AND ",
+                $engine_match,
+                " AND (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = c.owner_id AND r.status = 'running') < $5 \
+                 ORDER BY c.priority_rank, c.fair_seq, c.queued_at LIMIT 1",
+                $lock,
+                ") RETURNING ",
                 columns!()
-            );
-            sqlx::query_as(sql)
+            )
+        };
+    }
+    Ok(match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as(claim_deep_sql!("c.engine = ANY($4)", " FOR UPDATE SKIP LOCKED"))
                 .bind(worker_id)
                 .bind(lease_until)
                 .bind(now)
@@ -724,17 +730,7 @@ async fn claim_deep(
                 .await?
         }
         Db::Sqlite(sqlite) => {
-            let sql = concat!(
-                "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
-                 started_at = COALESCE(started_at, $3), updated_at = $3, stage = 'starting' \
-                 WHERE id = (SELECT c.id FROM jobs c WHERE c.status IN ('queued', 'retrying') AND c.run_after <= $3 \
-                 AND c.cancel_requested = FALSE AND c.engine IN (SELECT value FROM json_each($4)) \
-                 AND (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = c.owner_id AND r.status = 'running') < $5 \
-                 ORDER BY c.priority_rank, c.fair_seq, c.queued_at LIMIT 1) \
-                 RETURNING ",
-                columns!()
-            );
-            sqlx::query_as(sql)
+            sqlx::query_as(claim_deep_sql!("c.engine IN (SELECT value FROM json_each($4))", ""))
                 .bind(worker_id)
                 .bind(lease_until)
                 .bind(now)
