@@ -3,6 +3,7 @@
 import { useEffect, useId, useRef, useState, type KeyboardEvent, type ReactNode } from 'react';
 import { ApiError } from '../api/client';
 import type { JobStatus } from '../api/types';
+import type { Resource } from '../app/hooks';
 import { useT, type MessageKey } from '../i18n';
 
 export function errorMessage(error: unknown, fallback: string): string {
@@ -49,6 +50,17 @@ export function Empty({ title, children }: { title: string; children?: ReactNode
 }
 
 /** Props that tie an input to its label, hint and error. */
+/** A loaded list's error, first-load and empty states; the list itself is the caller's. */
+export function ListStates<T>({ resource, count, emptyTitle }: { resource: Resource<T>; count: number; emptyTitle: string }) {
+  return (
+    <>
+      {resource.error ? <ErrorBanner error={resource.error} onRetry={resource.reload} /> : null}
+      {resource.loading && !resource.data && <Loading />}
+      {resource.data && count === 0 && <Empty title={emptyTitle} />}
+    </>
+  );
+}
+
 export function describedBy(id: string, error?: string | null, hint?: string | null) {
   const ids = [hint ? `${id}-hint` : null, error ? `${id}-error` : null].filter(Boolean).join(' ');
   return { id, 'aria-invalid': error ? true : undefined, 'aria-describedby': ids || undefined } as const;

@@ -4,7 +4,7 @@ import type { ApiKeyScope, CreatedApiKey, SettingsPatch, UserSettings } from '..
 import { useResource, useServices, useSession, type Resource } from '../app/hooks';
 import { PageHeader } from '../app/Shell';
 import { toast } from '../components/toasts';
-import { ConfirmButton, CopyButton, describedBy, Empty, ErrorBanner, errorMessage, Field, Loading } from '../components/ui';
+import { ConfirmButton, CopyButton, describedBy, ErrorBanner, errorMessage, Field, ListStates, Loading } from '../components/ui';
 import { useT, type MessageKey } from '../i18n';
 import { formatDateTime } from '../lib/format';
 import { isTheme, prefsStore, type Prefs } from '../lib/prefs';
@@ -451,9 +451,7 @@ function ApiKeys() {
       </form>
 
       <h3>{t('keys.yours')}</h3>
-      {keys.error ? <ErrorBanner error={keys.error} onRetry={keys.reload} /> : null}
-      {keys.loading && !keys.data && <Loading />}
-      {keys.data && items.length === 0 && <Empty title={t('keys.empty')} />}
+      <ListStates resource={keys} count={items.length} emptyTitle={t('keys.empty')} />
       {items.length > 0 && (
         <table className="table">
           <thead>

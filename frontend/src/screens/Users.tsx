@@ -4,7 +4,7 @@ import type { Role, UserView } from '../api/types';
 import { useResource, useServices, useSession } from '../app/hooks';
 import { PageHeader } from '../app/Shell';
 import { toast } from '../components/toasts';
-import { ConfirmButton, describedBy, Drawer, Empty, ErrorBanner, errorMessage, Field, Loading } from '../components/ui';
+import { ConfirmButton, describedBy, Drawer, Empty, ErrorBanner, errorMessage, Field, ListStates, Loading } from '../components/ui';
 import { useT } from '../i18n';
 import { formatDateTime, formatRelative } from '../lib/format';
 
@@ -52,9 +52,7 @@ export function Users() {
       <div className="users-grid">
         <section className="panel users-list" aria-labelledby="users-list-title">
           <h2 id="users-list-title">{t('users.list', { n: total })}</h2>
-          {users.error ? <ErrorBanner error={users.error} onRetry={users.reload} /> : null}
-          {users.loading && !users.data && <Loading />}
-          {users.data && users.data.items.length === 0 && <Empty title={t('users.empty')} />}
+          <ListStates resource={users} count={users.data?.items.length ?? 0} emptyTitle={t('users.empty')} />
           {users.data && users.data.items.length > 0 && (
             <table className="table">
               <thead>

@@ -5,7 +5,7 @@ import { ApiError } from '../api/client';
 import type { WebhookView } from '../api/types';
 import { useResource, useServices } from '../app/hooks';
 import { toast } from '../components/toasts';
-import { ConfirmButton, CopyButton, describedBy, Drawer, Empty, ErrorBanner, errorMessage, Field, Loading } from '../components/ui';
+import { ConfirmButton, CopyButton, describedBy, Drawer, ErrorBanner, errorMessage, Field, ListStates } from '../components/ui';
 import { useT } from '../i18n';
 import { formatDateTime } from '../lib/format';
 
@@ -110,9 +110,7 @@ export function Webhooks() {
       </form>
 
       <h3>{t('hooks.yours')}</h3>
-      {hooks.error ? <ErrorBanner error={hooks.error} onRetry={hooks.reload} /> : null}
-      {hooks.loading && !hooks.data && <Loading />}
-      {hooks.data && items.length === 0 && <Empty title={t('hooks.empty')} />}
+      <ListStates resource={hooks} count={items.length} emptyTitle={t('hooks.empty')} />
       {items.length > 0 && (
         <table className="table hooks-table">
           <thead>
@@ -185,9 +183,7 @@ function DeliveryLog({ hook, onClose }: { hook: WebhookView; onClose: () => void
       <button type="button" className="btn btn-small btn-ghost" onClick={log.reload}>
         {t('action.refresh')}
       </button>
-      {log.error ? <ErrorBanner error={log.error} onRetry={log.reload} /> : null}
-      {log.loading && !log.data && <Loading />}
-      {log.data && items.length === 0 && <Empty title={t('hooks.log_empty')} />}
+      <ListStates resource={log} count={items.length} emptyTitle={t('hooks.log_empty')} />
       {items.length > 0 && (
         <table className="table deliveries">
           <thead>
