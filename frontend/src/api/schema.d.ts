@@ -4004,7 +4004,7 @@ export interface operations {
             query?: {
                 /** @description Page size (1–200, default 50). */
                 limit?: number;
-                /** @description Offset. */
+                /** @description Items to skip (default 0). */
                 offset?: number;
             };
             header?: never;
