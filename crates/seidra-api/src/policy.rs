@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use seidra_core::job::{ImageRequest, JobType};
+use seidra_core::job::ImageRequest;
 use seidra_core::persona::PersonaSpec;
 use seidra_core::policy::{CompiledPolicy, Field, PolicyDocument, Subject, UserPrefs, Violation, evaluate};
 use seidra_store::audit::{self, NewAuditEntry};
-use seidra_store::jobs::Job;
 use seidra_store::{Db, StoreError, StoreResult, content_policy, personas, user_settings};
 use serde_json::json;
 use uuid::Uuid;
@@ -197,12 +196,9 @@ pub async fn enforce_persona(state: &AppState, owner_id: Uuid, spec: &PersonaSpe
     decide(state, owner_id, &subject, "persona").await.map(|_| ())
 }
 
-/// Records on each newly created generation job the policy version that admitted it.
-pub async fn record_admitted(state: &AppState, jobs: &[Job]) {
-    let Some(policy) = state.policy.cached() else { return };
-    let decision = json!({ "version": policy.version, "outcome": "allowed" });
-    let ids: Vec<_> = jobs.iter().filter(|j| j.job_type == JobType::Image).map(|j| j.id).collect();
-    if let Err(err) = content_policy::record_on_jobs(&state.db, &ids, &decision).await {
-        tracing::warn!(%err, jobs = ids.len(), "could not record the policy decision on the jobs");
-    }
+/// The decision recorded on a generation job admitted now (`{"version", "outcome"}`), from the
+/// cached policy; written with the job itself.
+pub fn admitted_decision(state: &AppState) -> Option<serde_json::Value> {
+    let policy = state.policy.cached()?;
+    Some(json!({ "version": policy.version, "outcome": "allowed" }))
 }

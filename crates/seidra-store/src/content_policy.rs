@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::db::{BeginWrite, with_pool, with_write_pool};
+use crate::db::{with_pool, with_write_pool};
 use crate::{Db, StoreResult};
 
 /// The stored policy and its version; `(0, defaults)` when no admin ever saved one.
@@ -39,22 +39,6 @@ pub async fn save(db: &Db, doc: &PolicyDocument, by: Option<Uuid>) -> StoreResul
         .fetch_one(pool)
         .await?
     }))
-}
-
-/// Records the policy decision that admitted jobs (`{"version", "outcome"}`), in one
-/// transaction (one commit per submit, not per job).
-pub async fn record_on_jobs(db: &Db, job_ids: &[Uuid], decision: &Value) -> StoreResult<()> {
-    if job_ids.is_empty() {
-        return Ok(());
-    }
-    with_write_pool!(db, pool => {
-        let mut tx = pool.begin_write().await?;
-        for id in job_ids {
-            sqlx::query("UPDATE jobs SET policy = $1 WHERE id = $2").bind(Json(decision)).bind(*id).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-    });
-    Ok(())
 }
 
 /// The policy decision recorded on a job, if any.

@@ -201,6 +201,8 @@ pub struct NewJob {
     pub retry_of: Option<Uuid>,
     /// Batch.
     pub batch_id: Option<Uuid>,
+    /// The content-policy decision that admitted it (`{"version", "outcome"}`), if one applied.
+    pub policy: Option<Value>,
 }
 
 /// Limits checked atomically at submit.
@@ -336,8 +338,8 @@ async fn submit_tx(
     let insert = concat!(
         "INSERT INTO jobs (id, owner_id, job_type, status, priority, priority_rank, fair_seq, engine, model, persona_id, \
          persona_version, request, prompt, negative_prompt, attempt, max_attempts, run_after, cancel_requested, progress, \
-         retry_of, batch_id, queued_at, updated_at) \
-         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, FALSE, 0, $16, $17, $15, $15) \
+         retry_of, batch_id, queued_at, updated_at, policy) \
+         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, FALSE, 0, $16, $17, $15, $15, $18) \
          RETURNING ",
         columns!()
     );
@@ -405,6 +407,7 @@ async fn submit_tx(
                 .bind(now)
                 .bind(job.retry_of)
                 .bind(job.batch_id)
+                .bind(job.policy.as_ref().map(Json))
                 .fetch_one(&mut *tx)
                 .await?;
             created.push(row);

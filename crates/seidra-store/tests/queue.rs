@@ -39,6 +39,7 @@ fn new_job(prompt: &str, priority: PriorityClass) -> NewJob {
         max_attempts: 3,
         retry_of: None,
         batch_id: None,
+        policy: None,
     }
 }
 

@@ -40,6 +40,7 @@ async fn media_row(db: &Db, key: &str) {
         max_attempts: 3,
         retry_of: None,
         batch_id: None,
+        policy: None,
     };
     let Submitted::Created(_) = jobs::submit(db, owner, &[new], SubmitLimits { max_queued: 10 }, None).await.unwrap()
     else {

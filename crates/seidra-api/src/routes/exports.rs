@@ -158,6 +158,7 @@ pub async fn create_export(
         max_attempts: i32::try_from(state.settings.queue.max_attempts).unwrap_or(3),
         retry_of: None,
         batch_id: None,
+        policy: None,
     };
     crate::routes::jobs::submit_jobs(&state, &principal, vec![job], None, None).await
 }

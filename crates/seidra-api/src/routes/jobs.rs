@@ -264,6 +264,7 @@ pub async fn prepare(
         max_attempts: i32::try_from(state.settings.queue.max_attempts).unwrap_or(3),
         retry_of: None,
         batch_id,
+        policy: crate::policy::admitted_decision(state),
     })
 }
 
@@ -316,7 +317,6 @@ async fn submit(
     })?;
     match outcome {
         Submitted::Created(created) => {
-            crate::policy::record_admitted(state, &created).await;
             for job in &created {
                 metrics::counter!("seidra_jobs_submitted_total", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone())
                     .increment(1);
@@ -632,6 +632,7 @@ pub async fn retry(State(state): State<AppState>, principal: Principal, Path(id)
             max_attempts: job.max_attempts,
             retry_of: Some(job.id),
             batch_id: job.batch_id,
+            policy: None,
         };
         let (_, jobs) = submit(&state, &principal, vec![new_job], None).await?;
         return Ok(submit_response(&state, true, None, &jobs));
