@@ -97,10 +97,20 @@ async fn submit(server: &TestServer, token: &str, prompt: &str) -> String {
     s(&resp["jobs"][0]["id"])
 }
 
+/// The delivery log once no delivery is mid-flight: the receiver has its request a moment before
+/// the sender records the answer, so a log read right after the receiver saw it may still say
+/// `delivering`.
 async fn deliveries(server: &TestServer, token: &str, id: &str) -> Value {
-    let (status, page) = server.get(&format!("/api/webhooks/{id}/deliveries"), Some(token)).await.unwrap();
-    assert_eq!(status, 200, "{page}");
-    page
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, page) = server.get(&format!("/api/webhooks/{id}/deliveries"), Some(token)).await.unwrap();
+        assert_eq!(status, 200, "{page}");
+        let in_flight = page["items"].as_array().is_some_and(|items| items.iter().any(|d| d["status"] == "delivering"));
+        if !in_flight || tokio::time::Instant::now() > deadline {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn signed_deliveries_retries_and_ownership(backend: Backend) -> anyhow::Result<()> {
