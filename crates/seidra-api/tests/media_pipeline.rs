@@ -295,6 +295,12 @@ async fn export_jobs(backend: Backend) -> anyhow::Result<()> {
     let event = ws.expect("job.succeeded", WAIT, |m| m["job_id"] == job_id.as_str()).await?;
     let event_url = s(&event["data"]["export"]["download_url"]);
     assert!(event_url.starts_with("/files/exports/"), "{event}");
+    // The ready export is announced in the owner's inbox (written with the job's completion).
+    let (_, inbox) = server.get("/api/notifications", Some(&alice)).await?;
+    let export_notices: Vec<&Value> =
+        inbox["items"].as_array().unwrap().iter().filter(|n| n["category"] == "export").collect();
+    assert_eq!(export_notices.len(), 1, "{inbox}");
+    assert_eq!(export_notices[0]["link"], format!("/jobs/{job_id}"), "{inbox}");
 
     let (status, export) = server.get(&format!("/api/media/export/{job_id}"), Some(&alice)).await?;
     assert_eq!((status, export["items"].as_i64()), (200, Some(3)), "{export}");

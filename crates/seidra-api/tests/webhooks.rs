@@ -223,6 +223,30 @@ async fn signed_deliveries_retries_and_ownership(backend: Backend) -> anyhow::Re
     server.stop().await
 }
 
+/// A queued job cancelled through the API ends in the API process: its `job.cancelled`
+/// delivery is enqueued there (no worker runs in this server, so the job stays queued).
+async fn cancelling_a_queued_job_enqueues_its_webhook(backend: Backend) -> anyhow::Result<()> {
+    let server = TestServer::builder(backend)
+        .settings(|s| {
+            s.engines.noop = true;
+            s.webhooks.allow_private = vec!["127.0.0.1/32".into()];
+        })
+        .start()
+        .await?;
+    let alice = s(&server.register("alice", PASSWORD).await?["access_token"]);
+    let receiver = Receiver::start(0).await;
+    let (status, hook) = server
+        .post("/api/webhooks", Some(&alice), &json!({ "url": receiver.url, "events": ["job.cancelled"] }))
+        .await?;
+    assert_eq!(status, 201, "{hook}");
+    let job = submit(&server, &alice, "never runs").await;
+    let (status, cancelled) = server.post(&format!("/api/jobs/{job}/cancel"), Some(&alice), &Value::Null).await?;
+    assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")), "{cancelled}");
+    let log = deliveries(&server, &alice, &s(&hook["id"])).await;
+    assert_eq!((log["total"].as_i64(), log["items"][0]["event"].as_str()), (Some(1), Some("job.cancelled")), "{log}");
+    server.stop().await
+}
+
 async fn ssrf_guard_refuses_internal_addresses(backend: Backend) -> anyhow::Result<()> {
     let server = TestServer::start(backend).await?;
     let token = s(&server.register("carol", PASSWORD).await?["access_token"]);
@@ -313,4 +337,9 @@ async fn delivery_time_guard(backend: Backend) -> anyhow::Result<()> {
     server.stop().await
 }
 
-dual_test!(signed_deliveries_retries_and_ownership, ssrf_guard_refuses_internal_addresses, delivery_time_guard);
+dual_test!(
+    signed_deliveries_retries_and_ownership,
+    cancelling_a_queued_job_enqueues_its_webhook,
+    ssrf_guard_refuses_internal_addresses,
+    delivery_time_guard
+);

@@ -36,6 +36,9 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// worker reporting progress) for the length of the client's reconnection attempts.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Most events sent by one statement of [`EventBus::publish_many`] (bind parameters stay few).
+const PUBLISH_BATCH: usize = 64;
+
 /// Why an event bus operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -212,6 +215,46 @@ impl EventBus {
         }
     }
 
+    /// Publishes `events` in order, in one round trip to the server (one statement of several
+    /// `pg_notify` calls, or one Redis pipeline): what a worker uses when a batch of jobs
+    /// changes at once. Errors as [`EventBus::publish`]; an event that cannot be encoded is
+    /// skipped (and counted in the error) while the others go out.
+    pub async fn publish_many(&self, events: &[Event]) -> Result<(), BusError> {
+        let inner = &*self.inner;
+        let Some(publisher) = &inner.publisher else {
+            for event in events {
+                let _ = inner.tx.send(Arc::new(event.clone()));
+            }
+            return Ok(());
+        };
+        let mut first_error = None;
+        let mut payloads = Vec::with_capacity(events.len());
+        let mut sent = Vec::with_capacity(events.len());
+        for event in events {
+            match encode(event, publisher.max_payload(), &inner.channel) {
+                Ok((payload, ev)) => {
+                    payloads.push(payload);
+                    sent.push(ev);
+                }
+                Err(err) => first_error = first_error.or(Some(err)),
+            }
+        }
+        for chunk in payloads.chunks(PUBLISH_BATCH).zip(sent.chunks(PUBLISH_BATCH)) {
+            let (payloads, sent) = chunk;
+            let sent_out = tokio::time::timeout(PUBLISH_TIMEOUT, publisher.send_many(payloads))
+                .await
+                .unwrap_or(Err(BusError::Timeout { what: "publishing events", after: PUBLISH_TIMEOUT }));
+            if let Err(err) = sent_out {
+                metrics::counter!("seidra_events_publish_errors_total", "transport" => inner.transport).increment(1);
+                for ev in sent {
+                    let _ = inner.tx.send(Arc::new(ev.clone().into_owned()));
+                }
+                first_error = first_error.or(Some(err));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// The PostgreSQL channel when this bus runs over `LISTEN/NOTIFY`, so that a database
     /// transaction can send its own events with `pg_notify` (delivered at commit, in commit
     /// order, and never for a transaction that rolls back). `None` on other transports.
@@ -332,6 +375,31 @@ impl Publisher {
             Self::Postgres { .. } => Some(PG_MAX_PAYLOAD),
             Self::Redis { .. } => None,
         }
+    }
+
+    /// Sends several raw payloads on the channel in one round trip, in order.
+    pub(crate) async fn send_many(&self, payloads: &[String]) -> Result<(), BusError> {
+        match self {
+            Self::Postgres { pool, channel } => {
+                let calls: Vec<String> = (0..payloads.len()).map(|i| format!("pg_notify($1, ${})", i + 2)).collect();
+                // Assembled from fixed fragments; the channel and payloads are bound.
+                let sql = format!("SELECT {}", calls.join(", "));
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&**channel);
+                for p in payloads {
+                    q = q.bind(p.as_str());
+                }
+                q.execute(pool).await?;
+            }
+            Self::Redis { conn, channel } => {
+                let mut conn = conn.clone();
+                let mut pipe = redis::pipe();
+                for p in payloads {
+                    pipe.cmd("PUBLISH").arg(&**channel).arg(p).ignore();
+                }
+                let () = pipe.query_async(&mut conn).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends one raw payload on the channel.

@@ -458,3 +458,31 @@ impl Drop for Proxy {
         self.acceptor.abort();
     }
 }
+
+/// `publish_many` sends a batch (larger than one statement's share) in order, once, on every
+/// transport, interleaved correctly with single publishes.
+#[tokio::test]
+async fn publish_many_keeps_order_on_every_transport() {
+    let channel = unique_channel();
+    let buses = [
+        EventBus::in_process(),
+        pg_bus(pg_pool_with(pg_options()).await, &channel).await,
+        redis_bus(&redis_url(), &channel).await,
+    ];
+    for bus in &buses {
+        let listener_bus = match bus.transport() {
+            "postgres" => pg_bus(pg_pool_with(pg_options()).await, &channel).await,
+            "redis" => redis_bus(&redis_url(), &channel).await,
+            _ => bus.clone(),
+        };
+        let mut rx = listener_bus.subscribe();
+        let job = Uuid::new_v4();
+        let sent: Vec<Event> = (0..150).map(|i| event(job, i)).collect();
+        bus.publish(&sent[0]).await.unwrap();
+        bus.publish_many(&sent[1..149]).await.unwrap();
+        bus.publish(&sent[149]).await.unwrap();
+        bus.publish_many(&[]).await.unwrap();
+        expect_sequence(&mut rx, &sent).await;
+        assert_quiet(&mut rx).await;
+    }
+}

@@ -2,10 +2,12 @@
 //!
 //! * [`notify`] persists a notification for one user (one INSERT), counts it, and pushes it on
 //!   the `notifications` channel of the event bus to that user only.
-//! * [`job_finished`] is the one hook the worker (and the maintenance loop) calls when a job
-//!   reaches `succeeded`, `failed` or `cancelled`: a notification plus webhook deliveries
-//!   enqueued in the outbox. It runs after the job's own transaction, and a failure here is
-//!   logged, never turned into a job failure.
+//! * [`job_follow_up`] says what a job that reached `succeeded`, `failed` or `cancelled`
+//!   writes for its owner under their preferences: a notification and webhook deliveries for
+//!   the outbox. A worker completing jobs writes them inside the completion transaction
+//!   (`seidra_store::jobs::complete_many`); [`job_finished`] writes them on their own for the
+//!   other endings (failures, cancels, expired leases). A failure there is logged, never
+//!   turned into a job failure.
 //! * [`webhooks`] signs and delivers the outbox rows (retries with back-off, SSRF guard at
 //!   connect time).
 
@@ -15,8 +17,10 @@ use chrono::{DateTime, Utc};
 use seidra_core::job::JobStatus;
 use seidra_events::{Channel, Event, EventBus};
 use seidra_store::Db;
+use seidra_store::jobs::FollowUp;
 use seidra_store::jobs::Job;
-use seidra_store::notifications::{self, NewNotification, Notification};
+use seidra_store::notifications::{self, Draft, NewNotification, Notification};
+use seidra_store::webhooks::OutboxEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -80,17 +84,25 @@ pub struct Delivery {
 /// The user's preferences for `category`, in one primary-key read. Security notices are
 /// always delivered, whatever the preferences say.
 pub async fn preferences(db: &Db, user_id: Uuid, category: &str) -> Delivery {
-    if category == "security" {
-        return Delivery { inbox: true, push: true, webhook: true };
-    }
-    let on =
-        |settings: &seidra_core::user_settings::UserSettings, channel| settings.notification_enabled(category, channel);
     match seidra_store::user_settings::get(db, user_id).await {
-        Ok(s) => Delivery { inbox: on(&s, "in_app"), push: on(&s, "websocket"), webhook: on(&s, "webhook") },
+        Ok(s) => delivery(Some(&s), category),
         Err(err) => {
             tracing::warn!(%err, %user_id, "could not read notification preferences; delivering everywhere");
-            Delivery { inbox: true, push: true, webhook: true }
+            delivery(None, category)
         }
+    }
+}
+
+/// Where notices of `category` go under `settings` (`None`: they could not be read, so
+/// everywhere). Security notices always go everywhere.
+pub fn delivery(settings: Option<&seidra_core::user_settings::UserSettings>, category: &str) -> Delivery {
+    match settings {
+        Some(s) if category != "security" => Delivery {
+            inbox: s.notification_enabled(category, "in_app"),
+            push: s.notification_enabled(category, "websocket"),
+            webhook: s.notification_enabled(category, "webhook"),
+        },
+        _ => Delivery { inbox: true, push: true, webhook: true },
     }
 }
 
@@ -198,22 +210,44 @@ pub fn job_payload(event: &str, job: &Job) -> serde_json::Value {
     })
 }
 
-/// The hook for a job that reached a final status: a notification (succeeded, failed) and
-/// webhook deliveries (succeeded, failed, cancelled). Cheap: one INSERT each, no reads.
-pub async fn job_finished(db: &Db, bus: &EventBus, job: &Job) {
-    let Some((level, category, event, title)) = job_outcome(job) else { return };
-    let delivery = preferences(db, job.owner_id, category).await;
-    if job.status != JobStatus::Cancelled {
-        let link = format!("/jobs/{}", job.id);
+/// The notification category of a finished job (`export` or `job`).
+pub fn job_category(job: &Job) -> &'static str {
+    job_outcome(job).map_or("job", |(_, category, _, _)| category)
+}
+
+/// What a job that reached a final status writes for its owner under `delivery`: a
+/// notification (succeeded, failed) and webhook deliveries (succeeded, failed, cancelled).
+pub fn job_follow_up(job: &Job, delivery: Delivery) -> FollowUp {
+    let Some((level, category, event, title)) = job_outcome(job) else { return FollowUp::default() };
+    let notification = (delivery.inbox && job.status != JobStatus::Cancelled).then(|| {
         let body = match job.status {
             JobStatus::Succeeded => format!("{} · {}", job.engine, job.model),
             _ => job.error.as_ref().map(|e| e.code.clone()).unwrap_or_default(),
         };
-        let new = NewNotification { level, category, title: &title, body: &body, link: Some(&link) };
+        Draft { level, category, title, body, link: Some(format!("/jobs/{}", job.id)) }
+    });
+    let webhook = delivery.webhook.then(|| OutboxEvent { event, payload: job_payload(event, job).to_string() });
+    FollowUp { notification, webhook }
+}
+
+/// The hook for a job that reached a final status outside a batched completion (failures,
+/// cancels, lease expiry): [`job_follow_up`] written with its own statements. A failure here
+/// is logged, never turned into a job failure.
+pub async fn job_finished(db: &Db, bus: &EventBus, job: &Job) {
+    let delivery = preferences(db, job.owner_id, job_category(job)).await;
+    let FollowUp { notification, webhook } = job_follow_up(job, delivery);
+    if let Some(draft) = notification {
+        let new = NewNotification {
+            level: draft.level,
+            category: draft.category,
+            title: &draft.title,
+            body: &draft.body,
+            link: draft.link.as_deref(),
+        };
         notify_with(db, bus, job.owner_id, &new, delivery).await;
     }
-    if delivery.webhook {
-        webhooks::enqueue(db, job.owner_id, event, &job_payload(event, job)).await;
+    if let Some(hook) = webhook {
+        webhooks::enqueue(db, job.owner_id, hook.event, &hook.payload).await;
     }
 }
 

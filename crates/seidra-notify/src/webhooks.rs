@@ -63,9 +63,8 @@ pub fn backoff(attempt: u32, base: Duration) -> Duration {
 }
 
 /// Enqueues `event` for the owner's subscribed endpoints (one INSERT); errors are logged.
-pub async fn enqueue(db: &Db, owner_id: Uuid, event: &str, payload: &serde_json::Value) {
-    let body = payload.to_string();
-    match webhooks::enqueue(db, owner_id, event, &body).await {
+pub async fn enqueue(db: &Db, owner_id: Uuid, event: &str, payload: &str) {
+    match webhooks::enqueue(db, owner_id, event, payload).await {
         Ok(0) => {}
         Ok(n) => tracing::debug!(event, deliveries = n, "webhook deliveries enqueued"),
         Err(err) => tracing::warn!(%err, event, "could not enqueue webhook deliveries"),

@@ -844,28 +844,78 @@ fn durations(job: &Job, now: DateTime<Utc>) -> (Option<i64>, Option<i64>) {
 /// Marks a running job succeeded and records its outputs, atomically; `None` when the lease
 /// was lost or a cancel arrived (the caller then deletes the stored objects).
 pub async fn complete(db: &Db, job: &Job, worker_id: Uuid, outputs: &[NewMedia]) -> StoreResult<Option<Job>> {
-    let to = next_status(job.status, JobEvent::Succeed, job.attempt, job.max_attempts)
-        .map_err(|e| StoreError::Other(e.to_string()))?;
+    let done = complete_many(db, worker_id, &[Completion { job, outputs }], &|_| FollowUp::default()).await?;
+    Ok(done.into_iter().next().and_then(|c| c.job))
+}
+
+/// A running job's successful attempt, to record with [`complete_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct Completion<'a> {
+    /// The job as claimed.
+    pub job: &'a Job,
+    /// Its stored outputs.
+    pub outputs: &'a [NewMedia],
+}
+
+/// What a completed job writes besides itself, in the same transaction: the owner's
+/// notification and the webhook outbox rows (so neither costs a transaction of its own).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FollowUp {
+    /// A notification for the job's owner.
+    pub notification: Option<crate::notifications::Draft>,
+    /// A webhook event for the owner's endpoints.
+    pub webhook: Option<crate::webhooks::OutboxEvent>,
+}
+
+/// The result of one [`Completion`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completed {
+    /// The succeeded job; `None` when the lease was lost or a cancel arrived.
+    pub job: Option<Job>,
+    /// The notification written with it.
+    pub notification: Option<crate::notifications::Notification>,
+}
+
+/// Completes several jobs in one write transaction: each job's status, its media rows and
+/// what `follow_up` asks for the updated job. One commit for many jobs is what lets a worker
+/// finish short jobs faster than the database commits (the single SQLite writer, PostgreSQL's
+/// WAL flush). Results are in the order of `items`; a job whose lease was lost gets `None` and
+/// writes nothing.
+pub async fn complete_many(
+    db: &Db,
+    worker_id: Uuid,
+    items: &[Completion<'_>],
+    follow_up: &(dyn Fn(&Job) -> FollowUp + Sync),
+) -> StoreResult<Vec<Completed>> {
     let now = Utc::now();
-    let (wait_ms, run_ms) = durations(job, now);
     let sql = concat!(
-        "UPDATE jobs SET status = $1, progress = 1, stage = 'done', eta_secs = 0, finished_at = $2, updated_at = $2, \
-         lease_owner = NULL, lease_expires_at = NULL, error = NULL, wait_ms = $3, run_ms = $4 \
-         WHERE id = $5 AND lease_owner = $6 AND status = 'running' AND cancel_requested = FALSE RETURNING ",
+        "UPDATE jobs SET status = 'succeeded', progress = 1, stage = 'done', eta_secs = 0, finished_at = $1, updated_at = $1, \
+         lease_owner = NULL, lease_expires_at = NULL, error = NULL, wait_ms = $2, run_ms = $3 \
+         WHERE id = $4 AND lease_owner = $5 AND status = 'running' AND cancel_requested = FALSE RETURNING ",
         columns!()
     );
-    let row: Option<JobRow> = with_write_pool!(db, pool => {
+    for item in items {
+        next_status(item.job.status, JobEvent::Succeed, item.job.attempt, item.job.max_attempts)
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+    }
+    let done: Vec<Completed> = with_write_pool!(db, pool => {
         let mut tx = pool.begin_write().await?;
-        let row: Option<JobRow> = sqlx::query_as(sql)
-            .bind(to.as_str())
-            .bind(now)
-            .bind(wait_ms)
-            .bind(run_ms)
-            .bind(job.id)
-            .bind(worker_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if row.is_some() {
+        let mut done = Vec::with_capacity(items.len());
+        for &Completion { job, outputs } in items {
+            let (wait_ms, run_ms) = durations(job, now);
+            let row: Option<JobRow> = sqlx::query_as(sql)
+                .bind(now)
+                .bind(wait_ms)
+                .bind(run_ms)
+                .bind(job.id)
+                .bind(worker_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                done.push(Completed { job: None, notification: None });
+                continue;
+            };
+            let finished = Job::try_from(row)?;
             for m in outputs {
                 sqlx::query(
                     "INSERT INTO media (id, owner_id, job_id, position, storage_key, mime, bytes, width, height, sha256, seed, created_at, \
@@ -895,13 +945,34 @@ pub async fn complete(db: &Db, job: &Job, worker_id: Uuid, outputs: &[NewMedia])
                 .execute(&mut *tx)
                 .await?;
             }
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
+            let extra = follow_up(&finished);
+            let notification = match extra.notification {
+                Some(draft) => {
+                    let n = draft.into_row(job.owner_id, now);
+                    crate::notifications::bind_insert!(sqlx::query(crate::notifications::INSERT_SQL), n)
+                        .execute(&mut *tx)
+                        .await?;
+                    Some(n)
+                }
+                None => None,
+            };
+            if let Some(hook) = &extra.webhook {
+                crate::webhooks::bind_enqueue!(
+                    sqlx::query(crate::webhooks::ENQUEUE_SQL),
+                    job.owner_id,
+                    hook.event,
+                    &hook.payload,
+                    now
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+            done.push(Completed { job: Some(finished), notification });
         }
-        row
+        tx.commit().await?;
+        done
     });
-    row.map(Job::try_from).transpose()
+    Ok(done)
 }
 
 /// Applies a worker-side event (fail, cancel acknowledged, release) to a running job it holds.

@@ -1,6 +1,6 @@
 //! Per-user notifications: each row belongs to one user and carries its own read state.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
 use crate::db::{with_pool, with_write_pool};
@@ -50,26 +50,77 @@ macro_rules! columns {
     };
 }
 
+/// The INSERT of one notification, binding id, user, level, category, title, body, link and
+/// creation time in that order (also run inside other transactions, see `jobs::complete_many`).
+pub(crate) const INSERT_SQL: &str = "INSERT INTO notifications (id, user_id, level, category, title, body, link, read_at, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8)";
+
+/// Binds a [`Notification`]'s fields to [`INSERT_SQL`].
+macro_rules! bind_insert {
+    ($query:expr, $n:expr) => {
+        $query
+            .bind($n.id)
+            .bind($n.user_id)
+            .bind(&$n.level)
+            .bind(&$n.category)
+            .bind(&$n.title)
+            .bind(&$n.body)
+            .bind(&$n.link)
+            .bind($n.created_at)
+    };
+}
+pub(crate) use bind_insert;
+
+/// A notification not yet stored, owned (built inside a transaction by a caller's hook).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    /// Level.
+    pub level: &'static str,
+    /// Category.
+    pub category: &'static str,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Link.
+    pub link: Option<String>,
+}
+
+impl Draft {
+    /// The row this draft becomes for `user_id`, with a fresh id and `now` as creation time.
+    pub(crate) fn into_row(self, user_id: Uuid, now: DateTime<Utc>) -> Notification {
+        Notification {
+            id: Uuid::now_v7(),
+            user_id,
+            level: self.level.to_owned(),
+            category: self.category.to_owned(),
+            title: self.title,
+            body: self.body,
+            link: self.link,
+            read_at: None,
+            // What PostgreSQL keeps, so the row pushed live equals the row read back later.
+            created_at: now.trunc_subsecs(6),
+        }
+    }
+}
+
 /// Creates one notification for `user_id` (a single INSERT).
 pub async fn create(db: &Db, user_id: Uuid, new: &NewNotification<'_>) -> StoreResult<Notification> {
-    let sql = concat!(
-        "INSERT INTO notifications (id, user_id, level, category, title, body, link, read_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8) RETURNING ",
-        columns!()
-    );
-    Ok(with_write_pool!(db, pool => {
-        sqlx::query_as(sql)
-            .bind(Uuid::now_v7())
-            .bind(user_id)
-            .bind(new.level)
-            .bind(new.category)
-            .bind(new.title)
-            .bind(new.body)
-            .bind(new.link)
-            .bind(Utc::now())
-            .fetch_one(pool)
-            .await?
-    }))
+    let n = Notification {
+        id: Uuid::now_v7(),
+        user_id,
+        level: new.level.to_owned(),
+        category: new.category.to_owned(),
+        title: new.title.to_owned(),
+        body: new.body.to_owned(),
+        link: new.link.map(str::to_owned),
+        read_at: None,
+        created_at: Utc::now().trunc_subsecs(6),
+    };
+    with_write_pool!(db, pool => {
+        bind_insert!(sqlx::query(INSERT_SQL), n).execute(pool).await?;
+    });
+    Ok(n)
 }
 
 /// Creates the same notification for every enabled account; returns the created rows.

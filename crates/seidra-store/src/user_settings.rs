@@ -28,6 +28,40 @@ pub async fn get(db: &Db, user_id: Uuid) -> StoreResult<UserSettings> {
     Ok(effective(&get_overrides(db, user_id).await?.0))
 }
 
+/// The effective settings of several users in one read (users without a row get the defaults).
+pub async fn get_many(db: &Db, user_ids: &[Uuid]) -> StoreResult<std::collections::HashMap<Uuid, UserSettings>> {
+    let mut ids = user_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let rows: Vec<(Uuid, Json<Value>)> = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as("SELECT user_id, doc FROM user_settings WHERE user_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(pool)
+                .await?
+        }
+        Db::Sqlite(sqlite) => {
+            // SQLite stores uuids as 16-byte blobs; `json_each` cannot carry blobs, so bind each.
+            let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT user_id, doc FROM user_settings WHERE user_id IN ({})", marks.join(", "));
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for id in &ids {
+                q = q.bind(id);
+            }
+            q.fetch_all(&sqlite.read).await?
+        }
+    };
+    let mut found: std::collections::HashMap<Uuid, UserSettings> =
+        rows.into_iter().map(|(id, doc)| (id, effective(&doc.0))).collect();
+    for id in ids {
+        found.entry(id).or_insert_with(|| effective(&Value::Object(serde_json::Map::new())));
+    }
+    Ok(found)
+}
+
 /// Whether notifications of `category` (`job`, `export`, `quota`, `security`, `system`) go to
 /// `channel` (`in_app`, `websocket`, `webhook`) for this user. One primary-key read; unknown
 /// names are `false`. If the settings cannot be read, the default for that pair is used (and

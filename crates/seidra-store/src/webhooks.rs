@@ -174,27 +174,37 @@ macro_rules! delivery_columns {
     };
 }
 
+/// The outbox INSERT of [`enqueue`] (also run inside other transactions, see
+/// `jobs::complete_many`); bind it with [`bind_enqueue!`].
+pub(crate) const ENQUEUE_SQL: &str = "INSERT INTO webhook_deliveries (webhook_id, event, payload, status, attempts, next_attempt_at, created_at, updated_at) \
+     SELECT id, $1, $2, 'pending', 0, $3, $3, $3 FROM webhooks \
+     WHERE owner_id = $4 AND active = TRUE AND (events LIKE $5 OR events LIKE '%\"*\"%')";
+
+/// Binds owner, event, payload and time to [`ENQUEUE_SQL`].
+macro_rules! bind_enqueue {
+    ($query:expr, $owner:expr, $event:expr, $payload:expr, $now:expr) => {
+        $query.bind($event).bind($payload).bind($now).bind($owner).bind(format!("%\"{}\"%", $event))
+    };
+}
+pub(crate) use bind_enqueue;
+
 /// Enqueues `event` for every active endpoint of `owner_id` subscribed to it (or to `*`), in
 /// one statement; returns how many deliveries were written. `event` must be a plain dotted
 /// name (letters and dots), which the callers guarantee.
 pub async fn enqueue(db: &Db, owner_id: Uuid, event: &str, payload: &str) -> StoreResult<u64> {
-    let pattern = format!("%\"{event}\"%");
     let now = Utc::now();
     Ok(with_write_pool!(db, pool => {
-        sqlx::query(
-            "INSERT INTO webhook_deliveries (webhook_id, event, payload, status, attempts, next_attempt_at, created_at, updated_at) \
-             SELECT id, $1, $2, 'pending', 0, $3, $3, $3 FROM webhooks \
-             WHERE owner_id = $4 AND active = TRUE AND (events LIKE $5 OR events LIKE '%\"*\"%')",
-        )
-        .bind(event)
-        .bind(payload)
-        .bind(now)
-        .bind(owner_id)
-        .bind(&pattern)
-        .execute(pool)
-        .await?
-        .rows_affected()
+        bind_enqueue!(sqlx::query(ENQUEUE_SQL), owner_id, event, payload, now).execute(pool).await?.rows_affected()
     }))
+}
+
+/// A webhook event to enqueue for a job's owner inside the job's own transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    /// Event name (`job.succeeded`…; letters and dots).
+    pub event: &'static str,
+    /// The JSON body.
+    pub payload: String,
 }
 
 /// Writes one delivery for one endpoint already claimed by the caller (the test event, sent

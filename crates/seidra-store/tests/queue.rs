@@ -12,7 +12,7 @@ use seidra_store::jobs::{
     self, CancelOutcome, Heartbeat, Idempotency, JobFilter, NewJob, NewMedia, SubmitError, SubmitEvents, SubmitLimits,
     Submitted,
 };
-use seidra_store::{Backend, Db, media, workers};
+use seidra_store::{Backend, Db, media, notifications, webhooks, workers};
 use seidra_testkit::{TestDb, dual_test};
 use uuid::Uuid;
 
@@ -450,6 +450,85 @@ async fn submit_events_leave_with_the_transaction(backend: Backend) -> anyhow::R
     Ok(())
 }
 
+/// Several completions in one transaction: each job with its media, notification and webhook
+/// outbox rows; a job whose cancel arrived meanwhile writes nothing.
+async fn complete_many_writes_follow_ups_with_the_jobs(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let (alice, bob) = (owner(db, "alice").await, owner(db, "bob").await);
+    let hook = webhooks::create(db, alice, "https://example.com/hook", "secret", &["job.succeeded".to_owned()]).await?;
+    for (who, prompt) in [(alice, "a1"), (alice, "a2"), (bob, "b1")] {
+        submit_one(db, who, prompt, PriorityClass::Interactive).await;
+    }
+    let worker = Uuid::new_v4();
+    let claimed = jobs::claim_batch(db, worker, &engines(), LEASE, 100, 3).await?;
+    assert_eq!(claimed.len(), 3);
+    let cancelled = claimed.iter().find(|j| j.prompt == "a2").unwrap();
+    assert!(matches!(jobs::request_cancel(db, cancelled.id).await?, CancelOutcome::Requested(_)));
+
+    let outputs: Vec<Vec<NewMedia>> = claimed
+        .iter()
+        .map(|j| {
+            vec![NewMedia {
+                id: Uuid::now_v7(),
+                position: 0,
+                storage_key: format!("jobs/{}/0.png", j.id),
+                mime: "image/png".into(),
+                bytes: 10,
+                width: Some(8),
+                height: Some(8),
+                sha256: "cd".repeat(32),
+                seed: Some(1),
+            }]
+        })
+        .collect();
+    let items: Vec<jobs::Completion<'_>> =
+        claimed.iter().zip(&outputs).map(|(job, outputs)| jobs::Completion { job, outputs }).collect();
+    let follow_up = |job: &jobs::Job| jobs::FollowUp {
+        notification: Some(notifications::Draft {
+            level: "success",
+            category: "job",
+            title: format!("done: {}", job.prompt),
+            body: job.status.as_str().to_owned(),
+            link: None,
+        }),
+        webhook: Some(webhooks::OutboxEvent { event: "job.succeeded", payload: format!("{{\"job\":\"{}\"}}", job.id) }),
+    };
+    let done = jobs::complete_many(db, worker, &items, &follow_up).await?;
+
+    let mut outcome: Vec<(String, Option<JobStatus>, bool)> = claimed
+        .iter()
+        .zip(&done)
+        .map(|(j, c)| (j.prompt.clone(), c.job.as_ref().map(|j| j.status), c.notification.is_some()))
+        .collect();
+    outcome.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        outcome,
+        [
+            ("a1".to_owned(), Some(JobStatus::Succeeded), true),
+            ("a2".to_owned(), None, false),
+            ("b1".to_owned(), Some(JobStatus::Succeeded), true)
+        ]
+    );
+    for (job, c) in claimed.iter().zip(&done) {
+        let media_rows = media::list_for_job(db, job.id).await?.len();
+        assert_eq!(media_rows, usize::from(c.job.is_some()), "media only for completed jobs ({})", job.prompt);
+    }
+    let titles = |page: notifications::NotificationPage| page.items.into_iter().map(|n| n.title).collect::<Vec<_>>();
+    assert_eq!(titles(notifications::list(db, alice, false, 10, 0).await?), ["done: a1"]);
+    assert_eq!(titles(notifications::list(db, bob, false, 10, 0).await?), ["done: b1"]);
+    // The stored notification is the one returned (what the worker pushes live).
+    let stored = notifications::list(db, bob, false, 10, 0).await?.items.remove(0);
+    let bobs = claimed.iter().position(|j| j.owner_id == bob).unwrap();
+    assert_eq!(Some(&stored), done[bobs].notification.as_ref());
+    let (deliveries, _, total) = webhooks::list_deliveries(db, alice, hook.id, 10, 0).await?;
+    assert_eq!(total, 1, "one delivery: alice's completed job, none for the cancelled one");
+    let a1 = claimed.iter().find(|j| j.prompt == "a1").unwrap();
+    assert_eq!(deliveries[0].payload, format!("{{\"job\":\"{}\"}}", a1.id));
+    assert_eq!(jobs::get(db, cancelled.id).await?.status, JobStatus::Running, "the cancel is the worker's to settle");
+    Ok(())
+}
+
 dual_test!(
     submit_events_leave_with_the_transaction,
     claim_and_complete_cycle,
@@ -462,4 +541,5 @@ dual_test!(
     retry_backoff_and_lease_expiry,
     listing_stats_and_depth,
     worker_registry_and_leader,
+    complete_many_writes_follow_ups_with_the_jobs,
 );

@@ -3,8 +3,7 @@
 
 use chrono::Utc;
 use seidra_events::{Channel, Event};
-use seidra_store::jobs::Job;
-use seidra_store::media::Media;
+use seidra_store::jobs::{Job, NewMedia};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -14,7 +13,7 @@ pub const JOBS_WAKE: &str = "jobs.wake";
 pub const JOB_CANCEL: &str = "job.cancel";
 
 /// A job event for its owner (`job.queued`, `job.started`, `job.progress`…).
-pub fn job_event(kind: &str, job: &Job, outputs: Option<&[Media]>) -> Event {
+pub fn job_event(kind: &str, job: &Job, outputs: Option<&[NewMedia]>) -> Event {
     let mut data = json!({
         "job_id": job.id,
         "status": job.status.as_str(),

@@ -1,5 +1,6 @@
 //! The worker loop.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -11,11 +12,12 @@ use seidra_engines::{EngineError, EngineOutput, Progress, ProgressSink, SharedEn
 use seidra_events::{Event, EventBus};
 use seidra_storage::{DownloadSigner, SharedStore};
 use seidra_store::jobs::{self, Heartbeat, Job, NewMedia, ProgressUpdate};
-use seidra_store::{Db, media, media_pipeline, workers};
+use seidra_store::{Db, media_pipeline, workers};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::completion::{Completer, CompleterTask};
 use crate::events::{JOB_CANCEL, JOBS_WAKE, job_event, progress_event};
 use crate::maintenance;
 use crate::media_tasks::{self, ExportDone, INTERNAL_ENGINE};
@@ -70,6 +72,13 @@ pub struct Worker {
     config: WorkerConfig,
     /// Wakes this worker's thumbnail sweep when a job stored new media.
     thumbs_wake: Arc<Notify>,
+    /// Records finished attempts in batches.
+    completer: Completer,
+    /// The completer's task, started by `run`.
+    completer_task: Option<CompleterTask>,
+    /// Cancellation tokens of the running jobs, fired by `job.cancel` events (one
+    /// subscription for the worker instead of one per running job).
+    cancels: std::sync::Mutex<HashMap<Uuid, CancellationToken>>,
 }
 
 /// What a successful attempt produced.
@@ -108,7 +117,17 @@ const PROGRESS_DB_INTERVAL: Duration = Duration::from_millis(1000);
 impl Worker {
     /// A worker with a fresh id.
     pub fn new(deps: WorkerDeps, config: WorkerConfig) -> Self {
-        Self { id: Uuid::now_v7(), deps, config, thumbs_wake: Arc::new(Notify::new()) }
+        let id = Uuid::now_v7();
+        let (completer, completer_task) = Completer::new(deps.db.clone(), deps.bus.clone(), id);
+        Self {
+            id,
+            deps,
+            config,
+            thumbs_wake: Arc::new(Notify::new()),
+            completer,
+            completer_task: Some(completer_task),
+            cancels: std::sync::Mutex::default(),
+        }
     }
 
     /// This worker's id (the lease owner of its jobs).
@@ -118,7 +137,8 @@ impl Worker {
 
     /// Runs until `shutdown` fires, then drains: running jobs get the grace period, then are
     /// released back to the queue.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let completer_task = self.completer_task.take();
         let me = Arc::new(self);
         let engines = me.deps.engines.names();
         // Internal job types (exports) are claimable by every worker, whatever its engines.
@@ -198,6 +218,16 @@ impl Worker {
             tasks.spawn(async move { media_tasks::thumbnail_loop(deps, wake, poll, lease, stop).await });
         }
 
+        // Completions are served until every job task is done (stopped after the drain below).
+        let completer_stop = CancellationToken::new();
+        if let Some(task) = completer_task {
+            tasks.spawn(task.serve(completer_stop.clone()));
+        }
+        {
+            let (me, stop) = (me.clone(), release_all.clone());
+            tasks.spawn(async move { me.forward_cancels(stop).await });
+        }
+
         let permits = Arc::new(Semaphore::new(me.config.concurrency.max(1)));
         let mut wake = me.deps.bus.subscribe();
         let mut jobs_in_flight = tokio::task::JoinSet::new();
@@ -231,6 +261,8 @@ impl Worker {
                 Ok(claimed) if !claimed.is_empty() => {
                     backoff = Duration::from_millis(100);
                     running.lock().await.extend(claimed.iter().map(|j| j.id));
+                    let started: Vec<Event> = claimed.iter().map(|j| job_event("job.started", j, None)).collect();
+                    me.publish_many(&started).await;
                     for (job, permit) in claimed.into_iter().zip(free.drain(..)) {
                         metrics::histogram!("seidra_job_queue_wait_seconds", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone())
                             .record((Utc::now() - job.queued_at).num_milliseconds().max(0) as f64 / 1000.0);
@@ -298,6 +330,7 @@ impl Worker {
             while jobs_in_flight.join_next().await.is_some() {}
         }
         release_all.cancel();
+        completer_stop.cancel();
         while tasks.join_next().await.is_some() {}
         if let Err(err) = workers::deregister(&me.deps.db, me.id).await {
             tracing::warn!(%err, "could not deregister the worker");
@@ -309,6 +342,45 @@ impl Worker {
 
     fn heartbeat_interval(&self) -> Duration {
         (self.config.lease / 6).max(Duration::from_millis(250))
+    }
+
+    async fn publish_many(&self, events: &[Event]) {
+        match self.deps.bus.publish_many(events).await {
+            Ok(()) => {
+                for event in events {
+                    metrics::counter!("seidra_events_published_total", "type" => event.kind.clone()).increment(1);
+                }
+            }
+            Err(err) => tracing::warn!(%err, events = events.len(), "could not publish events"),
+        }
+    }
+
+    /// Fires the token of a running job when a `job.cancel` event names it, until `stop`.
+    async fn forward_cancels(&self, stop: CancellationToken) {
+        let mut control = self.deps.bus.subscribe();
+        loop {
+            let ev = tokio::select! {
+                () = stop.cancelled() => return,
+                ev = control.recv() => ev,
+            };
+            match ev {
+                Ok(ev) if ev.kind == JOB_CANCEL => {
+                    let token = ev.job_id.and_then(|id| self.cancel_tokens().get(&id).cloned());
+                    if let Some(token) = token {
+                        tracing::info!(job_id = ?ev.job_id, "cancel requested (event)");
+                        token.cancel();
+                    }
+                }
+                Ok(_) => {}
+                // A missed cancel is still seen by the job's next heartbeat.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => control = self.deps.bus.subscribe(),
+            }
+        }
+    }
+
+    fn cancel_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, CancellationToken>> {
+        self.cancels.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn publish(&self, event: &Event) {
@@ -323,9 +395,9 @@ impl Worker {
     async fn run_job(self: &Arc<Self>, job: Job, release: CancellationToken) {
         let started = Instant::now();
         metrics::counter!("seidra_jobs_started_total", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone()).increment(1);
-        self.publish(&job_event("job.started", &job, None)).await;
 
         let cancel = CancellationToken::new();
+        self.cancel_tokens().insert(job.id, cancel.clone());
         let lease_lost = Arc::new(AtomicBool::new(false));
         let (progress_tx, progress_rx) = watch::channel::<Option<LatestProgress>>(None);
         let relay_stop = CancellationToken::new();
@@ -341,6 +413,7 @@ impl Worker {
         let outcome = self.execute(&job, WatchSink(progress_tx), &cancel).await;
         relay_stop.cancel();
         let _ = relay.await;
+        self.cancel_tokens().remove(&job.id);
 
         let lost = lease_lost.load(Ordering::Relaxed);
         let released = release.is_cancelled();
@@ -415,7 +488,6 @@ impl Worker {
         let lease = chrono_duration(self.config.lease);
         let mut heartbeat = tokio::time::interval(self.heartbeat_interval());
         heartbeat.tick().await;
-        let mut control = self.deps.bus.subscribe();
         let started = Instant::now();
         let mut last_event = Instant::now() - PROGRESS_EVENT_INTERVAL;
         let mut last_db = Instant::now();
@@ -431,12 +503,6 @@ impl Worker {
                     pending_event = true;
                 }
                 () = tokio::time::sleep(flush_in), if pending_event => {}
-                ev = control.recv() => {
-                    if let Ok(ev) = ev && ev.kind == JOB_CANCEL && ev.job_id == Some(job.id) {
-                        tracing::info!("cancel requested (event)");
-                        cancel.cancel();
-                    }
-                }
                 _ = heartbeat.tick() => {
                     let update = pending_db.take();
                     match jobs::heartbeat(&self.deps.db, job.id, self.id, lease, update.as_ref()).await {
@@ -525,12 +591,9 @@ impl Worker {
                 }
             }
         }
-        match jobs::complete(&self.deps.db, job, self.id, &stored).await {
-            Ok(Some(done)) => {
+        match self.completer.complete(job.clone(), stored.clone(), None).await {
+            Ok(Some(_)) => {
                 self.thumbs_wake.notify_one();
-                let items = media::list_for_job(&self.deps.db, done.id).await.unwrap_or_default();
-                self.publish(&job_event("job.succeeded", &done, Some(&items))).await;
-                seidra_notify::job_finished(&self.deps.db, &self.deps.bus, &done).await;
                 "succeeded"
             }
             Ok(None) => {
@@ -578,25 +641,16 @@ impl Worker {
             let error = JobError { code: "database_error".into(), message: err.to_string(), retryable: true };
             return self.settle(job, JobEvent::Fail { retryable: true }, Some(error)).await;
         }
-        match jobs::complete(&self.deps.db, job, self.id, &[]).await {
-            Ok(Some(finished)) => {
-                let mut event = job_event("job.succeeded", &finished, None);
-                let exp = u64::try_from(now.timestamp() + media_tasks::EXPORT_URL_TTL_SECS).unwrap_or(0);
-                if let Some(data) = event.data.as_object_mut() {
-                    data.insert(
-                        "export".to_owned(),
-                        serde_json::json!({
-                            "download_url": self.deps.signer.sign(&export.storage_key, exp),
-                            "bytes": export.bytes,
-                            "items": export.items,
-                            "missing": done.summary.missing,
-                            "expires_at": export.expires_at,
-                        }),
-                    );
-                }
-                self.publish(&event).await;
-                "succeeded"
-            }
+        let exp = u64::try_from(now.timestamp() + media_tasks::EXPORT_URL_TTL_SECS).unwrap_or(0);
+        let link = serde_json::json!({
+            "download_url": self.deps.signer.sign(&export.storage_key, exp),
+            "bytes": export.bytes,
+            "items": export.items,
+            "missing": done.summary.missing,
+            "expires_at": export.expires_at,
+        });
+        match self.completer.complete(job.clone(), Vec::new(), Some(("export".to_owned(), link))).await {
+            Ok(Some(_)) => "succeeded",
             Ok(None) => {
                 discard().await;
                 if let Ok(current) = jobs::get(&self.deps.db, job.id).await

@@ -587,6 +587,8 @@ pub async fn cancel(
     match jobs::request_cancel(&state.db, job.id).await? {
         CancelOutcome::Cancelled(job) => {
             publish(&state, &job_event("job.cancelled", &job, None)).await;
+            // A queued job ends here, not in a worker: its webhook deliveries start here too.
+            seidra_notify::job_finished(&state.db, &state.bus, &job).await;
             Ok(Json(JobView::new(&state, &job, None)))
         }
         CancelOutcome::Requested(job) => {
