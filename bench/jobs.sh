@@ -5,6 +5,8 @@
 #   throughput  noop jobs/s, batch submits from several users, a few worker settings
 #   ws          1,000 WebSocket clients each following its own job: event delivery latency
 #   list        GET /api/jobs?limit=50 with 100,000 jobs: max req/s and p99 at 1,000 req/s
+#   media       GET /api/media?limit=50 with 100,000 items: max req/s; full-text search p99
+#               (issue 4)
 #
 # Results: bench/results/jobs-latest.json and a Markdown table on stdout.
 # Method and measured numbers: docs/BENCHMARKS-jobs.md.
@@ -16,7 +18,7 @@ usage() {
   cat <<'EOF'
 usage: bench/jobs.sh [options]
 
-  --only LIST            scenarios, comma-separated: latency,throughput,ws,list (default: all)
+  --only LIST            scenarios, comma-separated: latency,throughput,ws,list,media (default: all)
   --backend NAME         sqlite | postgres | both (default: both)
   --jobs N               jobs per throughput run (default: 5000; a run stops after 90 s)
   --sqlite-configs LIST  throughput settings on SQLite, EMBEDDED_WORKERSxCONCURRENCY
@@ -27,6 +29,8 @@ usage: bench/jobs.sh [options]
   --ws-spread-ms MS      the clients' submits are spread evenly over this time (default: 1000)
   --samples N            measured submits of the latency scenario (default: 600, after 100 warm-up)
   --list-jobs N          jobs seeded for the list scenario (default: 100000)
+  --media-items N        library items seeded for the media scenario (default: 100000)
+  --search-rate N        requests/s of the fixed-rate full-text search run (default: 200)
   --duration SECONDS     measured seconds of each list run (default: 10)
   --rev REV               benchmark a committed revision (git archive, built in its own target
                          dir) instead of the working tree
@@ -56,7 +60,7 @@ note() {
 # ------------------------------------------------------------------------------------------
 # Options
 
-ONLY="latency,throughput,ws,list"
+ONLY="latency,throughput,ws,list,media"
 BACKEND="both"
 JOBS=5000
 SQLITE_CONFIGS="1x8,1x32,2x16"
@@ -66,6 +70,8 @@ WS_SPREAD_MS=1000
 SAMPLES=600
 WARMUP=100
 LIST_JOBS=100000
+MEDIA_ITEMS=100000
+SEARCH_RATE=200
 DURATION=10
 OUTPUT="$ROOT/bench/results/jobs-latest.json"
 REV=""
@@ -86,6 +92,8 @@ while [[ $# -gt 0 ]]; do
     --ws-spread-ms) need_value "$@"; WS_SPREAD_MS="$2"; shift 2 ;;
     --samples) need_value "$@"; SAMPLES="$2"; shift 2 ;;
     --list-jobs) need_value "$@"; LIST_JOBS="$2"; shift 2 ;;
+    --media-items) need_value "$@"; MEDIA_ITEMS="$2"; shift 2 ;;
+    --search-rate) need_value "$@"; SEARCH_RATE="$2"; shift 2 ;;
     --duration) need_value "$@"; DURATION="$2"; shift 2 ;;
     --output) need_value "$@"; OUTPUT="$2"; shift 2 ;;
     --rev) need_value "$@"; REV="$2"; shift 2 ;;
@@ -96,7 +104,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 for s in ${ONLY//,/ }; do
-  case "$s" in latency | throughput | ws | list) ;; *) die "--only: unknown scenario $s" ;; esac
+  case "$s" in latency | throughput | ws | list | media) ;; *) die "--only: unknown scenario $s" ;; esac
 done
 case "$BACKEND" in
   sqlite) BACKENDS=(sqlite) ;;
@@ -104,7 +112,7 @@ case "$BACKEND" in
   both) BACKENDS=(sqlite postgres) ;;
   *) die "--backend must be sqlite, postgres or both" ;;
 esac
-for n in "$JOBS" "$WS_CLIENTS" "$WS_SPREAD_MS" "$SAMPLES" "$LIST_JOBS" "$DURATION" "$WAIT_IDLE"; do
+for n in "$JOBS" "$WS_CLIENTS" "$WS_SPREAD_MS" "$SAMPLES" "$LIST_JOBS" "$MEDIA_ITEMS" "$SEARCH_RATE" "$DURATION" "$WAIT_IDLE"; do
   [[ $n =~ ^[0-9]+$ ]] || die "not a number: $n"
 done
 
@@ -389,6 +397,59 @@ SQL
   fi
 }
 
+# Seeding the media scenario: clone one real generated item (with its thumbnails made) N times,
+# spread over N × 10 s into the past. Every 50th prompt carries the word "harbour" and every
+# 10th item the tag "portrait", so searches match a realistic share (2 %) of the library.
+
+seed_media() {
+  local backend="$1" token="$2" count="$3" job media thumbs="" i
+  job="$(curl -fsS -X POST "$BASE/api/generate/single" -H "authorization: Bearer $token" \
+    -H 'content-type: application/json' \
+    -d '{"prompt":"a lighthouse at dusk, library template","engine":"noop","width":64,"height":64,"num_inference_steps":1}' |
+    jq -r '.job_ids[0]')"
+  for ((i = 0; i < 100; i++)); do
+    media="$(curl -fsS "$BASE/api/media?limit=1" -H "authorization: Bearer $token" | jq -r '.items[0].id // empty')"
+    [[ -n $media ]] && thumbs="$(curl -fsS "$BASE/api/media/$media" -H "authorization: Bearer $token" | jq -r .thumbnail_state)"
+    [[ $thumbs == ready ]] && break
+    sleep 0.1
+  done
+  [[ $thumbs == ready ]] || die "the template item of job $job has no thumbnails ($thumbs)"
+  local columns="owner_id, job_id, position, storage_key, mime, bytes, width, height, sha256, seed, created_at, kind, \
+source, favorite, prompt, negative_prompt, engine, model, parameters, persona_id, persona_version, tags, updated_at, \
+original_name, duration_ms, thumb_state, thumb_256_key, thumb_768_key, thumb_attempts, thumb_lease_until"
+  local picked="t.owner_id, t.job_id, n.i, t.storage_key || '#' || n.i, t.mime, t.bytes, t.width, t.height, t.sha256, \
+t.seed + n.i"
+  local prompt="t.prompt || ' #' || n.i || CASE WHEN n.i % 50 = 0 THEN ' harbour' ELSE '' END"
+  if [[ $backend == sqlite ]]; then
+    local hex="${media//-/}"
+    sqlite3 "$DATA_DIR/seidra.db" <<SQL
+.timeout 30000
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count)
+INSERT INTO media (id, $columns)
+SELECT randomblob(16), $picked,
+       strftime('%Y-%m-%dT%H:%M:%f+00:00', t.created_at, printf('%d seconds', -10 * ($count + 1 - n.i))),
+       t.kind, t.source, n.i % 7 = 0, $prompt, t.negative_prompt, t.engine, t.model, t.parameters, NULL, NULL,
+       CASE WHEN n.i % 10 = 0 THEN '["portrait"]' ELSE '[]' END,
+       strftime('%Y-%m-%dT%H:%M:%f+00:00', t.created_at, printf('%d seconds', -10 * ($count + 1 - n.i))),
+       NULL, NULL, 'ready', t.thumb_256_key, t.thumb_768_key, 0, NULL
+FROM media t, n WHERE t.id = X'$hex';
+ANALYZE;
+SQL
+  else
+    psql "$DB_URL" -qAt -v ON_ERROR_STOP=1 >/dev/null <<SQL
+INSERT INTO media (id, $columns)
+SELECT gen_random_uuid(), $picked,
+       t.created_at - make_interval(secs => 10 * ($count + 1 - n.i)),
+       t.kind, t.source, n.i % 7 = 0, $prompt, t.negative_prompt, t.engine, t.model, t.parameters, NULL, NULL,
+       CASE WHEN n.i % 10 = 0 THEN '["portrait"]'::jsonb ELSE '[]'::jsonb END,
+       t.created_at - make_interval(secs => 10 * ($count + 1 - n.i)),
+       NULL, NULL, 'ready', t.thumb_256_key, t.thumb_768_key, 0, NULL
+FROM media t, generate_series(1, $count) AS n(i) WHERE t.id = '$media';
+ANALYZE media;
+SQL
+  fi
+}
+
 # ------------------------------------------------------------------------------------------
 # Scenarios. Each appends {"backend","scenario",…} objects to $WORK/results.jsonl.
 
@@ -444,6 +505,25 @@ run_main_scenarios() {
       --rate 1000 --pids "$pids" --postgres "$pg" >"$WORK/out.json"
     record "$backend" list "$load" "$settings" "$WORK/out.json"
   fi
+
+  if wants media; then
+    "$LOADGEN" users --base "$BASE" --count 1 --prefix librarian --password "$USER_PASSWORD" \
+      --out "$WORK/media-users.txt" >/dev/null
+    local token
+    token="$(cut -d' ' -f2 "$WORK/media-users.txt")"
+    note "$backend media: seeding $MEDIA_ITEMS library items"
+    seed_media "$backend" "$token" "$MEDIA_ITEMS"
+    load="$(measure_load)"
+    note "$backend media list (load $load)"
+    "$LOADGEN" list --base "$BASE" --token "$token" --path "/api/media?limit=50" --duration "$DURATION" --warmup 3 \
+      --connections 16 --rate 1000 --pids "$pids" --postgres "$pg" >"$WORK/out.json"
+    record "$backend" media "$load" "$settings" "$WORK/out.json"
+    load="$(measure_load)"
+    note "$backend media search (load $load)"
+    "$LOADGEN" list --base "$BASE" --token "$token" --path "/api/media?limit=50&q=harbour" --duration "$DURATION" \
+      --warmup 3 --connections 16 --rate "$SEARCH_RATE" --pids "$pids" --postgres "$pg" >"$WORK/out.json"
+    record "$backend" media_search "$load" "$settings" "$WORK/out.json"
+  fi
   stop_server
 }
 
@@ -480,7 +560,7 @@ for backend in "${BACKENDS[@]}"; do
     fi
     die "PostgreSQL at $PG_URL is not reachable"
   fi
-  if wants latency || wants ws || wants list; then
+  if wants latency || wants ws || wants list || wants media; then
     run_main_scenarios "$backend"
   fi
   if wants throughput; then
@@ -545,4 +625,8 @@ jq -r '
   + [.runs[] | select(.scenario == "list") | .result as $r
      | "| GET /api/jobs?limit=50, \($r.total_jobs) jobs: max | \(.backend) | \(f($r.max.requests_per_s)) req/s (p99 \(f($r.max.latency.p99_ms)) ms, \($r.max.connections) conns) | ≥ 3000 req/s | \(verdict(($r.max.requests_per_s // 0) >= 3000)) | \(load) |",
        "| GET /api/jobs?limit=50 @ \($r.fixed.rate_per_s)/s | \(.backend) | p50 \(f($r.fixed.latency.p50_ms)) ms, p99 \(f($r.fixed.latency.p99_ms)) | p99 ≤ 20 ms | \(verdict(($r.fixed.latency.p99_ms // 1e9) <= 20)) | \(load) |"]
+  + [.runs[] | select(.scenario == "media") | .result as $r
+     | "| GET /api/media?limit=50, \($r.total_jobs) items: max | \(.backend) | \(f($r.max.requests_per_s)) req/s (p99 \(f($r.max.latency.p99_ms)) ms, \($r.max.connections) conns) | ≥ 2000 req/s | \(verdict(($r.max.requests_per_s // 0) >= 2000)) | \(load) |"]
+  + [.runs[] | select(.scenario == "media_search") | .result as $r
+     | "| media full-text search (\($r.total_jobs) hits) @ \($r.fixed.rate_per_s)/s | \(.backend) | p50 \(f($r.fixed.latency.p50_ms)) ms, p99 \(f($r.fixed.latency.p99_ms)); max \(f($r.max.requests_per_s)) req/s | p99 ≤ 30 ms | \(verdict(($r.fixed.latency.p99_ms // 1e9) <= 30)) | \(load) |"]
   | .[]' "$OUTPUT"
