@@ -15,6 +15,7 @@
 //! and proxies, or the guard is bypassed.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::Once;
 
 use ipnet::IpNet;
@@ -278,4 +279,31 @@ mod tests {
         assert!(open.host_allowed("HOOKS.internal."));
         assert!(OutboundPolicy::parse(&["not a host!".to_owned()]).is_err());
     }
+}
+
+/// Resolves host names only to addresses the policy allows.
+struct VettingResolver(Arc<OutboundPolicy>);
+
+impl reqwest::dns::Resolve for VettingResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs = policy.resolve_vetted(&host).await.map_err(|e| Box::new(e) as Box<_>)?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// An HTTP client builder for URLs chosen by users: names resolve only through
+/// [`OutboundPolicy::resolve_vetted`] (no gap for DNS rebinding), no proxy, no redirects (a
+/// redirect could lead anywhere). The caller adds timeouts and builds it. Installs the TLS
+/// provider first.
+pub fn guarded_client(policy: Arc<OutboundPolicy>, user_agent: &str) -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(VettingResolver(policy)))
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(user_agent)
 }

@@ -71,20 +71,6 @@ pub async fn enqueue(db: &Db, owner_id: Uuid, event: &str, payload: &str) {
     }
 }
 
-/// Resolves host names only to addresses the policy allows.
-struct VettingResolver(Arc<OutboundPolicy>);
-
-impl reqwest::dns::Resolve for VettingResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.0.clone();
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let addrs = policy.resolve_vetted(&host).await.map_err(|e| Box::new(e) as Box<_>)?;
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
 /// How deliveries are made; cheap to clone.
 #[derive(Clone)]
 pub struct DeliveryConfig {
@@ -122,14 +108,9 @@ impl DeliveryConfig {
                 .map_err(|e| format!("SEIDRA_WEBHOOKS__ALLOW_PRIVATE: {e}"))?,
         );
         let timeout = Duration::from_secs(settings.timeout_secs.max(1));
-        seidra_net::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(VettingResolver(policy.clone())))
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
+        let client = seidra_net::guarded_client(policy.clone(), concat!("seidra-webhooks/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)
             .connect_timeout(timeout)
-            .user_agent(concat!("seidra-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
         Ok(Self {
