@@ -57,7 +57,7 @@ pub fn parse(bytes: &[u8]) -> Result<Header, ModelError> {
     let mut len = [0u8; 8];
     len.copy_from_slice(len_bytes);
     let header_len = u64::from_le_bytes(len);
-    if header_len < 2 || header_len > MAX_HEADER_BYTES {
+    if !(2..=MAX_HEADER_BYTES).contains(&header_len) {
         return Err(not(format!("a header of {header_len} bytes is not plausible")));
     }
     let end = usize::try_from(8 + header_len).map_err(|_| not("header too large".into()))?;
@@ -110,7 +110,7 @@ pub async fn read(path: &Path) -> Result<Header, ModelError> {
         return Err(ModelError::NotSafetensors { reason: format!("the file is {what}") });
     }
     let header_len = u64::from_le_bytes(first);
-    if header_len < 2 || header_len > MAX_HEADER_BYTES || 8 + header_len > file_len {
+    if !(2..=MAX_HEADER_BYTES).contains(&header_len) || 8 + header_len > file_len {
         return Err(ModelError::NotSafetensors {
             reason: format!("a header of {header_len} bytes does not fit a {file_len}-byte file"),
         });
