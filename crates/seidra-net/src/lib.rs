@@ -223,6 +223,33 @@ impl OutboundPolicy {
     }
 }
 
+/// Resolves host names only to addresses the policy allows.
+struct VettingResolver(Arc<OutboundPolicy>);
+
+impl reqwest::dns::Resolve for VettingResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs = policy.resolve_vetted(&host).await.map_err(|e| Box::new(e) as Box<_>)?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// An HTTP client builder for URLs chosen by users: names resolve only through
+/// [`OutboundPolicy::resolve_vetted`] (no gap for DNS rebinding), no proxy, no redirects (a
+/// redirect could lead anywhere). The caller adds timeouts and builds it. Installs the TLS
+/// provider first.
+pub fn guarded_client(policy: Arc<OutboundPolicy>, user_agent: &str) -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(VettingResolver(policy)))
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(user_agent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,29 +308,3 @@ mod tests {
     }
 }
 
-/// Resolves host names only to addresses the policy allows.
-struct VettingResolver(Arc<OutboundPolicy>);
-
-impl reqwest::dns::Resolve for VettingResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.0.clone();
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let addrs = policy.resolve_vetted(&host).await.map_err(|e| Box::new(e) as Box<_>)?;
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-/// An HTTP client builder for URLs chosen by users: names resolve only through
-/// [`OutboundPolicy::resolve_vetted`] (no gap for DNS rebinding), no proxy, no redirects (a
-/// redirect could lead anywhere). The caller adds timeouts and builds it. Installs the TLS
-/// provider first.
-pub fn guarded_client(policy: Arc<OutboundPolicy>, user_agent: &str) -> reqwest::ClientBuilder {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .dns_resolver(Arc::new(VettingResolver(policy)))
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(user_agent)
-}
