@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin, api_keys, auth, exports, health, jobs, media, notifications, personas, settings, uploads, webhooks,
+    admin, api_keys, auth, exports, health, jobs, media, models, notifications, personas, settings, uploads, webhooks,
 };
 
 /// The API description.
@@ -26,6 +26,7 @@ use crate::routes::{
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete, webhooks::test,
         webhooks::deliveries,
         settings::get, settings::patch, settings::get_policy, settings::put_policy,
+        models::list, models::get, models::register, models::rescan, models::delete, models::download,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -40,6 +41,7 @@ use crate::routes::{
         (name = "system", description = "Health and readiness"),
         (name = "notifications", description = "Per-user notifications (also pushed on the WebSocket) and admin broadcasts"),
         (name = "webhooks", description = "Signed webhook deliveries with retries and a delivery log"),
+        (name = "models", description = "The model catalogue: base models, LoRAs and VAEs; admins rescan, register, remove and download"),
     )
 )]
 pub struct ApiDoc;

@@ -21,7 +21,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::middleware::{LimitPolicy, authenticate_and_limit, http_metrics};
 use crate::routes::{
-    admin, api_keys, auth, exports, files, health, jobs, media, notifications, personas, settings, uploads, webhooks,
+    admin, api_keys, auth, exports, files, health, jobs, media, models, notifications, personas, settings, uploads,
+    webhooks,
 };
 use crate::state::AppState;
 
@@ -69,6 +70,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/media", get(media::list))
         .route("/api/media/stats", get(media::stats))
         .route("/api/media/bulk", post(media::bulk))
+        .route("/api/models", get(models::list).post(models::register))
+        .route("/api/models/rescan", post(models::rescan))
+        .route("/api/models/download", post(models::download))
+        .route("/api/models/{id}", get(models::get).delete(models::delete))
         .route("/api/media/export", post(exports::create_export))
         .route("/api/media/export/{job_id}", get(exports::get_export))
         .route("/api/media/{id}", get(media::get).patch(media::update).delete(media::delete))

@@ -185,7 +185,8 @@ pub async fn build_state_with(
         None => RateLimiter::in_memory(),
     };
     let _ = crate::metrics::handle();
-    Ok(AppState {
+    let models = seidra_worker::model_tasks::ModelDownloads::from_settings(&settings).map_err(anyhow::Error::msg)?;
+    let state = AppState {
         db,
         proxies: Arc::new(TrustedProxies::parse(&settings.trusted_proxies)),
         settings: Arc::new(settings),
@@ -199,7 +200,18 @@ pub async fn build_state_with(
         storage,
         signer,
         policy: crate::policy::PolicyCache::new(crate::policy::POLICY_REFRESH),
-    })
+        models,
+    };
+    if state.settings.models.scan_on_start {
+        // In the background: hashing a large directory must not delay readiness.
+        let scanning = state.clone();
+        tokio::spawn(async move {
+            if let Err(err) = crate::routes::models::rescan_directory(&scanning).await {
+                tracing::warn!(error = %err.message, "the model directory could not be scanned at startup");
+            }
+        });
+    }
+    Ok(state)
 }
 
 /// What first boot did about the admin account.

@@ -43,4 +43,6 @@ pub struct AppState {
     pub ws_router: EventRouter,
     /// The instance content policy, cached (see `crate::policy`).
     pub policy: crate::policy::PolicyCache,
+    /// The model directory and download client (shared with in-process workers).
+    pub models: Arc<seidra_worker::model_tasks::ModelDownloads>,
 }

@@ -91,6 +91,42 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Uploads, thumbnails and exports.
     pub media: MediaSettings,
+    /// The model catalogue: its directory and downloads (`SEIDRA_MODELS__*`).
+    pub models: ModelSettings,
+}
+
+/// The model catalogue (`/api/models`) and model downloads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSettings {
+    /// Directory of model files; empty = `<data_dir>/models`. Workers that download or run
+    /// models need the same directory (a shared volume on Kubernetes).
+    pub dir: Option<PathBuf>,
+    /// Largest model download, bytes.
+    pub max_download_bytes: u64,
+    /// Whether downloads may use plain `http` (off: https only).
+    pub allow_http: bool,
+    /// IPs, CIDR ranges or host names downloads may reach although they are internal
+    /// (comma-separated in env). Empty = public addresses only.
+    #[serde(deserialize_with = "string_or_list")]
+    pub allow_private: Vec<String>,
+    /// Seconds a download may wait for the next bytes before it is abandoned (and retried).
+    pub read_timeout_secs: u64,
+    /// Whether the server scans the directory when it starts.
+    pub scan_on_start: bool,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_download_bytes: 20 * 1024 * 1024 * 1024,
+            allow_http: false,
+            allow_private: Vec::new(),
+            read_timeout_secs: 60,
+            scan_on_start: true,
+        }
+    }
 }
 
 /// Outbound webhook deliveries (made by workers and `seidra up`).
@@ -262,6 +298,7 @@ impl Default for Settings {
             s3: S3Settings::default(),
             webhooks: WebhookSettings::default(),
             media: MediaSettings::default(),
+            models: ModelSettings::default(),
         }
     }
 }
@@ -281,6 +318,14 @@ impl Settings {
             Environment::Production => LogFormat::Json,
             Environment::Development => LogFormat::Pretty,
         })
+    }
+
+    /// The model directory in effect.
+    pub fn models_dir(&self) -> PathBuf {
+        match &self.models.dir {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.clone(),
+            _ => self.data_dir.join("models"),
+        }
     }
 
     /// Whether this is a production deployment.

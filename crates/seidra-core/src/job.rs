@@ -13,6 +13,8 @@ pub enum JobType {
     Image,
     /// A ZIP archive of library items (run by the worker itself, engine `internal`).
     Export,
+    /// A model file fetched into the model directory (run by the worker itself, engine `internal`).
+    ModelDownload,
 }
 
 impl JobType {
@@ -21,6 +23,7 @@ impl JobType {
         match self {
             JobType::Image => "image",
             JobType::Export => "export",
+            JobType::ModelDownload => "model_download",
         }
     }
 
@@ -29,6 +32,7 @@ impl JobType {
         match s {
             "image" => Some(JobType::Image),
             "export" => Some(JobType::Export),
+            "model_download" => Some(JobType::ModelDownload),
             _ => None,
         }
     }

@@ -41,6 +41,17 @@ pub struct Downloaded {
 /// `allow_http`), no credentials, and a `.safetensors` name (`name` given, or the URL's last
 /// path segment). Returns the URL and the file name.
 pub fn check_request(raw_url: &str, name: Option<&str>, allow_http: bool) -> Result<(Url, String), ModelError> {
+    let url = check_url(raw_url, allow_http)?;
+    let name = match name {
+        Some(n) => n.trim().to_owned(),
+        None => url.path_segments().and_then(|mut s| s.next_back()).unwrap_or_default().to_owned(),
+    };
+    let file_name = check_file_name(&name)?;
+    Ok((url, file_name))
+}
+
+/// The URL part of [`check_request`].
+pub fn check_url(raw_url: &str, allow_http: bool) -> Result<Url, ModelError> {
     let refused = |reason: String| ModelError::Refused { reason };
     let url = Url::parse(raw_url.trim()).map_err(|e| refused(format!("not a valid URL: {e}")))?;
     match url.scheme() {
@@ -52,12 +63,14 @@ pub fn check_request(raw_url: &str, name: Option<&str>, allow_http: bool) -> Res
     if !url.username().is_empty() || url.password().is_some() {
         return Err(refused("credentials in the URL are not accepted".into()));
     }
-    let file_name = match name {
-        Some(n) => n.trim().to_owned(),
-        None => url.path_segments().and_then(|mut s| s.next_back()).unwrap_or_default().to_owned(),
-    };
-    let file_name =
-        if file_name.contains('.') || file_name.is_empty() { file_name } else { format!("{file_name}.safetensors") };
+    Ok(url)
+}
+
+/// The file-name part of [`check_request`]: `.safetensors` (added when there is no extension),
+/// never a pickle extension, only `[A-Za-z0-9._+-]`, not hidden, at most 200 characters.
+pub fn check_file_name(name: &str) -> Result<String, ModelError> {
+    let refused = |reason: String| ModelError::Refused { reason };
+    let file_name = if name.contains('.') || name.is_empty() { name.to_owned() } else { format!("{name}.safetensors") };
     let ext = file_name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     if PICKLE_EXTENSIONS.contains(&ext.as_str()) {
         return Err(refused(format!(
@@ -67,15 +80,15 @@ pub fn check_request(raw_url: &str, name: Option<&str>, allow_http: bool) -> Res
     if ext != "safetensors" {
         return Err(refused(format!("`{file_name}` is not a .safetensors file")));
     }
-    let stem_ok = file_name.len() <= 200
+    let safe = file_name.len() <= 200
         && !file_name.starts_with('.')
         && file_name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'));
-    if !stem_ok {
+    if !safe {
         return Err(refused(format!(
             "`{file_name}` is not a safe file name (letters, digits, `.-_+`, at most 200 characters)"
         )));
     }
-    Ok((url, file_name))
+    Ok(file_name)
 }
 
 /// Downloads `url` to `dest` (which must not exist), reporting `(bytes so far, total if

@@ -97,7 +97,7 @@ pub async fn scan(dir: &Path, known: &(dyn Fn(&str, u64, i64) -> Option<String> 
             if ext != "safetensors" {
                 continue;
             }
-            let modified = mtime(&meta);
+            let modified = modified_secs(&meta);
             match safetensors::read(&path).await {
                 Ok(header) => {
                     let (kind, architecture) = classify::classify(&header);
@@ -143,7 +143,7 @@ pub async fn inspect(dir: &Path, path: &Path) -> Result<Found, ModelError> {
         kind,
         architecture,
         bytes: meta.len(),
-        modified: mtime(&meta),
+        modified: modified_secs(&meta),
         sha256: Some(sha256_file(path).await?),
         metadata: header.metadata,
     })
@@ -171,7 +171,7 @@ async fn diffusers(path: &Path, rel: &str, name: &str) -> Result<Found, ModelErr
                 stack.push(entry.path());
             } else {
                 bytes += meta.len();
-                modified = modified.max(mtime(&meta));
+                modified = modified.max(modified_secs(&meta));
                 let ext =
                     entry.path().extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
                 safe += usize::from(ext == "safetensors");
@@ -218,7 +218,8 @@ fn rel_path(dir: &Path, path: &Path) -> String {
     rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/")
 }
 
-fn mtime(meta: &std::fs::Metadata) -> i64 {
+/// A file's modification time, Unix seconds (0 when unknown).
+pub fn modified_secs(meta: &std::fs::Metadata) -> i64 {
     meta.modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())

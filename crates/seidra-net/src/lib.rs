@@ -307,4 +307,3 @@ mod tests {
         assert!(OutboundPolicy::parse(&["not a host!".to_owned()]).is_err());
     }
 }
-

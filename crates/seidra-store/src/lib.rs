@@ -17,6 +17,7 @@ pub mod content_policy;
 pub mod jobs;
 pub mod media;
 pub mod media_pipeline;
+pub mod models;
 pub mod notifications;
 pub mod personas;
 pub mod refresh_tokens;

@@ -62,6 +62,7 @@ impl TestServerBuilder {
                 engines: state.engines.clone(),
                 signer: state.signer.clone(),
                 media: state.settings.media.clone(),
+                models: state.models.clone(),
             };
             let worker = Worker::new(deps, test_worker_config(&state.settings, i));
             workers.push(tokio::spawn(worker.run(stop_workers.clone())));

@@ -6,6 +6,7 @@ mod completion;
 pub mod events;
 pub mod maintenance;
 pub mod media_tasks;
+pub mod model_tasks;
 pub mod registry;
 mod runner;
 pub mod sweeper;

@@ -21,6 +21,7 @@ use crate::completion::{Completer, CompleterTask};
 use crate::events::{JOB_CANCEL, JOBS_WAKE, job_event, progress_event};
 use crate::maintenance;
 use crate::media_tasks::{self, ExportDone, INTERNAL_ENGINE};
+use crate::model_tasks;
 use crate::registry::EngineRegistry;
 
 /// How a worker behaves.
@@ -63,6 +64,8 @@ pub struct WorkerDeps {
     pub signer: DownloadSigner,
     /// Thumbnail and export settings.
     pub media: MediaSettings,
+    /// Model downloads (directory, limits, guarded client).
+    pub models: Arc<crate::model_tasks::ModelDownloads>,
 }
 
 /// A worker process (or an in-process worker of `seidra up`).
@@ -87,6 +90,8 @@ enum Done {
     Outputs(Vec<EngineOutput>),
     /// A stored export archive.
     Export(ExportDone),
+    /// A downloaded, catalogued model.
+    Model(Box<seidra_store::models::Model>),
 }
 
 /// Progress from the engine, relayed by a coalescing task.
@@ -419,12 +424,22 @@ impl Worker {
         let released = release.is_cancelled();
         let engine = job.engine.clone();
         let outcome_label = match outcome {
+            Ok(Done::Model(model)) if lost => {
+                tracing::warn!("lease lost while downloading; the model is removed again");
+                model_tasks::discard(&self.deps, &model).await;
+                "lease_lost"
+            }
             _ if lost => {
                 tracing::warn!("lease lost while running; result discarded");
                 "lease_lost"
             }
             Ok(Done::Outputs(outputs)) if !cancel.is_cancelled() => self.store_and_complete(&job, outputs).await,
             Ok(Done::Export(export)) if !cancel.is_cancelled() => self.complete_export(&job, export).await,
+            Ok(Done::Model(model)) if !cancel.is_cancelled() => self.complete_model_download(&job, model).await,
+            Ok(Done::Model(model)) => {
+                model_tasks::discard(&self.deps, &model).await;
+                self.settle(&job, if released { JobEvent::Release } else { JobEvent::Cancel }, None).await
+            }
             Ok(_) | Err(EngineError::Cancelled) if released => self.settle(&job, JobEvent::Release, None).await,
             Ok(_) | Err(EngineError::Cancelled) => self.settle(&job, JobEvent::Cancel, None).await,
             Err(EngineError::Invalid(v)) => {
@@ -445,8 +460,12 @@ impl Worker {
 
     /// Runs the engine in its own task so a panic becomes a retryable failure, not a dead worker.
     async fn execute(&self, job: &Job, sink: WatchSink, cancel: &CancellationToken) -> Result<Done, EngineError> {
-        if job.job_type == JobType::Export {
-            return media_tasks::run_export(&self.deps, job, &sink, cancel).await.map(Done::Export);
+        match job.job_type {
+            JobType::Export => return media_tasks::run_export(&self.deps, job, &sink, cancel).await.map(Done::Export),
+            JobType::ModelDownload => {
+                return model_tasks::run_download(&self.deps, job, &sink, cancel).await.map(|m| Done::Model(Box::new(m)));
+            }
+            JobType::Image => {}
         }
         let request: ImageRequest = serde_json::from_value(job.request.clone()).map_err(|e| EngineError::Failed {
             code: "invalid_stored_request".into(),
@@ -599,14 +618,7 @@ impl Worker {
             Ok(None) => {
                 // Cancelled meanwhile, or the lease moved on: keep nothing.
                 self.delete_objects(&stored).await;
-                if let Ok(current) = jobs::get(&self.deps.db, job.id).await
-                    && current.status == JobStatus::Running
-                    && current.cancel_requested
-                    && current.lease_owner == Some(self.id)
-                {
-                    return self.settle(&current, JobEvent::Cancel, None).await;
-                }
-                "lease_lost"
+                self.completion_refused(job).await
             }
             Err(err) => {
                 tracing::warn!(%err, "could not record the job's completion");
@@ -653,14 +665,7 @@ impl Worker {
             Ok(Some(_)) => "succeeded",
             Ok(None) => {
                 discard().await;
-                if let Ok(current) = jobs::get(&self.deps.db, job.id).await
-                    && current.status == JobStatus::Running
-                    && current.cancel_requested
-                    && current.lease_owner == Some(self.id)
-                {
-                    return self.settle(&current, JobEvent::Cancel, None).await;
-                }
-                "lease_lost"
+                self.completion_refused(job).await
             }
             Err(err) => {
                 tracing::warn!(%err, "could not record the export's completion");
@@ -668,6 +673,44 @@ impl Worker {
                 "error"
             }
         }
+    }
+
+    /// Completes a model download (its row and file already exist); removes both if
+    /// completion is refused.
+    async fn complete_model_download(&self, job: &Job, model: Box<seidra_store::models::Model>) -> &'static str {
+        let view = serde_json::json!({
+            "id": model.id,
+            "name": model.name,
+            "kind": model.kind,
+            "architecture": model.architecture,
+            "bytes": model.bytes,
+            "sha256": model.sha256,
+        });
+        match self.completer.complete(job.clone(), Vec::new(), Some(("model".to_owned(), view))).await {
+            Ok(Some(_)) => "succeeded",
+            Ok(None) => {
+                model_tasks::discard(&self.deps, &model).await;
+                self.completion_refused(job).await
+            }
+            Err(err) => {
+                tracing::warn!(%err, "could not record the download's completion");
+                model_tasks::discard(&self.deps, &model).await;
+                "error"
+            }
+        }
+    }
+
+    /// After the store refused a completion: acknowledges a cancel that arrived meanwhile,
+    /// else the lease moved on.
+    async fn completion_refused(&self, job: &Job) -> &'static str {
+        if let Ok(current) = jobs::get(&self.deps.db, job.id).await
+            && current.status == JobStatus::Running
+            && current.cancel_requested
+            && current.lease_owner == Some(self.id)
+        {
+            return self.settle(&current, JobEvent::Cancel, None).await;
+        }
+        "lease_lost"
     }
 
     async fn delete_objects(&self, stored: &[NewMedia]) {

@@ -152,6 +152,7 @@ async fn serve(settings: Settings, all_in_one: bool) -> anyhow::Result<ExitCode>
             engines: state.engines.clone(),
             signer: state.signer.clone(),
             media: state.settings.media.clone(),
+            models: state.models.clone(),
         };
         let worker = Worker::new(deps, worker_config(&state.settings, format!("embedded-{i}"), None));
         worker_tasks.spawn(worker.run(stop_workers.clone()));
@@ -250,6 +251,7 @@ async fn worker(settings: Settings, concurrency: Option<u32>) -> anyhow::Result<
         engines: EngineRegistry::from_settings(&settings.engines),
         signer: seidra_storage::DownloadSigner::new(seidra_api::startup::url_signer(&settings)?, storage),
         media: settings.media.clone(),
+        models: seidra_worker::model_tasks::ModelDownloads::from_settings(&settings).map_err(anyhow::Error::msg)?,
     };
     let name =
         format!("{}:{}", std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim(), std::process::id());

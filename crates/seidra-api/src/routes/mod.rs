@@ -8,6 +8,7 @@ pub mod files;
 pub mod health;
 pub mod jobs;
 pub mod media;
+pub mod models;
 pub mod notifications;
 pub mod personas;
 pub mod settings;
