@@ -463,7 +463,9 @@ impl Worker {
         match job.job_type {
             JobType::Export => return media_tasks::run_export(&self.deps, job, &sink, cancel).await.map(Done::Export),
             JobType::ModelDownload => {
-                return model_tasks::run_download(&self.deps, job, &sink, cancel).await.map(|m| Done::Model(Box::new(m)));
+                return model_tasks::run_download(&self.deps, job, &sink, cancel)
+                    .await
+                    .map(|m| Done::Model(Box::new(m)));
             }
             JobType::Image => {}
         }
