@@ -170,3 +170,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
         }
     }
 }
+
+/// An authenticated admin (with the `admin` scope for API keys): the extractor refuses
+/// everyone else with 403 before the request body is even read, so a non-admin learns
+/// nothing about what the endpoint expects.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        principal.require_admin()?;
+        Ok(Self(principal))
+    }
+}

@@ -7,7 +7,7 @@ use seidra_core::Role;
 use seidra_store::{accounts, audit};
 
 use crate::accounts::{Actor, create_user, set_disabled, set_password, set_role};
-use crate::auth::Principal;
+use crate::auth::{Admin, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery, parse_uuid};
 use crate::middleware::ClientIp;
@@ -23,10 +23,9 @@ fn actor(p: &Principal, ip: ClientIp) -> Actor {
     responses((status = 200, body = UserPage), (status = 403, body = ErrorBody)))]
 pub async fn list_users(
     State(state): State<AppState>,
-    principal: Principal,
+    _: Admin,
     AppQuery(page): AppQuery<PageQuery>,
 ) -> ApiResult<Json<UserPage>> {
-    principal.require_admin()?;
     let (limit, offset) = page.resolve()?;
     let (users, total) = accounts::list_users(&state.db, limit, offset).await?;
     Ok(Json(UserPage { items: users.iter().map(UserView::from).collect(), total, limit, offset }))
@@ -38,10 +37,9 @@ pub async fn list_users(
 pub async fn create(
     State(state): State<AppState>,
     Extension(ip): Extension<ClientIp>,
-    principal: Principal,
+    Admin(principal): Admin,
     AppJson(body): AppJson<AdminCreateUser>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
-    principal.require_admin()?;
     let role = body.role.unwrap_or(Role::User);
     let user = create_user(&state.db, &actor(&principal, ip), &body.username, &body.password, role).await?;
     Ok((StatusCode::CREATED, Json(UserView::from(&user))))
@@ -54,11 +52,10 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     Extension(ip): Extension<ClientIp>,
-    principal: Principal,
+    Admin(principal): Admin,
     Path(id): Path<String>,
     AppJson(body): AppJson<AdminUpdateUser>,
 ) -> ApiResult<Json<UserView>> {
-    principal.require_admin()?;
     let id = parse_uuid("id", &id)?;
     let actor = actor(&principal, ip);
     let mut user = accounts::get_user(&state.db, id).await.map_err(ApiError::or_not_found("user"))?;
@@ -83,10 +80,9 @@ pub async fn update(
     responses((status = 200, body = AuditPage), (status = 403, body = ErrorBody)))]
 pub async fn audit_log(
     State(state): State<AppState>,
-    principal: Principal,
+    _: Admin,
     AppQuery(page): AppQuery<PageQuery>,
 ) -> ApiResult<Json<AuditPage>> {
-    principal.require_admin()?;
     let (limit, offset) = page.resolve()?;
     let entries = audit::list(&state.db, None, limit, offset).await?;
     let items = entries

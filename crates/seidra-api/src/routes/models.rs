@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::auth::{Admin, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, parse_uuid};
 use crate::state::AppState;
@@ -168,8 +168,7 @@ pub struct RescanReport {
 /// Rescans the model directory and brings the catalogue in line (admins).
 #[utoipa::path(post, path = "/api/models/rescan", tag = "models", security(("bearer" = [])),
     responses((status = 200, body = RescanReport), (status = 403, body = ErrorBody)))]
-pub async fn rescan(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<RescanReport>> {
-    principal.require_admin()?;
+pub async fn rescan(State(state): State<AppState>, _: Admin) -> ApiResult<Json<RescanReport>> {
     Ok(Json(rescan_directory(&state).await?))
 }
 
@@ -243,10 +242,9 @@ pub struct RegisterModel {
         (status = 422, body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
-    principal: Principal,
+    _: Admin,
     AppJson(body): AppJson<RegisterModel>,
 ) -> ApiResult<(StatusCode, Json<ModelView>)> {
-    principal.require_admin()?;
     let rel = FsPath::new(body.path.trim());
     let inside = !rel.as_os_str().is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
     if !inside {
@@ -281,11 +279,10 @@ pub struct DeleteQuery {
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    principal: Principal,
+    _: Admin,
     Path(id): Path<String>,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
-    principal.require_admin()?;
     let id = parse_uuid("id", &id)?;
     let model = models::delete(&state.db, id).await.map_err(ApiError::or_not_found("model"))?;
     if q.delete_file {
@@ -334,10 +331,9 @@ pub struct DownloadModel {
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     AppJson(body): AppJson<DownloadModel>,
 ) -> ApiResult<Response> {
-    principal.require_admin()?;
     fn refused(field: &'static str) -> impl Fn(seidra_models::ModelError) -> ApiError {
         move |e| ApiError::validation(ValidationError::new(field, e.to_string()))
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::accounts::{Actor, audit};
-use crate::auth::Principal;
+use crate::auth::{Admin, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery, parse_uuid};
 use crate::middleware::ClientIp;
@@ -142,10 +142,9 @@ pub async fn delete(
 pub async fn broadcast(
     State(state): State<AppState>,
     Extension(ip): Extension<ClientIp>,
-    principal: Principal,
+    Admin(principal): Admin,
     AppJson(body): AppJson<BroadcastRequest>,
 ) -> ApiResult<(StatusCode, Json<BroadcastResult>)> {
-    principal.require_admin()?;
     let level = body.level.as_deref().unwrap_or("info");
     if !seidra_notify::LEVELS.contains(&level) {
         return Err(ValidationError::new("level", "must be one of info, success, warning, error").into());

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::auth::Principal;
+use crate::auth::{Admin, Principal};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::AppJson;
 use crate::middleware::ClientIp;
@@ -82,8 +82,7 @@ fn view(version: i64, doc: PolicyDocument) -> ContentPolicyView {
 /// The instance content policy (admins).
 #[utoipa::path(get, path = "/api/admin/content-policy", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = ContentPolicyView), (status = 403, body = ErrorBody)))]
-pub async fn get_policy(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<ContentPolicyView>> {
-    principal.require_admin()?;
+pub async fn get_policy(State(state): State<AppState>, _: Admin) -> ApiResult<Json<ContentPolicyView>> {
     let (version, doc) = seidra_store::content_policy::load(&state.db).await?;
     Ok(Json(view(version, doc)))
 }
@@ -95,10 +94,9 @@ pub async fn get_policy(State(state): State<AppState>, principal: Principal) -> 
 pub async fn put_policy(
     State(state): State<AppState>,
     Extension(ip): Extension<ClientIp>,
-    principal: Principal,
+    Admin(principal): Admin,
     AppJson(doc): AppJson<PolicyDocument>,
 ) -> ApiResult<Json<ContentPolicyView>> {
-    principal.require_admin()?;
     doc.validate()?;
     let version = crate::policy::save(&state, &doc, principal.user.id).await?;
     let entry = NewAuditEntry {
