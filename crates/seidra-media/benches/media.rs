@@ -36,6 +36,14 @@ fn bench_thumbnail(c: &mut Criterion) {
     let png = png_2048();
     let mut group = c.benchmark_group("thumbnail");
     group.bench_function("png_2048", |b| b.iter(|| thumbnail::make(black_box(&png)).map(|t| t.len()).unwrap_or(0)));
+    // Where the time goes: decoding the PNG, then scaling and encoding both sizes.
+    group.bench_function("stage_decode_png_2048", |b| {
+        b.iter(|| image::load_from_memory(black_box(&png)).map(|i| i.width()).unwrap_or(0))
+    });
+    let decoded = image::load_from_memory(&png).unwrap_or_default();
+    group.bench_function("stage_scale_and_encode_2048", |b| {
+        b.iter(|| thumbnail::from_image(black_box(decoded.clone())).map(|t| t.len()).unwrap_or(0))
+    });
     group.finish();
 }
 

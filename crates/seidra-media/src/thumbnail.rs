@@ -1,14 +1,16 @@
 //! Thumbnails: the longest side scaled to 256 px and 768 px (never upscaled, aspect kept),
-//! encoded as JPEG. Pure Rust (the `image` crate with only png/jpeg/gif/webp).
+//! encoded as JPEG. Pure Rust: `image` decodes (png/jpeg/gif/webp only), `fast_image_resize`
+//! scales and `jpeg-encoder` encodes, both with SIMD chosen at run time (AVX2, SSE4.1).
 //!
-//! Speed: the 768 px image is made from the original with `image`'s integer area-averaging
-//! `thumbnail` (each source pixel lands in one target pixel, so it is one pass over the
-//! source and good for large reductions), and the 256 px one from the 768 px image.
+//! Speed (docs/BENCHMARKS.md): the 768 px image is made from the original with a box filter
+//! (area averaging: every source pixel counts, no aliasing on large reductions), and the
+//! 256 px one from the 768 px image.
 
 use std::io::Cursor;
 
-use image::codecs::jpeg::JpegEncoder;
-use image::{DynamicImage, ImageReader};
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, ImageReader, RgbImage};
 
 /// Thumbnail sizes (longest side, px).
 pub const SIZES: [u32; 2] = [256, 768];
@@ -75,21 +77,38 @@ pub fn make(bytes: &[u8]) -> Result<Vec<Thumbnail>, ThumbnailError> {
 /// Both thumbnails of a decoded image, smallest first.
 pub fn from_image(image: DynamicImage) -> Result<Vec<Thumbnail>, ThumbnailError> {
     // JPEG has no alpha: flatten to RGB8 once (alpha dropped; free when it already is RGB8).
-    let rgb = DynamicImage::ImageRgb8(image.into_rgb8());
-    let (w, h) = (rgb.width(), rgb.height());
+    let rgb = image.into_rgb8();
+    let (w, h) = rgb.dimensions();
+    let mut resizer = Resizer::new();
     let (lw, lh) = fit(w, h, SIZES[1]);
-    let large = if (lw, lh) == (w, h) { rgb } else { rgb.thumbnail_exact(lw, lh) };
+    let large = if (lw, lh) == (w, h) { rgb } else { scale(&mut resizer, &rgb, lw, lh)? };
     let (sw, sh) = fit(w, h, SIZES[0]);
-    let small = if (sw, sh) == (large.width(), large.height()) { large.clone() } else { large.thumbnail_exact(sw, sh) };
+    let small = if (sw, sh) == large.dimensions() { large.clone() } else { scale(&mut resizer, &large, sw, sh)? };
     Ok(vec![encode(SIZES[0], &small)?, encode(SIZES[1], &large)?])
 }
 
-fn encode(size: u32, image: &DynamicImage) -> Result<Thumbnail, ThumbnailError> {
+/// Area-averaging downscale of an RGB8 image.
+fn scale(resizer: &mut Resizer, src: &RgbImage, w: u32, h: u32) -> Result<RgbImage, ThumbnailError> {
+    let failed = |e: &dyn std::fmt::Display| ThumbnailError::Encode(format!("cannot scale the image: {e}"));
+    let source = fast_image_resize::images::ImageRef::new(src.width(), src.height(), src.as_raw(), PixelType::U8x3)
+        .map_err(|e| failed(&e))?;
+    let mut target = Image::new(w, h, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box));
+    resizer.resize(&source, &mut target, &options).map_err(|e| failed(&e))?;
+    RgbImage::from_raw(w, h, target.into_vec()).ok_or_else(|| failed(&"the scaled buffer has the wrong size"))
+}
+
+fn encode(size: u32, image: &RgbImage) -> Result<Thumbnail, ThumbnailError> {
+    let (w, h) = image.dimensions();
+    let (w16, h16) = match (u16::try_from(w), u16::try_from(h)) {
+        (Ok(w), Ok(h)) => (w, h),
+        _ => return Err(ThumbnailError::Encode(format!("{w}×{h} is too large for JPEG"))),
+    };
     let mut jpeg = Vec::with_capacity(64 * 1024);
-    JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
-        .encode_image(image)
+    jpeg_encoder::Encoder::new(&mut jpeg, JPEG_QUALITY)
+        .encode(image.as_raw(), w16, h16, jpeg_encoder::ColorType::Rgb)
         .map_err(|e| ThumbnailError::Encode(e.to_string()))?;
-    Ok(Thumbnail { size, width: image.width(), height: image.height(), jpeg })
+    Ok(Thumbnail { size, width: w, height: h, jpeg })
 }
 
 #[cfg(test)]
@@ -120,5 +139,26 @@ mod tests {
             assert_eq!((back.width(), back.height()), (t.width, t.height));
         }
         assert!(make(b"not an image").is_err());
+    }
+
+    #[test]
+    fn keeps_colours_and_averages_areas() {
+        // Left half orange, right half teal: channel order and area averaging both show.
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(1536, 1536, |x, _| {
+            if x < 768 { image::Rgb([230, 120, 20]) } else { image::Rgb([20, 150, 160]) }
+        }));
+        let thumbs = from_image(img).unwrap();
+        for t in &thumbs {
+            let back = image::load_from_memory(&t.jpeg).unwrap().into_rgb8();
+            let near = |p: &image::Rgb<u8>, want: [u8; 3]| p.0.iter().zip(want).all(|(a, b)| a.abs_diff(b) <= 8);
+            let (w, h) = back.dimensions();
+            assert!(
+                near(back.get_pixel(w / 8, h / 2), [230, 120, 20]),
+                "{}: {:?}",
+                t.size,
+                back.get_pixel(w / 8, h / 2)
+            );
+            assert!(near(back.get_pixel(w - w / 8, h / 2), [20, 150, 160]), "{}", t.size);
+        }
     }
 }
