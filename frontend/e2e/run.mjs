@@ -8,7 +8,7 @@
 //   CHROMIUM=/usr/bin/chromium             browser binary
 //   E2E_HEADFUL=1                          watch it run (needs a display)
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, createWriteStream } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -91,6 +91,9 @@ async function startBackend() {
     // The e2e webhook receiver listens on this loopback address; every other internal address stays refused.
     SEIDRA_WEBHOOKS__ALLOW_PRIVATE: HOOK_HOST,
     SEIDRA_WEBHOOKS__POLL_INTERVAL_MS: '200',
+    // Model downloads come from the e2e file server on the same loopback address, over http.
+    SEIDRA_MODELS__ALLOW_HTTP: 'true',
+    SEIDRA_MODELS__ALLOW_PRIVATE: HOOK_HOST,
     SEIDRA_LOG_FORMAT: 'pretty',
     NO_COLOR: '1',
   };
@@ -117,7 +120,7 @@ async function startBackend() {
     if (exited) throw new Error(`seidra up exited early; see ${logPath}`);
     try {
       const res = await fetch(`${url}/readyz`);
-      if (res.ok) return { url, logPath };
+      if (res.ok) return { url, logPath, dataDir };
     } catch {
       // not listening yet
     }
@@ -127,9 +130,30 @@ async function startBackend() {
 }
 
 /** A webhook endpoint that records what it receives (on HOOK_HOST, which the backend allows). */
+/** A safetensors file of zero-filled F32 tensors (what the model catalogue reads). */
+function safetensors(tensors, metadata = {}) {
+  const header = {};
+  let offset = 0;
+  for (const [name, shape] of Object.entries(tensors)) {
+    const len = shape.reduce((a, b) => a * b, 1) * 4;
+    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + len] };
+    offset += len;
+  }
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  const json = Buffer.from(JSON.stringify(header));
+  const size = Buffer.alloc(8);
+  size.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([size, json, Buffer.alloc(offset)]);
+}
+const INK_LORA = safetensors({ 'lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight': [4, 320] }, { ss_base_model_version: 'sdxl_base_v1-0' });
+
 async function startHookReceiver() {
   const received = [];
   const server = http.createServer((req, res) => {
+    if (req.method === 'GET' && req.url === '/files/ink-wash.safetensors') {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': INK_LORA.length }).end(INK_LORA);
+      return;
+    }
     let body = '';
     req.on('data', (c) => (body += c));
     req.on('end', () => {
@@ -143,7 +167,7 @@ async function startHookReceiver() {
   });
   cleanups.push(() => new Promise((res) => server.close(res)));
   const { port } = /** @type {net.AddressInfo} */ (server.address());
-  return { url: `http://${HOOK_HOST}:${port}/seidra-hook`, received };
+  return { url: `http://${HOOK_HOST}:${port}/seidra-hook`, files: `http://${HOOK_HOST}:${port}/files`, received };
 }
 
 // ---------------------------------------------------------------- tiny test runner
@@ -667,7 +691,7 @@ async function main() {
       await page.getByText('Soon', { exact: true }).first().waitFor();
       await screen(name);
     }
-    for (const path of ['/video', '/models', '/no-such-page']) {
+    for (const path of ['/video', '/no-such-page']) {
       await go(path);
       await axe(path);
     }
@@ -746,6 +770,35 @@ async function main() {
     await waitFor(async () => (await bellCount()) === 0, 'bell cleared after mark read');
   });
 
+  await step('admin: Models — rescan finds a checkpoint and refuses a pickle; a LoRA download lands live; removal', async () => {
+    const models = join(backend.dataDir, 'models');
+    mkdirSync(models, { recursive: true });
+    writeFileSync(join(models, 'dreamshaper-tiny.safetensors'), safetensors({ 'model.diffusion_model.out.0.weight': [8], 'cond_stage_model.transformer.text_model.embeddings.position_ids': [1, 77] }));
+    writeFileSync(join(models, 'legacy.ckpt'), Buffer.from([0x80, 0x02, 0x7d]));
+    await go('/models');
+    await page.getByRole('heading', { name: 'Download a model' }).waitFor();
+    await page.getByRole('button', { name: 'Rescan' }).click();
+    await page.getByText('1 added, 0 updated, 0 removed.').waitFor();
+    await page.locator('.rescan-report li', { hasText: 'legacy.ckpt' }).getByText(/pickle/).waitFor();
+    await page.locator('table.models-table tbody tr', { hasText: 'dreamshaper-tiny' }).getByText('SD 1.5').waitFor();
+    // The server refuses a pickle URL on its field.
+    await page.fill('#model-url', `${hooks.files}/model.ckpt`);
+    await page.getByRole('button', { name: 'Download', exact: true }).click();
+    await page.locator('#model-url-error').getByText(/pickle/).waitFor();
+    await page.fill('#model-url', `${hooks.files}/ink-wash.safetensors`);
+    await page.fill('#model-name', 'Ink wash');
+    await page.getByRole('button', { name: 'Download', exact: true }).click();
+    await page.locator('.download-item', { hasText: 'ink-wash.safetensors' }).getByText('100%').waitFor();
+    await page.getByRole('button', { name: 'LoRA', exact: true }).click();
+    const lora = page.locator('table.models-table tbody tr', { hasText: 'Ink wash' });
+    await lora.getByText('SDXL').waitFor();
+    await lora.getByText('Downloaded').waitFor();
+    await screen('23d-admin-models');
+    await lora.getByRole('button', { name: 'Remove Ink wash' }).click();
+    await lora.getByRole('button', { name: 'Remove from the catalogue' }).click();
+    await lora.waitFor({ state: 'detached' });
+  });
+
   await step('admin: Settings shows the content policy editor', async () => {
     await go('/settings');
     await page.getByRole('heading', { name: 'Content policy' }).waitFor();
@@ -813,7 +866,6 @@ try {
 } finally {
   await cleanup();
 }
-const { writeFileSync } = await import('node:fs');
 writeFileSync(join(artifacts, 'axe-report.json'), JSON.stringify(axeReport, null, 2));
 const minor = axeReport.flatMap((r) => r.violations.filter((v) => v.impact === 'moderate' || v.impact === 'minor').map((v) => `${r.screen}: ${v.impact} ${v.id}`));
 console.log(`\n${results.filter((r) => r.ok).length}/${results.length} steps passed; screenshots in e2e/screenshots/`);

@@ -27,7 +27,8 @@ pub(crate) struct Request {
     pub job: Job,
     /// Its stored outputs.
     pub outputs: Vec<NewMedia>,
-    /// Fields added to the `job.succeeded` event's data (an export's download link).
+    /// A field added to the `job.succeeded` event's data (an export's download link); its
+    /// name must not be one of the job's own fields.
     pub event_extra: Option<(String, Value)>,
     /// Gets the succeeded job, `None` when the lease was lost or a cancel arrived.
     pub reply: oneshot::Sender<StoreResult<Option<Job>>>,

@@ -688,7 +688,7 @@ impl Worker {
             "bytes": model.bytes,
             "sha256": model.sha256,
         });
-        match self.completer.complete(job.clone(), Vec::new(), Some(("model".to_owned(), view))).await {
+        match self.completer.complete(job.clone(), Vec::new(), Some(("catalogued_model".to_owned(), view))).await {
             Ok(Some(_)) => "succeeded",
             Ok(None) => {
                 model_tasks::discard(&self.deps, &model).await;

@@ -501,6 +501,79 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The model catalogue. */
+        get: operations["models_list"];
+        put?: never;
+        /** Registers one model file with a name and description (admins). */
+        post: operations["models_register"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/models/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One model. */
+        get: operations["models_get"];
+        put?: never;
+        post?: never;
+        /** Removes a model from the catalogue, and its file when asked (admins). */
+        delete: operations["models_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/models/download": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Downloads a model into the directory as a `model_download` job (admins): follow it like any
+         *     job; the model appears in the catalogue only once it is complete and verified.
+         */
+        post: operations["models_download"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/models/rescan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Rescans the model directory and brings the catalogue in line (admins). */
+        post: operations["models_rescan"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/notifications": {
         parameters: {
             query?: never;
@@ -1151,6 +1224,19 @@ export interface components {
             /** @description `ok`, `down` or `not_configured`. */
             status: string;
         };
+        /** @description A download by URL. */
+        DownloadModel: {
+            /** @description Description. */
+            description?: string | null;
+            /** @description File name in the model directory (default: the URL's last segment); `.safetensors`. */
+            file_name?: string | null;
+            /** @description Catalogue name (default: the file stem). */
+            name?: string | null;
+            /** @description Expected hex SHA-256; the download is refused when the content differs. */
+            sha256?: string | null;
+            /** @description `https` URL of a `.safetensors` file (`http` only when `models.allow_http`). */
+            url: string;
+        };
         /** @description A category as the policy applies it. */
         EffectiveCategory: {
             /** @description When it applies. */
@@ -1439,7 +1525,7 @@ export interface components {
          * @description What a job produces.
          * @enum {string}
          */
-        JobType: "image" | "export";
+        JobType: "image" | "export" | "model_download";
         /** @description A job as its owner sees it. */
         JobView: {
             /**
@@ -1683,6 +1769,56 @@ export interface components {
             /** @description Thumbnails: `pending`, `ready`, `failed` or `none` (audio, video). */
             thumbnail_state: string;
         };
+        /** @description The catalogue. */
+        ModelList: {
+            /** @description Models by kind, then name. */
+            items: components["schemas"]["ModelView"][];
+            /** @description How many. */
+            total: number;
+        };
+        /** @description A catalogued model. */
+        ModelView: {
+            /** @description `sd15`, `sd21`, `sdxl` or `unknown`. */
+            architecture: string;
+            /**
+             * Format: int64
+             * @description Size, bytes.
+             */
+            bytes: number;
+            /**
+             * Format: date-time
+             * @description First catalogued.
+             */
+            created_at: string;
+            /** @description Description. */
+            description: string;
+            /** @description `safetensors` or `diffusers`. */
+            format: string;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description `base`, `lora`, `vae` or `unknown`. */
+            kind: string;
+            /** @description Safetensors metadata (training details of LoRAs…). */
+            metadata: Record<string, never>;
+            /** @description Name used in requests. */
+            name: string;
+            /** @description Path in the model directory. */
+            path: string;
+            /** @description Hex SHA-256 (files only). */
+            sha256?: string | null;
+            /** @description `scan`, `download` or `registered`. */
+            source: string;
+            /** @description Where a download came from. */
+            source_url?: string | null;
+            /**
+             * Format: date-time
+             * @description Last changed.
+             */
+            updated_at: string;
+        };
         /** @description A page of notifications. */
         NotificationPage: {
             /** @description Newest first. */
@@ -1889,6 +2025,42 @@ export interface components {
         RefreshRequest: {
             /** @description The refresh token from the last login or refresh. */
             refresh_token: string;
+        };
+        /** @description A file the scan did not catalogue. */
+        RefusedFile: {
+            /** @description Path in the model directory. */
+            path: string;
+            /** @description Why. */
+            reason: string;
+        };
+        /** @description Registers a file (or diffusers directory) already in the model directory. */
+        RegisterModel: {
+            /** @description Description. */
+            description?: string | null;
+            /** @description Catalogue name (default: the file stem). */
+            name?: string | null;
+            /** @description Path relative to the model directory. */
+            path: string;
+        };
+        /** @description What a rescan changed. */
+        RescanReport: {
+            /**
+             * Format: int64
+             * @description New models.
+             */
+            added: number;
+            /** @description Files refused (pickles, broken safetensors). */
+            refused: components["schemas"]["RefusedFile"][];
+            /**
+             * Format: int64
+             * @description Models whose file is gone.
+             */
+            removed: number;
+            /**
+             * Format: int64
+             * @description Models whose file changed.
+             */
+            updated: number;
         };
         /**
          * @description What an account may do instance-wide.
@@ -3344,6 +3516,228 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    models_list: {
+        parameters: {
+            query?: {
+                /** @description `sd15`, `sd21`, `sdxl` or `unknown`. */
+                architecture?: string;
+                /** @description `base`, `lora`, `vae` or `unknown`. */
+                kind?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelList"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    models_register: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegisterModel"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelView"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    models_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description model id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelView"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    models_delete: {
+        parameters: {
+            query?: {
+                /** @description Also delete the file (default: only the catalogue row; a rescan brings it back). */
+                delete_file?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description model id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    models_download: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DownloadModel"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmitResponse"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    models_rescan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RescanReport"];
+                };
+            };
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

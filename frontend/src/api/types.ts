@@ -21,6 +21,8 @@ export type CreatedApiKey = S['CreatedApiKey'];
 export type SystemHealth = S['SystemHealth'];
 export type DependencyHealth = S['DependencyHealth'];
 export type AuditView = S['AuditView'];
+export type ModelView = S['ModelView'];
+export type RescanReport = S['RescanReport'];
 
 export const JOB_STATUSES: readonly JobStatus[] = ['queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled'];
 export const ACTIVE_STATUSES: readonly JobStatus[] = ['queued', 'running', 'retrying'];

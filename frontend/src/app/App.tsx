@@ -6,6 +6,7 @@ import { navigate, useLocation } from '../lib/router';
 import { Generate } from '../screens/generate/Generate';
 import { Jobs } from '../screens/Jobs';
 import { Login, safeNext } from '../screens/Login';
+import { Models } from '../screens/Models';
 import { Notifications } from '../screens/Notifications';
 import { NotFound, Placeholder } from '../screens/Placeholder';
 import { Settings } from '../screens/Settings';
@@ -30,7 +31,7 @@ const ROUTES: Record<string, Route> = {
   '/library': { title: 'nav.library', render: () => <Placeholder title="nav.library" what="soon.library" /> },
   '/video': { title: 'nav.video', render: () => <Placeholder title="nav.video" what="soon.video" /> },
   '/notifications': { title: 'nav.notifications', render: () => <Notifications /> },
-  '/models': { title: 'nav.models', render: () => <Placeholder title="nav.models" what="soon.models" /> },
+  '/models': { title: 'nav.models', render: () => <Models /> },
 };
 
 function Root() {

@@ -31,7 +31,7 @@ export const NAV: { group: MessageKey; items: NavItem[] }[] = [
   {
     group: 'nav.group.manage',
     items: [
-      { to: '/models', key: 'nav.models', soon: true },
+      { to: '/models', key: 'nav.models' },
       { to: '/settings', key: 'nav.settings' },
       { to: '/admin/users', key: 'nav.users', admin: true },
     ],
