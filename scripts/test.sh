@@ -48,6 +48,9 @@ fi
 step "web studio: lint, typecheck, API contract, unit tests, build, e2e in Chromium against seidra up"
 SEIDRA_E2E_BACKEND_SERVES_UI=1 bash scripts/check-frontend.sh
 
+step "API fuzzing: schemathesis against seidra up (no 5xx, responses match the schema)"
+bash scripts/check-api-fuzz.sh
+
 step "monitoring: promtool rules/tests, dashboards, live seidra + Prometheus"
 bash scripts/check-monitoring.sh
 
