@@ -143,19 +143,35 @@ pub async fn claim_thumbnails(db: &Db, lease: Duration, limit: i64) -> StoreResu
 /// Records finished thumbnails; `false` when the row is gone (deleted meanwhile: the caller
 /// removes the objects it wrote).
 pub async fn thumbnails_ready(db: &Db, id: Uuid, small_key: &str, large_key: &str) -> StoreResult<bool> {
-    let done = with_write_pool!(db, pool => {
-        sqlx::query(
-            "UPDATE media SET thumb_state = 'ready', thumb_256_key = $1, thumb_768_key = $2, thumb_lease_until = NULL \
-             WHERE id = $3",
-        )
-        .bind(small_key)
-        .bind(large_key)
-        .bind(id)
-        .execute(pool)
-        .await?
-        .rows_affected()
-    });
-    Ok(done > 0)
+    let done = thumbnails_ready_many(db, &[(id, small_key.to_owned(), large_key.to_owned())]).await?;
+    Ok(done.first().copied().unwrap_or(false))
+}
+
+/// [`thumbnails_ready`] for several items `(id, small key, large key)` in one transaction (a
+/// worker's sweep records its whole batch with one commit); one flag per item, in order.
+pub async fn thumbnails_ready_many(db: &Db, items: &[(Uuid, String, String)]) -> StoreResult<Vec<bool>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(with_write_pool!(db, pool => {
+        let mut tx = pool.begin_write().await?;
+        let mut done = Vec::with_capacity(items.len());
+        for (id, small, large) in items {
+            let n = sqlx::query(
+                "UPDATE media SET thumb_state = 'ready', thumb_256_key = $1, thumb_768_key = $2, thumb_lease_until = NULL \
+                 WHERE id = $3",
+            )
+            .bind(small)
+            .bind(large)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            done.push(n > 0);
+        }
+        tx.commit().await?;
+        done
+    }))
 }
 
 /// Records that thumbnails cannot be made: `failed` for good (undecodable), `none` (a kind

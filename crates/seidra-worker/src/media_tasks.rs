@@ -4,6 +4,8 @@
 //! [`INTERNAL_ENGINE`], which every worker claims whatever engines it has.
 
 use std::sync::Arc;
+
+use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -27,8 +29,10 @@ pub const INTERNAL_ENGINE: &str = "internal";
 pub const MEDIA_PENDING: &str = "media.pending";
 /// Lifetime of the download URL carried by `job.succeeded` of an export, seconds.
 pub const EXPORT_URL_TTL_SECS: i64 = 3600;
-/// Rows claimed per sweep query.
-const THUMB_BATCH: i64 = 4;
+/// Rows claimed per sweep query (their results are recorded with one commit).
+const THUMB_BATCH: i64 = 16;
+/// Thumbnails made at once (decoding and encoding are CPU-bound).
+const THUMB_PARALLEL: usize = 2;
 /// How often expired exports are looked for.
 const EXPORT_SWEEP_EVERY: Duration = Duration::from_secs(600);
 
@@ -54,12 +58,10 @@ pub async fn thumbnail_loop(
             match media_pipeline::claim_thumbnails(&deps.db, lease, THUMB_BATCH).await {
                 Ok(batch) if batch.is_empty() => break,
                 Ok(batch) => {
-                    for work in batch {
-                        if stop.is_cancelled() {
-                            return;
-                        }
-                        make_thumbnails(&deps, work).await;
+                    if stop.is_cancelled() {
+                        return;
                     }
+                    make_thumbnails(&deps, batch).await;
                 }
                 Err(err) => {
                     tracing::warn!(%err, "cannot claim thumbnail work");
@@ -92,9 +94,51 @@ pub async fn thumbnail_loop(
     }
 }
 
-async fn make_thumbnails(deps: &WorkerDeps, work: ThumbWork) {
+/// Makes the thumbnails of a claimed batch (a few at a time), records the made ones in one
+/// transaction, then the other outcomes one by one (the rare paths).
+async fn make_thumbnails(deps: &WorkerDeps, batch: Vec<ThumbWork>) {
     let started = Instant::now();
-    let outcome = thumbnails_for(deps, &work).await;
+    let made: Vec<(ThumbWork, Result<[String; 2], Outcome>)> = futures_util::stream::iter(batch)
+        .map(|work| async move {
+            let outcome = thumbnails_for(deps, &work).await;
+            (work, outcome)
+        })
+        .buffer_unordered(THUMB_PARALLEL)
+        .collect()
+        .await;
+    let ready: Vec<(uuid::Uuid, String, String)> = made
+        .iter()
+        .filter_map(|(work, outcome)| outcome.as_ref().ok().map(|[s, l]| (work.id, s.clone(), l.clone())))
+        .collect();
+    let mut recorded = match media_pipeline::thumbnails_ready_many(&deps.db, &ready).await {
+        Ok(flags) => flags.into_iter(),
+        Err(err) => {
+            // The leases run out and the rows are claimed again.
+            tracing::warn!(%err, items = ready.len(), "cannot record made thumbnails");
+            Vec::new().into_iter()
+        }
+    };
+    for (work, outcome) in made {
+        let outcome = match outcome {
+            Ok(keys) => match recorded.next() {
+                Some(true) => Ok(()),
+                Some(false) => {
+                    // Deleted while we worked: keep nothing.
+                    for key in &keys {
+                        let _ = deps.storage.delete(key).await;
+                    }
+                    Err(Outcome::None)
+                }
+                None => continue,
+            },
+            Err(e) => Err(e),
+        };
+        record_outcome(deps, &work, outcome, started).await;
+    }
+}
+
+/// Counts one item's outcome and records the ones that are not `ready`.
+async fn record_outcome(deps: &WorkerDeps, work: &ThumbWork, outcome: Result<(), Outcome>, started: Instant) {
     let label = match outcome {
         Ok(()) => "ready",
         Err(Outcome::None) => "none",
@@ -133,7 +177,8 @@ enum Outcome {
     Retry(String),
 }
 
-async fn thumbnails_for(deps: &WorkerDeps, work: &ThumbWork) -> Result<(), Outcome> {
+/// Makes and stores one item's thumbnails; returns their keys (not yet recorded).
+async fn thumbnails_for(deps: &WorkerDeps, work: &ThumbWork) -> Result<[String; 2], Outcome> {
     if !work.mime.starts_with("image/") {
         return Err(Outcome::None);
     }
@@ -149,17 +194,7 @@ async fn thumbnails_for(deps: &WorkerDeps, work: &ThumbWork) -> Result<(), Outco
     for (thumb, key) in thumbs.into_iter().zip(&keys) {
         deps.storage.put(key, thumb.jpeg, thumbnail::MIME).await.map_err(|e| Outcome::Retry(e.to_string()))?;
     }
-    match media_pipeline::thumbnails_ready(&deps.db, work.id, &keys[0], &keys[1]).await {
-        Ok(true) => Ok(()),
-        Ok(false) => {
-            // Deleted while we worked: keep nothing.
-            for key in &keys {
-                let _ = deps.storage.delete(key).await;
-            }
-            Err(Outcome::None)
-        }
-        Err(e) => Err(Outcome::Retry(e.to_string())),
-    }
+    Ok(keys)
 }
 
 async fn sweep_expired_exports(deps: &WorkerDeps) {
