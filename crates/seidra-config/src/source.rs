@@ -404,6 +404,7 @@ mod tests {
     }
 
     /// Runs `f` with the variables set in the real environment (figment's jail restores it).
+    #[allow(clippy::result_large_err, reason = "figment's Jail API returns figment::Error")]
     fn with_env<T>(vars: &[(String, String)], f: impl FnOnce() -> T) -> T {
         let mut out = None;
         figment::Jail::expect_with(|jail| {

@@ -267,10 +267,11 @@ async fn comfy_execute(fake: Fake, client_id: String, prompt_id: String, workflo
             "progress",
             json!({ "value": step, "max": b.steps, "prompt_id": prompt_id, "node": "3" }),
         );
-        if b.drop_ws && step == 1 {
-            if let Some(tx) = fake.lock().ws.get(&client_id) {
-                let _ = tx.send(Message::Close(None));
-            }
+        if b.drop_ws
+            && step == 1
+            && let Some(tx) = fake.lock().ws.get(&client_id)
+        {
+            let _ = tx.send(Message::Close(None));
         }
     }
     if b.failure == Some(Failure::Execution) {

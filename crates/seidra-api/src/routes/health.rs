@@ -186,8 +186,8 @@ pub async fn system_health(State(state): State<AppState>) -> (StatusCode, Json<S
 pub struct GenerationHealth {
     /// `ok` when at least one live worker runs an engine, else `unavailable`.
     pub status: &'static str,
-    /// Engines known to this server, with models and capabilities; remote engines also carry
-    /// `remote` (status, breaker, latency_ms, last_error, in_flight) from this server's checks.
+    // Remote engines also carry `remote` (status, breaker, latency_ms, last_error, in_flight).
+    /// Engines known to this server, with models and capabilities.
     pub engines: Vec<serde_json::Value>,
     /// Registered live workers with heartbeat age and current jobs.
     pub workers: Vec<serde_json::Value>,

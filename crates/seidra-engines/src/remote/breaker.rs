@@ -105,8 +105,8 @@ impl Breaker {
 mod tests {
     use super::*;
 
-    #[test]
-    fn opens_after_threshold_half_opens_after_cooldown_and_closes_on_success() {
+    #[tokio::test]
+    async fn opens_after_threshold_half_opens_after_cooldown_and_closes_on_success() {
         let b = Breaker::new(2, Duration::from_millis(40));
         assert!(b.try_acquire());
         b.record_failure();
@@ -114,13 +114,13 @@ mod tests {
         b.record_failure();
         assert_eq!(b.state(), BreakerState::Open);
         assert!(!b.try_acquire());
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(b.state(), BreakerState::HalfOpen);
         assert!(b.try_acquire(), "one trial");
         assert!(!b.try_acquire(), "only one trial at a time");
         b.record_failure();
         assert_eq!(b.state(), BreakerState::Open, "a failed trial re-opens");
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(b.try_acquire());
         b.record_success();
         assert_eq!(b.state(), BreakerState::Closed);

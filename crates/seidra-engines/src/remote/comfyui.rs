@@ -290,7 +290,7 @@ async fn fetch_outputs(http: &Http, prompt_id: &str, request: &ImageRequest) -> 
         .ok_or_else(|| remote_error(format!("ComfyUI has no history for prompt {prompt_id}")))?;
     let mut nodes: Vec<(String, Value)> =
         entry.get("outputs").and_then(Value::as_object).map(|m| m.clone().into_iter().collect()).unwrap_or_default();
-    nodes.sort_by(|a, b| natural_key(&a.0).cmp(&natural_key(&b.0)));
+    nodes.sort_by_key(|a| natural_key(&a.0));
     let mut outputs = Vec::new();
     for (_, node) in nodes {
         for image in node.get("images").and_then(Value::as_array).cloned().unwrap_or_default() {
