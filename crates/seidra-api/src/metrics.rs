@@ -21,6 +21,8 @@ pub fn handle() -> Option<PrometheusHandle> {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Prefix("seidra_job_".to_owned()), JOB_BUCKETS)
                 .ok()?
+                .set_buckets_for_metric(Matcher::Full("seidra_engine_request_seconds".to_owned()), JOB_BUCKETS)
+                .ok()?
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
                 .ok()?;
             let recorder = builder.build_recorder();
@@ -87,6 +89,16 @@ fn describe() {
         Unit::Seconds,
         "Time from claim to the end of the attempt, by type and engine"
     );
+    describe_counter!("seidra_engine_requests_total", "Remote engine attempts by engine and outcome");
+    describe_counter!("seidra_engine_errors_total", "Remote engine failures by engine and kind (unavailable, error)");
+    describe_counter!(
+        "seidra_engine_failovers_total",
+        "Attempts moved on to another engine after this one was unavailable"
+    );
+    describe_histogram!("seidra_engine_request_seconds", Unit::Seconds, "Remote engine attempt duration by engine");
+    describe_histogram!("seidra_engine_health_check_seconds", Unit::Seconds, "Remote engine health check round trip");
+    describe_gauge!("seidra_engine_up", "1 when the last health check of a remote engine passed, else 0");
+    describe_gauge!("seidra_engine_breaker_state", "Remote engine circuit breaker: 0 closed, 1 half-open, 2 open");
     describe_gauge!("seidra_queue_depth", "Jobs waiting (queued or retrying), by priority class");
     describe_gauge!("seidra_queue_oldest_age_seconds", Unit::Seconds, "Age of the oldest waiting job (0 when none)");
     describe_gauge!("seidra_jobs_running", "Jobs running now");

@@ -163,6 +163,8 @@ pub fn url_signer(settings: &Settings) -> anyhow::Result<UrlSigner> {
 /// Builds the application state from settings (the database must already be migrated).
 pub async fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
     let bus = open_bus(&settings, &db).await?;
+    // The recorder first: remote engines record their first health check at once.
+    let _ = crate::metrics::handle();
     let engines = EngineRegistry::from_settings(&settings.engines);
     build_state_with(settings, db, bus, engines).await
 }

@@ -208,12 +208,105 @@ pub struct EngineSettings {
     pub procedural: bool,
     /// The `noop` diagnostics engine (instant tiny outputs; `!fail`/`!flaky` prompts fail).
     pub noop: bool,
+    /// Remote engines (`[[engines.remote]]` in TOML, `SEIDRA_ENGINES__REMOTE__<i>__<KEY>` in env).
+    #[serde(deserialize_with = "indexed_list")]
+    pub remote: Vec<RemoteEngineSettings>,
+    /// Consecutive connection-level failures that open an engine's circuit breaker.
+    pub breaker_failures: u32,
+    /// Seconds an open breaker waits before letting one trial request through.
+    pub breaker_cooldown_secs: u64,
+    /// Seconds between health checks of each remote engine.
+    pub health_interval_secs: u64,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        Self { procedural: true, noop: false }
+        Self {
+            procedural: true,
+            noop: false,
+            remote: Vec::new(),
+            breaker_failures: 3,
+            breaker_cooldown_secs: 30,
+            health_interval_secs: 15,
+        }
     }
+}
+
+/// The protocol a remote engine speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteEngineKind {
+    /// ComfyUI (`/prompt`, `/ws`, `/history`, `/view`) with an API-format workflow.
+    Comfyui,
+    /// AUTOMATIC1111 / Forge (`/sdapi/v1/txt2img`).
+    A1111,
+    /// An OpenAI-compatible images API (`/v1/images/generations`).
+    Openai,
+}
+
+/// One remote generation server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteEngineSettings {
+    /// Engine name used in requests and metrics (unique; `[a-z0-9_-]`).
+    pub name: String,
+    /// `comfyui`, `a1111` or `openai`.
+    pub kind: RemoteEngineKind,
+    /// Base URL (`http://gpu-1:8188`); paths are appended to it.
+    pub url: String,
+    /// Bearer token / API key sent as `Authorization: Bearer …` (masked in `config check`).
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// Models (checkpoint names) served; the first is the default (comma-separated in env).
+    #[serde(deserialize_with = "string_or_list")]
+    pub models: Vec<String>,
+    /// Most requests in flight to this server at once.
+    #[serde(default = "default_remote_concurrency")]
+    pub max_concurrency: u32,
+    /// Seconds one generation may take end to end.
+    #[serde(default = "default_remote_timeout")]
+    pub timeout_secs: u64,
+    /// ComfyUI only: an API-format workflow JSON with `{{prompt}}`-style slots (built-in txt2img when unset).
+    #[serde(default)]
+    pub workflow: Option<PathBuf>,
+}
+
+fn default_remote_concurrency() -> u32 {
+    2
+}
+fn default_remote_timeout() -> u64 {
+    600
+}
+
+/// Accepts a TOML array of tables as well as the env form, a table keyed by index (`0`, `1`…).
+/// Entries are decoded one by one so an error names the entry (`entry 1: missing field `url``).
+fn indexed_list<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    deserializer: D,
+) -> Result<Vec<T>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrMap {
+        List(Vec<serde_json::Value>),
+        Map(std::collections::BTreeMap<String, serde_json::Value>),
+    }
+    let entries: Vec<(usize, serde_json::Value)> = match ListOrMap::deserialize(deserializer)? {
+        ListOrMap::List(v) => v.into_iter().enumerate().collect(),
+        ListOrMap::Map(map) => {
+            let mut entries = Vec::new();
+            for (key, value) in map {
+                let index: usize = key
+                    .parse()
+                    .map_err(|_| serde::de::Error::custom(format!("`{key}` is not a list index (0, 1, …)")))?;
+                entries.push((index, value));
+            }
+            entries.sort_by_key(|(i, _)| *i);
+            entries
+        }
+    };
+    entries
+        .into_iter()
+        .map(|(i, v)| serde_json::from_value(v).map_err(|e| serde::de::Error::custom(format!("entry {i}: {e}"))))
+        .collect()
 }
 
 /// Job queue settings.

@@ -55,7 +55,7 @@ pub fn load_from(
             continue;
         }
         let key = rest.to_ascii_lowercase();
-        if known.contains(&key) {
+        if known.contains(&key) || is_remote_engine_key(&key) {
             present.insert(key);
         } else {
             unknown_env.push(name);
@@ -184,9 +184,13 @@ fn validate(s: &Settings) -> Vec<String> {
     if s.queue.max_queued_per_user == 0 || s.queue.max_running_per_user == 0 {
         problems.push("SEIDRA_QUEUE__MAX_QUEUED_PER_USER and __MAX_RUNNING_PER_USER must be at least 1".to_owned());
     }
-    if !s.engines.procedural && !s.engines.noop {
-        problems.push("no engine enabled: set SEIDRA_ENGINES__PROCEDURAL=true (or __NOOP)".to_owned());
+    if !s.engines.procedural && !s.engines.noop && s.engines.remote.is_empty() {
+        problems.push(
+            "no engine enabled: set SEIDRA_ENGINES__PROCEDURAL=true (or __NOOP, or configure [[engines.remote]])"
+                .to_owned(),
+        );
     }
+    validate_remote_engines(s, &mut problems);
     for entry in &s.webhooks.allow_private {
         let host_like = entry.contains(char::is_alphabetic)
             && entry.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
@@ -245,6 +249,76 @@ fn validate_storage(s: &Settings, problems: &mut Vec<String>) {
     }
     if s3.timeout_secs == 0 {
         problems.push("SEIDRA_S3__TIMEOUT_SECS must be at least 1".to_owned());
+    }
+}
+
+/// Fields of one `[[engines.remote]]` entry, as env suffixes.
+const REMOTE_ENGINE_FIELDS: &[&str] =
+    &["name", "kind", "url", "api_key", "models", "max_concurrency", "timeout_secs", "workflow"];
+
+/// `engines__remote__<index>__<field>`: the env form of a remote engine list entry.
+fn is_remote_engine_key(key: &str) -> bool {
+    let Some(rest) = key.strip_prefix("engines__remote__") else { return false };
+    let Some((index, field)) = rest.split_once("__") else { return false };
+    !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) && REMOTE_ENGINE_FIELDS.contains(&field)
+}
+
+/// Each remote engine: a unique name, an http(s) URL, at least one model, sane limits.
+fn validate_remote_engines(s: &Settings, problems: &mut Vec<String>) {
+    let e = &s.engines;
+    if !e.remote.is_empty() {
+        if e.breaker_failures == 0 {
+            problems.push("SEIDRA_ENGINES__BREAKER_FAILURES must be at least 1".to_owned());
+        }
+        if e.health_interval_secs == 0 {
+            problems.push("SEIDRA_ENGINES__HEALTH_INTERVAL_SECS must be at least 1".to_owned());
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (i, r) in e.remote.iter().enumerate() {
+        let key = |field: &str| {
+            format!("SEIDRA_ENGINES__REMOTE__{i}__{} (engines.remote[{i}].{field})", field.to_ascii_uppercase())
+        };
+        let name_ok = !r.name.is_empty()
+            && r.name.len() <= 64
+            && r.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            problems.push(format!("{}: `{}` must be 1–64 characters of a-z, 0-9, - and _", key("name"), r.name));
+        } else if ["procedural", "noop", "internal"].contains(&r.name.as_str()) || !seen.insert(r.name.clone()) {
+            problems.push(format!("{}: the engine name `{}` is already used", key("name"), r.name));
+        }
+        let url = r.url.trim();
+        let url_ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && url.split("://").nth(1).is_some_and(|h| !h.is_empty() && !h.starts_with('/'));
+        if !url_ok {
+            problems.push(format!("{}: `{url}` is not an http:// or https:// URL", key("url")));
+        }
+        if r.models.is_empty() || r.models.iter().any(|m| m.trim().is_empty()) {
+            problems.push(format!("{}: list at least one model name (the first is the default)", key("models")));
+        }
+        if r.max_concurrency == 0 {
+            problems.push(format!("{} must be at least 1", key("max_concurrency")));
+        }
+        if r.timeout_secs == 0 {
+            problems.push(format!("{} must be at least 1", key("timeout_secs")));
+        }
+        if let Some(path) = &r.workflow {
+            if r.kind != crate::RemoteEngineKind::Comfyui {
+                problems.push(format!("{}: only ComfyUI engines take a workflow", key("workflow")));
+            }
+            match std::fs::read(path) {
+                Err(err) => problems.push(format!("{}: cannot read {}: {err}", key("workflow"), path.display())),
+                Ok(bytes) => {
+                    if let Err(err) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes) {
+                        problems.push(format!(
+                            "{}: {} is not an API-format workflow (a JSON object of nodes): {err}",
+                            key("workflow"),
+                            path.display()
+                        ));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -327,6 +401,75 @@ mod tests {
         for key in ["storage__backend", "s3__bucket", "s3__secret_access_key", "s3__public_endpoint"] {
             assert!(known.contains(key), "{key}");
         }
+    }
+
+    /// Runs `f` with the variables set in the real environment (figment's jail restores it).
+    #[allow(clippy::result_large_err, reason = "figment's Jail API returns figment::Error")]
+    fn with_env<T>(vars: &[(String, String)], f: impl FnOnce() -> T) -> T {
+        let mut out = None;
+        figment::Jail::expect_with(|jail| {
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
+            out = Some(f());
+            Ok(())
+        });
+        out.unwrap_or_else(|| panic!("jail"))
+    }
+
+    #[test]
+    fn remote_engines_from_toml_and_env() {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string());
+        let Ok(dir) = dir else { panic!("tempdir") };
+        let path = dir.path().join("seidra.toml");
+        std::fs::write(
+            &path,
+            "[[engines.remote]]\nname = \"gpu-1\"\nkind = \"comfyui\"\nurl = \"http://gpu-1:8188\"\nmodels = [\"sdxl\", \"flux\"]\napi_key = \"sk-toml\"\n",
+        )
+        .ok();
+        let loaded = load_from(Some(&path), Vec::new()).map_err(|e| e.to_string());
+        let Ok(loaded) = loaded else { panic!("{loaded:?}") };
+        let remote = &loaded.settings.engines.remote;
+        assert_eq!(remote.len(), 1);
+        assert_eq!((remote[0].name.as_str(), remote[0].kind), ("gpu-1", crate::RemoteEngineKind::Comfyui));
+        assert_eq!(remote[0].models, vec!["sdxl".to_owned(), "flux".to_owned()]);
+        assert_eq!((remote[0].max_concurrency, remote[0].timeout_secs), (2, 600));
+        // The key never prints.
+        let shown = serde_json::to_string(&loaded.settings).unwrap_or_default();
+        assert!(!shown.contains("sk-toml") && shown.contains("********"), "{shown}");
+
+        let vars = env(&[
+            ("SEIDRA_ENGINES__REMOTE__1__NAME", "openai"),
+            ("SEIDRA_ENGINES__REMOTE__1__KIND", "openai"),
+            ("SEIDRA_ENGINES__REMOTE__1__URL", "https://api.example"),
+            ("SEIDRA_ENGINES__REMOTE__1__MODELS", "gpt-image-1"),
+            ("SEIDRA_ENGINES__REMOTE__0__NAME", "forge"),
+            ("SEIDRA_ENGINES__REMOTE__0__KIND", "a1111"),
+            ("SEIDRA_ENGINES__REMOTE__0__URL", "http://forge:7860"),
+            ("SEIDRA_ENGINES__REMOTE__0__MODELS", "sd15, sdxl"),
+            ("SEIDRA_ENGINES__REMOTE__0__MAX_CONCURRENCY", "4"),
+        ]);
+        let loaded = with_env(&vars, || load_from(None, vars.clone()).map_err(|e| e.to_string()));
+        let Ok(loaded) = loaded else { panic!("{loaded:?}") };
+        assert!(loaded.unknown_env.is_empty(), "{:?}", loaded.unknown_env);
+        let names: Vec<_> =
+            loaded.settings.engines.remote.iter().map(|r| (r.name.clone(), r.max_concurrency)).collect();
+        assert_eq!(names, vec![("forge".to_owned(), 4), ("openai".to_owned(), 2)]);
+        assert_eq!(loaded.settings.engines.remote[0].models, vec!["sd15".to_owned(), "sdxl".to_owned()]);
+
+        // Errors name the key.
+        let bad = env(&[
+            ("SEIDRA_ENGINES__REMOTE__0__NAME", "Bad Name"),
+            ("SEIDRA_ENGINES__REMOTE__0__KIND", "comfyui"),
+            ("SEIDRA_ENGINES__REMOTE__0__URL", "gpu:8188"),
+            ("SEIDRA_ENGINES__REMOTE__0__MODELS", "sdxl"),
+        ]);
+        let err = with_env(&bad, || load_from(None, bad.clone()).err().map(|e| e.to_string()).unwrap_or_default());
+        assert!(err.contains("SEIDRA_ENGINES__REMOTE__0__NAME"), "{err}");
+        assert!(err.contains("SEIDRA_ENGINES__REMOTE__0__URL"), "{err}");
+        let bad = env(&[("SEIDRA_ENGINES__REMOTE__0__NAME", "x"), ("SEIDRA_ENGINES__REMOTE__0__KIND", "dalle")]);
+        let err = with_env(&bad, || load_from(None, bad.clone()).err().map(|e| e.to_string()).unwrap_or_default());
+        assert!(err.contains("SEIDRA_ENGINES__REMOTE: entry 0: unknown variant `dalle`"), "{err}");
     }
 
     #[test]

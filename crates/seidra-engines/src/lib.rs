@@ -15,6 +15,7 @@ pub use tokio_util::sync::CancellationToken;
 
 pub mod noop;
 pub mod procedural;
+pub mod remote;
 
 pub use procedural::ProceduralEngine;
 

@@ -15,6 +15,7 @@ use anyhow::Context;
 pub use seidra_store::Backend;
 use seidra_store::{Db, DbOptions};
 
+pub mod fake_engines;
 mod s3;
 mod server;
 mod ws;

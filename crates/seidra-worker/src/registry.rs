@@ -2,24 +2,30 @@
 
 use std::sync::Arc;
 
-use seidra_config::EngineSettings;
+use std::time::Duration;
+
+use seidra_config::{EngineSettings, RemoteEngineKind, RemoteEngineSettings};
 use seidra_core::ValidationError;
 use seidra_core::job::ImageRequest;
-use seidra_engines::{GenerationEngine, SharedEngine};
+use seidra_engines::remote::{RemoteConfig, RemoteEngine, RemoteHealth, RemoteKind, RemotePool};
+use seidra_engines::{CancellationToken, GenerationEngine, SharedEngine};
 
 /// Engines by name, in preference order.
 #[derive(Clone, Default)]
 pub struct EngineRegistry {
     engines: Vec<SharedEngine>,
+    remote: Option<Arc<RemotePool>>,
 }
 
 impl EngineRegistry {
     /// A registry over `engines` (first = default).
     pub fn new(engines: Vec<SharedEngine>) -> Self {
-        Self { engines }
+        Self { engines, remote: None }
     }
 
-    /// The built-in engines enabled in the settings (procedural first: it is the default).
+    /// The engines enabled in the settings: procedural first (the default), noop, then the remote
+    /// engines in configuration order. Health checks of remote engines start when a Tokio
+    /// runtime is running and stop when the last clone of the registry is dropped.
     pub fn from_settings(settings: &EngineSettings) -> Self {
         let mut engines: Vec<SharedEngine> = Vec::new();
         if settings.procedural {
@@ -28,7 +34,42 @@ impl EngineRegistry {
         if settings.noop {
             engines.push(Arc::new(seidra_engines::noop::NoopEngine::new()));
         }
-        Self::new(engines)
+        let mut remotes = Vec::new();
+        for remote in &settings.remote {
+            match remote_engine(settings, remote) {
+                Ok(engine) => remotes.push(engine),
+                // Settings validation reads the workflow too, so this is a file changed since.
+                Err(err) => tracing::error!(engine = %remote.name, %err, "remote engine disabled"),
+            }
+        }
+        if remotes.is_empty() {
+            return Self::new(engines);
+        }
+        let pool = RemotePool::new(remotes);
+        for routed in pool.routed() {
+            engines.push(Arc::new(routed));
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let interval = Duration::from_secs(settings.health_interval_secs.max(1));
+            pool.spawn_health_checks(interval, CancellationToken::new());
+        }
+        Self { engines, remote: Some(pool) }
+    }
+
+    /// Health of each remote engine (empty without remote engines).
+    pub fn remote_health(&self) -> Vec<RemoteHealth> {
+        self.remote.as_ref().map(|p| p.health()).unwrap_or_default()
+    }
+
+    /// Health of the remote engine called `name`.
+    pub fn remote_health_of(&self, name: &str) -> Option<RemoteHealth> {
+        self.remote.as_ref().and_then(|p| p.get(name)).map(|e| e.health())
+    }
+
+    /// Whether `name` can take a request now (built-in engines always; remote ones unless their
+    /// breaker is open or their last health check failed).
+    pub fn is_available(&self, name: &str) -> bool {
+        self.remote.as_ref().and_then(|p| p.get(name)).is_none_or(|e| e.is_available())
     }
 
     /// Engine names.
@@ -50,24 +91,34 @@ impl EngineRegistry {
     /// serving the named model, else the default engine; then lets it check the request.
     /// Returns `(engine, model)`; errors name the field at fault (`prefix` + field).
     pub fn route(&self, request: &ImageRequest, prefix: &str) -> Result<(SharedEngine, String), ValidationError> {
-        let engine = match (&request.engine, &request.model_name) {
-            (Some(name), _) => self.get(name).cloned().ok_or_else(|| {
-                ValidationError::new(
-                    format!("{prefix}engine"),
-                    format!("unknown engine `{name}`; available: {}", self.names().join(", ")),
-                )
-            })?,
-            (None, Some(model)) => {
-                self.engines.iter().find(|e| e.models().iter().any(|m| &m.name == model)).cloned().ok_or_else(|| {
-                    ValidationError::new(format!("{prefix}model_name"), format!("no engine serves the model `{model}`"))
-                })?
-            }
-            (None, None) => {
-                self.engines.first().cloned().ok_or_else(|| {
+        let engine =
+            match (&request.engine, &request.model_name) {
+                (Some(name), _) => self.get(name).cloned().ok_or_else(|| {
+                    ValidationError::new(
+                        format!("{prefix}engine"),
+                        format!("unknown engine `{name}`; available: {}", self.names().join(", ")),
+                    )
+                })?,
+                (None, Some(model)) => {
+                    // The first available engine serving the model, else the first serving it at all.
+                    let serving: Vec<&SharedEngine> =
+                        self.engines.iter().filter(|e| e.models().iter().any(|m| &m.name == model)).collect();
+                    serving
+                        .iter()
+                        .find(|e| self.is_available(e.name()))
+                        .or(serving.first())
+                        .map(|e| Arc::clone(e))
+                        .ok_or_else(|| {
+                            ValidationError::new(
+                                format!("{prefix}model_name"),
+                                format!("no engine serves the model `{model}`"),
+                            )
+                        })?
+                }
+                (None, None) => self.engines.first().cloned().ok_or_else(|| {
                     ValidationError::new(format!("{prefix}engine"), "no generation engine is configured")
-                })?
-            }
-        };
+                })?,
+            };
         let model = match &request.model_name {
             Some(m) => m.clone(),
             None => engine.models().first().map(|m| m.name.clone()).unwrap_or_default(),
@@ -89,4 +140,32 @@ impl EngineRegistry {
 /// Shortcut for the trait object's name in logs.
 pub fn engine_name(engine: &dyn GenerationEngine) -> &str {
     engine.name()
+}
+
+/// Builds one remote engine from its settings (reads the ComfyUI workflow file, if any).
+fn remote_engine(settings: &EngineSettings, remote: &RemoteEngineSettings) -> Result<RemoteEngine, String> {
+    let workflow = match &remote.workflow {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Some(serde_json::from_slice(&bytes).map_err(|e| format!("{} is not JSON: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let config = RemoteConfig {
+        name: remote.name.clone(),
+        kind: match remote.kind {
+            RemoteEngineKind::Comfyui => RemoteKind::Comfyui,
+            RemoteEngineKind::A1111 => RemoteKind::A1111,
+            RemoteEngineKind::Openai => RemoteKind::Openai,
+        },
+        base_url: remote.url.trim().to_owned(),
+        api_key: remote.api_key.as_ref().map(|k| k.expose().to_owned()).filter(|k| !k.is_empty()),
+        models: remote.models.clone(),
+        max_concurrency: usize::try_from(remote.max_concurrency).unwrap_or(1),
+        timeout: Duration::from_secs(remote.timeout_secs),
+        workflow,
+        breaker_failures: settings.breaker_failures,
+        breaker_cooldown: Duration::from_secs(settings.breaker_cooldown_secs),
+    };
+    RemoteEngine::new(config).map_err(|e| e.to_string())
 }

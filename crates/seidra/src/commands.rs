@@ -241,6 +241,10 @@ async fn shutdown_signal() {
 }
 
 async fn worker(settings: Settings, concurrency: Option<u32>) -> anyhow::Result<ExitCode> {
+    if settings.worker.metrics_bind.is_some() {
+        // Before the engines: remote engines record their first health check at once.
+        let _ = seidra_api::metrics::handle();
+    }
     let db = open_migrated(&settings).await?;
     let bus = open_bus(&settings, &db).await?;
     let storage = open_storage(&settings).await?;

@@ -186,6 +186,7 @@ pub async fn system_health(State(state): State<AppState>) -> (StatusCode, Json<S
 pub struct GenerationHealth {
     /// `ok` when at least one live worker runs an engine, else `unavailable`.
     pub status: &'static str,
+    // Remote engines also carry `remote` (status, breaker, latency_ms, last_error, in_flight).
     /// Engines known to this server, with models and capabilities.
     pub engines: Vec<serde_json::Value>,
     /// Registered live workers with heartbeat age and current jobs.
@@ -225,12 +226,22 @@ pub async fn generation_health(
         .iter()
         .map(|e| {
             let served_by = live.iter().filter(|w| w.engines.0.iter().any(|n| n == e.name())).count();
+            let remote = state.engines.remote_health_of(e.name());
+            let state = match &remote {
+                _ if served_by == 0 => "no_worker",
+                Some(h) if h.status == "down" || h.breaker == seidra_engines::remote::BreakerState::Open => {
+                    "unavailable"
+                }
+                _ => "ready",
+            };
             serde_json::json!({
                 "name": e.name(),
-                "state": if served_by > 0 { "ready" } else { "no_worker" },
+                "state": state,
                 "workers": served_by,
                 "models": e.models(),
                 "capabilities": e.capabilities(),
+                // Remote engines: up/down, breaker, latency and last error as seen by this server.
+                "remote": remote,
             })
         })
         .collect();
