@@ -257,7 +257,7 @@ export function Library() {
               <label className="sr-only" htmlFor="upload-tags">
                 {t('library.upload_tags')}
               </label>
-              <input id="upload-tags" value={uploadTags} placeholder={t('library.upload_tags')} onChange={(e) => setUploadTags(e.target.value)} />
+              <input id="upload-tags" value={uploadTags} placeholder={t('library.upload_tags_short')} onChange={(e) => setUploadTags(e.target.value)} />
               <input
                 ref={fileInput}
                 id="upload-input"
@@ -309,10 +309,10 @@ export function Library() {
                   </button>
                 </div>
                 <button type="button" className="btn btn-small" disabled={bulkBusy} onClick={() => void bulk('favorite')}>
-                  ★ {t('library.favorite')}
+                  ★ {t('library.bulk_favorite')}
                 </button>
                 <button type="button" className="btn btn-small" disabled={bulkBusy} onClick={() => void bulk('unfavorite')}>
-                  ☆ {t('library.unfavorite')}
+                  ☆ {t('library.bulk_unfavorite')}
                 </button>
                 <button type="button" className="btn btn-small" disabled={bulkBusy} onClick={() => void startExport()}>
                   {t('library.export')}

@@ -184,7 +184,7 @@ function Details({ summary, onChanged, onDeleted }: { summary: MediaView; onChan
             <>
               <dt>{t('gen.persona')}</dt>
               <dd>
-                <Link to={`/personas?id=${m.persona_id}`}>{t('personas.version', { v: m.persona_version ?? 1 })}</Link>
+                <Link to={`/personas?id=${m.persona_id}`}>{t('library.persona_link', { v: m.persona_version ?? 1 })}</Link>
               </dd>
             </>
           )}
@@ -207,7 +207,7 @@ function Details({ summary, onChanged, onDeleted }: { summary: MediaView; onChan
         {params && (
           <details className="params-box">
             <summary>{t('library.parameters')}</summary>
-            <pre className="params">{JSON.stringify(params, null, 2)}</pre>
+            <pre className="params" tabIndex={0} aria-label={t('library.parameters')}>{JSON.stringify(params, null, 2)}</pre>
           </details>
         )}
         <form

@@ -348,7 +348,7 @@ function Preview({ persona }: { persona: PersonaView }) {
         <div className="persona-preview" aria-live="polite">
           <JobProgress job={job} />
           {job.error && <p className="field-error">{job.error.message}</p>}
-          <OutputsGrid job={job} compact />
+          <OutputsGrid job={job} />
         </div>
       )}
     </section>
