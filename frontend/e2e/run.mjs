@@ -844,6 +844,16 @@ async function main() {
     await page.getByText('1 file uploaded.').waitFor();
     await page.fill('#library-search', 'uploaded');
     await page.locator('#library-gallery-title').getByText('1 item').waitFor();
+    // Drag-and-drop onto the gallery uploads too.
+    await page.fill('#upload-tags', 'dropped');
+    await page.locator('.library-main').evaluate((el, bytes) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([new Uint8Array(bytes)], 'dropped.png', { type: 'image/png' }));
+      el.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+      el.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, [...png]);
+    await page.fill('#library-search', 'dropped');
+    await page.locator('#library-gallery-title').getByText('1 item').waitFor();
   });
 
   await step('Library: "Reuse settings" opens Generate prefilled', async () => {
