@@ -603,4 +603,8 @@ export const en = {
   'library.bulk_favorite': "Mark favourite",
   'library.bulk_unfavorite': "Unmark favourite",
   'library.upload_tags_short': "Tags for uploads",
+  'library.sort': "Sort",
+  'library.sort.newest': "Newest first",
+  'library.sort.oldest': "Oldest first",
+  'library.sort.largest': "Largest first",
 };

@@ -605,4 +605,8 @@ export const fr: Record<keyof typeof en, string> = {
   'library.bulk_favorite': "Marquer favori",
   'library.bulk_unfavorite': "Retirer des favoris",
   'library.upload_tags_short': "Tags des imports",
+  'library.sort': "Tri",
+  'library.sort.newest': "Plus récents",
+  'library.sort.oldest': "Plus anciens",
+  'library.sort.largest': "Plus lourds",
 };

@@ -28,9 +28,11 @@ interface Filters {
   persona: string;
   from: string;
   to: string;
+  sort: string;
 }
 
-const NO_FILTERS: Filters = { type: '', favorite: false, tag: '', persona: '', from: '', to: '' };
+const NO_FILTERS: Filters = { type: '', favorite: false, tag: '', persona: '', from: '', to: '', sort: 'newest' };
+const SORTS = ['newest', 'oldest', 'largest'] as const;
 
 /** A date input (local day) as the start of that day, or the start of the next one for `to`. */
 function dayBound(day: string, end: boolean): string | undefined {
@@ -61,6 +63,7 @@ export function Library() {
       from: dayBound(filters.from, false),
       to: dayBound(filters.to, true),
       q: q || undefined,
+      sort: filters.sort === 'newest' ? undefined : filters.sort,
     }),
     [filters, q],
   );
@@ -221,6 +224,15 @@ export function Library() {
             </Field>
             <Field id="filter-to" label={t('library.to')}>
               <input id="filter-to" type="date" value={filters.to} onChange={(e) => setFilter('to', e.target.value)} />
+            </Field>
+            <Field id="filter-sort" label={t('library.sort')}>
+              <select id="filter-sort" value={filters.sort} onChange={(e) => setFilter('sort', e.target.value)}>
+                {SORTS.map((k) => (
+                  <option key={k} value={k}>
+                    {t(`library.sort.${k}`)}
+                  </option>
+                ))}
+              </select>
             </Field>
             {(JSON.stringify(filters) !== JSON.stringify(NO_FILTERS) || searchText) && (
               <button

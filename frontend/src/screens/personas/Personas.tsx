@@ -4,7 +4,7 @@
 import { useState, type FormEvent } from 'react';
 import { ApiError } from '../../api/client';
 import type { PersonaSpec, PersonaVersionView, PersonaView } from '../../api/types';
-import { isActive } from '../../api/types';
+import { isActive, parseGenerationHealth } from '../../api/types';
 import { useJob, useResource, useServices } from '../../app/hooks';
 import { PageHeader } from '../../app/Shell';
 import { JobProgress, OutputsGrid } from '../../components/jobs';
@@ -184,6 +184,15 @@ function Editor({ persona, initial, onSaved }: { persona: PersonaView | null; in
     const path = pathOf(key);
     if (errors[path]) setErrors(({ [path]: _drop, ...rest }) => rest);
   };
+  // Suggestions from the engines the workers offer (free text stays allowed: a persona may name
+  // an engine that is offline now).
+  const health = useResource(async (signal) => parseGenerationHealth(await api.get('/api/generation/health', { signal })), [api]);
+  const engines = health.data?.engines.filter((e) => e.capabilities.job_types.includes('image')) ?? [];
+  const suggestions: Partial<Record<TextField, string[]>> = {
+    engine: engines.map((e) => e.name),
+    model_name: [...new Set(engines.flatMap((e) => e.models.map((m) => m.name)))],
+    scheduler: [...new Set(engines.flatMap((e) => e.capabilities.schedulers))],
+  };
   const text = (key: TextField, label: string, opts: { area?: boolean; hint?: string; type?: string; max?: number } = {}) => {
     const path = pathOf(key);
     const id = idFor(path);
@@ -191,7 +200,18 @@ function Editor({ persona, initial, onSaved }: { persona: PersonaView | null; in
     const common = { ...describedBy(id, e, opts.hint), value: form[key], onChange: (ev: { target: { value: string } }) => set(key, ev.target.value) };
     return (
       <Field id={id} label={label} error={e} hint={opts.hint}>
-        {opts.area ? <textarea rows={3} maxLength={opts.max ?? 2000} {...common} /> : <input type={opts.type ?? 'text'} inputMode={opts.type === 'number' ? 'decimal' : undefined} maxLength={opts.max} {...common} />}
+        {opts.area ? (
+          <textarea rows={3} maxLength={opts.max ?? 2000} {...common} />
+        ) : (
+          <input type={opts.type ?? 'text'} inputMode={opts.type === 'number' ? 'decimal' : undefined} maxLength={opts.max} list={suggestions[key]?.length ? `${id}-list` : undefined} {...common} />
+        )}
+        {suggestions[key]?.length ? (
+          <datalist id={`${id}-list`}>
+            {suggestions[key].map((v) => (
+              <option key={v} value={v} />
+            ))}
+          </datalist>
+        ) : null}
       </Field>
     );
   };
