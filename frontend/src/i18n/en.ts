@@ -555,7 +555,7 @@ export const en = {
   'library.upload_failed': "Upload refused:",
   'library.uploaded_n': "{n} file uploaded.|{n} files uploaded.",
   'library.selection': "Selection",
-  'library.selected': "{n} selected",
+  'library.selected': "{n} selected|{n} selected",
   'library.select_all': "Select all loaded",
   'library.clear': "Clear selection",
   'library.bulk_tag': "Tag for the selection",
