@@ -534,7 +534,7 @@ export const en = {
   'personas.err.lora_name': "Name the LoRA.",
   'library.title': "Library",
   'library.subtitle': "Everything you generated or uploaded.",
-  'library.stats': "{n} items · {size} · {fav} favourites",
+  'library.stats': "Items: {n} · {size} · Favourites: {fav}",
   'library.filters': "Filters",
   'library.search': "Search prompts and tags",
   'library.kind': "Kind",

@@ -536,7 +536,7 @@ export const fr: Record<keyof typeof en, string> = {
   'personas.err.lora_name': "Nommez la LoRA.",
   'library.title': "Médiathèque",
   'library.subtitle': "Tout ce que vous avez généré ou importé.",
-  'library.stats': "{n} éléments · {size} · {fav} favoris",
+  'library.stats': "Éléments : {n} · {size} · Favoris : {fav}",
   'library.filters': "Filtres",
   'library.search': "Rechercher dans les prompts et les tags",
   'library.kind': "Type",
