@@ -363,7 +363,8 @@ async function main() {
     await page.getByText('It is not a diffusion model').waitFor();
     assert((await page.locator('fieldset', { hasText: 'LoRAs' }).getAttribute('disabled')) !== null, 'LoRAs disabled for procedural');
     assert(await page.getByRole('button', { name: 'Add a LoRA' }).isDisabled(), 'cannot add a LoRA');
-    assert(await page.locator('#persona_id').isDisabled(), 'persona picker is a disabled placeholder');
+    assert(await page.locator('#persona_id').isEnabled(), 'persona picker is live');
+    assert((await page.locator('#persona_id option:checked').textContent()) === 'No persona', 'no persona by default');
     await screen('03-generate-empty');
   });
 
@@ -682,19 +683,221 @@ async function main() {
     await screen('15-system');
   });
 
+  let personaId = '';
+  const aliceMedia = [];
+  await step('Personas: create one (the server refuses a bad width on its field), save a version, view history, duplicate and delete the copy', async () => {
+    await go('/personas');
+    await page.getByText('No persona yet').waitFor();
+    await page.getByRole('button', { name: 'New persona' }).click();
+    await page.fill('#persona-name', 'Ink Heroine');
+    await page.fill('#persona-prompt_template', '{prompt}, ink wash style');
+    await page.fill('#persona-negative_prompt', 'blurry');
+    await page.fill('#persona-tags', 'ink, heroine');
+    await page.fill('#persona-image-width', '250');
+    await page.fill('#persona-image-height', '256');
+    await page.fill('#persona-image-num_inference_steps', '12');
+    await page.getByRole('button', { name: 'Create persona' }).click();
+    await page.locator('#persona-image-width-error').getByText(/multiple of 8/).waitFor();
+    assert((await page.locator('#persona-image-width').getAttribute('aria-invalid')) === 'true', 'width marked invalid');
+    await page.fill('#persona-image-width', '256');
+    await page.getByRole('button', { name: 'Create persona' }).click();
+    await page.getByRole('heading', { name: 'Ink Heroine (version 1)' }).waitFor();
+    personaId = new URL(page.url()).searchParams.get('id') ?? '';
+    assert(/^[0-9a-f-]{36}$/.test(personaId), `persona id in the URL (${personaId})`);
+    await page.fill('#persona-description', 'A heroine drawn in ink.');
+    await page.getByRole('button', { name: 'Save as a new version' }).click();
+    await page.getByRole('heading', { name: 'Ink Heroine (version 2)' }).waitFor();
+    const history = page.getByRole('region', { name: 'Version history' }).or(page.locator('section', { has: page.getByRole('heading', { name: 'Version history' }) }));
+    await waitFor(async () => (await history.locator('.version-list li').count()) === 2, 'two versions listed');
+    await history.getByRole('button', { name: 'Version 1' }).click();
+    await page.getByRole('region', { name: 'Version 1' }).getByText('ink wash style').waitFor();
+    await page.getByRole('button', { name: 'Duplicate' }).click();
+    await page.getByRole('heading', { name: 'Ink Heroine (copy) (version 1)' }).waitFor();
+    await page.getByRole('button', { name: 'Delete Ink Heroine (copy)' }).click();
+    await page.getByRole('button', { name: 'Delete for good' }).click();
+    await page.locator('.persona-list li', { hasText: '(copy)' }).waitFor({ state: 'detached' });
+    await page.locator('.persona-list li', { hasText: 'Ink Heroine' }).getByRole('button', { name: 'Favourite: Ink Heroine' }).click();
+    await waitFor(async () => (await page.getByRole('button', { name: 'Favourite: Ink Heroine' }).getAttribute('aria-pressed')) === 'true', 'favourite');
+    await page.fill('#persona-search', 'nothing-like-this');
+    await page.getByText('No persona matches.').waitFor();
+    await page.fill('#persona-search', 'heroine');
+    await page.locator('.persona-list li', { hasText: 'Ink Heroine' }).waitFor();
+  });
+
+  await step('Personas: a preview is a real job, followed live until its image shows', async () => {
+    await page.locator('.persona-list li', { hasText: 'Ink Heroine' }).getByRole('button', { name: /Ink Heroine/ }).first().click();
+    await page.getByRole('button', { name: 'Generate a preview' }).click();
+    await waitFor(
+      async () => (await page.locator('.persona-preview ul.outputs img').evaluateAll((els) => els.length > 0 && els.every((e) => e instanceof HTMLImageElement && e.complete && e.naturalWidth > 0))) === true,
+      'the preview image',
+      60_000,
+    );
+    await screen('16-personas');
+  });
+
+  await step('Generate with the persona: the picker fills its defaults; 2 images', async () => {
+    await go('/generate');
+    await page.selectOption('#persona_id', { label: '★ Ink Heroine' });
+    assert((await page.inputValue('#width')) === '256' && (await page.inputValue('#num_inference_steps')) === '12', 'persona defaults filled the form');
+    await fillGenerate({ prompt: 'a lamplighter at dusk', count: 2 });
+    await page.click('form[aria-label="Generation settings"] button[type=submit]');
+    const card = cardFor('a lamplighter at dusk');
+    await card.locator('.badge-succeeded').waitFor({ timeout: 30_000 });
+    const token = await storedToken();
+    const media = await (await apiAs(token, '/api/media?q=lamplighter')).json();
+    assert(media.total === 2, `2 media for the persona job (${media.total})`);
+    assert(media.items.every((m) => m.persona_id === personaId && m.prompt.includes('ink wash style')), 'persona provenance recorded and template applied');
+    aliceMedia.push(...media.items.map((m) => m.id));
+  });
+
+  await step('Library: the images are there; a job finishing meanwhile appears without reload; the lightbox shows provenance (←/→, Esc, focus kept inside)', async () => {
+    await go('/library');
+    const heading = page.locator('#library-gallery-title');
+    await heading.getByText(/^\d+ items$/).waitFor();
+    const before = Number(((await heading.textContent()) ?? '').split(' ')[0]);
+    assert(before >= 3, `library lists the persona's images (${before})`);
+    const token = await storedToken();
+    const res = await apiAs(token, '/api/generate/single', { method: 'POST', body: JSON.stringify({ prompt: 'live tile of a kite', width: 256, height: 256, num_inference_steps: 5 }) });
+    assert(res.status === 202, `submit ${res.status}`);
+    await heading.getByText(`${before + 1} items`).waitFor({ timeout: 30_000 });
+    await page.fill('#library-search', 'lamplighter');
+    await heading.getByText('2 items').waitFor();
+    await waitFor(async () => (await page.locator('.tile img').evaluateAll((els) => els.length === 2 && els.every((e) => e instanceof HTMLImageElement && e.complete && e.naturalWidth > 0))) === true, 'two thumbnails loaded');
+    await page.locator('.tile-open').first().click();
+    const box = page.getByRole('dialog', { name: 'Item 1 of 2' });
+    await box.waitFor();
+    const prov = box.locator('dl.provenance');
+    await prov.getByText(/a lamplighter at dusk, ink wash style/).waitFor();
+    await prov.getByText('blurry').first().waitFor();
+    await prov.getByText('procedural', { exact: true }).waitFor();
+    await prov.getByRole('link', { name: 'Open the job' }).waitFor();
+    await box.getByText('All parameters').click();
+    await box.getByText('"num_inference_steps": 12').waitFor();
+    await waitFor(async () => box.locator('.lightbox-media img').evaluate((e) => e instanceof HTMLImageElement && e.complete && e.naturalWidth > 0), 'the large image');
+    await screen('17b-library-lightbox', { full: false });
+    await box.getByRole('heading').first().focus();
+    await page.keyboard.press('ArrowRight');
+    await page.getByRole('dialog', { name: 'Item 2 of 2' }).waitFor();
+    await page.keyboard.press('ArrowLeft');
+    await page.getByRole('dialog', { name: 'Item 1 of 2' }).waitFor();
+    for (let i = 0; i < 25; i++) {
+      await page.keyboard.press('Tab');
+      assert(await page.evaluate(() => !!document.activeElement?.closest('.lightbox')), `focus left the lightbox after ${i + 1} Tabs`);
+    }
+    await page.keyboard.press('Escape');
+    await box.waitFor({ state: 'detached' });
+    assert(await page.evaluate(() => document.activeElement?.classList.contains('tile-open')), 'focus back on the tile');
+  });
+
+  await step('Library: select both (click, shift-click, keyboard), tag and favourite in bulk; search and filters find them', async () => {
+    const checks = page.locator('.tile-check');
+    await checks.nth(0).click();
+    await checks.nth(1).click({ modifiers: ['Shift'] });
+    await page.getByText('2 selected').waitFor();
+    await page.locator('.tile-open').first().focus();
+    await page.keyboard.press('Space');
+    await page.getByText('1 selected').waitFor();
+    await page.keyboard.press('Control+a');
+    await page.getByText('2 selected').waitFor();
+    await page.getByRole('button', { name: 'Add tag' }).click();
+    await page.locator('#bulk-tag-error').getByText('Type a tag first.').waitFor();
+    await page.fill('#bulk-tag', 'harbour');
+    await page.getByRole('button', { name: 'Add tag' }).click();
+    await page.getByText('Tagged 2 items.').waitFor();
+    await page.getByRole('button', { name: '★ Mark favourite' }).click();
+    await page.getByText('2 items marked favourite.').waitFor();
+    await page.fill('#library-search', 'harbour');
+    const heading = page.locator('#library-gallery-title');
+    await heading.getByText('2 items').waitFor();
+    await page.fill('#library-search', '');
+    await page.getByRole('button', { name: '★ Favourites' }).click();
+    await heading.getByText('2 items').waitFor();
+    await page.fill('#filter-tag', 'harbour');
+    await heading.getByText('2 items').waitFor();
+    await waitFor(async () => (await page.locator('.tile-tags', { hasText: 'harbour' }).count()) === 2, 'tags on the tiles');
+    await page.getByRole('button', { name: 'Reset filters' }).click();
+    await page.selectOption('#filter-persona', { label: 'Ink Heroine' });
+    await heading.getByText(/^[34] items$/).waitFor();
+    await page.selectOption('#filter-persona', '');
+    await page.fill('#library-search', 'lamplighter');
+    await heading.getByText('2 items').waitFor();
+    await screen('17-library');
+  });
+
+  await step('Library: export the selection as a ZIP, followed live; uploads (a refused type shows the server error)', async () => {
+    await page.locator('.tile-check').nth(0).click();
+    await page.locator('.tile-check').nth(1).click({ modifiers: ['Shift'] });
+    await page.getByText('2 selected').waitFor();
+    await page.getByRole('button', { name: 'Export as ZIP' }).click();
+    const link = page.getByRole('link', { name: /Download the ZIP \(2 items/ });
+    await link.waitFor({ timeout: 30_000 });
+    const zip = await fetch(new URL((await link.getAttribute('href')) ?? '', base));
+    assert(zip.ok && (await zip.arrayBuffer()).byteLength > 100, `the ZIP downloads (${zip.status})`);
+    await page.fill('#library-search', '');
+    await page.setInputFiles('#upload-input', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not media') });
+    await page.getByRole('alert').filter({ hasText: 'Upload refused' }).waitFor();
+    const token = await storedToken();
+    const one = await (await apiAs(token, `/api/media/${aliceMedia[0]}`)).json();
+    const png = Buffer.from(await (await fetch(new URL(one.file.url, base))).arrayBuffer());
+    await page.fill('#upload-tags', 'uploaded');
+    await page.setInputFiles('#upload-input', { name: 'fox.png', mimeType: 'image/png', buffer: png });
+    await page.getByText('1 file uploaded.').waitFor();
+    await page.fill('#library-search', 'uploaded');
+    await page.locator('#library-gallery-title').getByText('1 item').waitFor();
+    // Drag-and-drop onto the gallery uploads too.
+    await page.fill('#upload-tags', 'dropped');
+    await page.locator('.library-main').evaluate((el, bytes) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([new Uint8Array(bytes)], 'dropped.png', { type: 'image/png' }));
+      el.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+      el.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, [...png]);
+    await page.fill('#library-search', 'dropped');
+    await page.locator('#library-gallery-title').getByText('1 item').waitFor();
+  });
+
+  await step('Library: "Reuse settings" opens Generate prefilled', async () => {
+    await page.fill('#library-search', 'lamplighter');
+    await page.locator('#library-gallery-title').getByText('2 items').waitFor();
+    await page.locator('.tile-open').first().click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Reuse settings' }).click();
+    await page.waitForURL(/\/generate/);
+    assert((await page.inputValue('#prompt')).includes('a lamplighter at dusk'), 'prompt reused');
+    assert((await page.inputValue('#width')) === '256', 'width reused');
+    assert((await page.inputValue('#num_inference_steps')) === '12', 'steps reused');
+    assert(await page.locator('#seed').isEnabled(), 'seed locked to the image seed');
+  });
+
+  await step('Library: 10,000 rows stay windowed (only visible tiles in the DOM)', async () => {
+    // The real API answers with a total of 10,000 here; the pages are the same two items repeated.
+    await page.route('**/api/media?*', async (route) => {
+      const url = new URL(route.request().url());
+      const res = await route.fetch({ url: `${url.origin}/api/media?q=lamplighter` });
+      const body = await res.json();
+      const offset = Number(url.searchParams.get('offset') ?? 0);
+      const limit = Number(url.searchParams.get('limit') ?? 100);
+      const items = Array.from({ length: Math.min(limit, 10_000 - offset) }, (_, i) => ({ ...body.items[i % 2], id: `00000000-0000-4000-8000-${String(offset + i).padStart(12, '0')}` }));
+      await route.fulfill({ json: { items, total: 10_000, limit, offset } });
+    });
+    await go('/library');
+    await page.locator('#library-gallery-title').getByText('10,000 items').or(page.locator('#library-gallery-title').getByText('10000 items')).waitFor();
+    const inDom = await page.locator('.tile').count();
+    assert(inDom > 0 && inDom < 120, `tiles in the DOM: ${inDom}`);
+    await page.locator('.gallery-scroll').evaluate((el) => {
+      el.scrollTop = el.scrollHeight / 2;
+    });
+    await waitFor(async () => (await page.locator('.tile[aria-posinset="5001"]').count()) === 1 || (await page.locator('.tile').first().getAttribute('aria-posinset')) !== '1', 'middle rows rendered');
+    await waitFor(async () => (await page.locator('.tile .tile-open:not([disabled])').count()) > 0, 'middle page loaded');
+    assert((await page.locator('.tile').count()) < 120, 'still windowed in the middle');
+    await page.unroute('**/api/media?*');
+  });
+
   await step('placeholders for the screens still to come', async () => {
-    for (const [path, name] of [
-      ['/personas', '16-personas-soon'],
-      ['/library', '17-library-soon'],
-    ]) {
-      await go(path);
-      await page.getByText('Soon', { exact: true }).first().waitFor();
-      await screen(name);
-    }
-    for (const path of ['/video', '/no-such-page']) {
-      await go(path);
-      await axe(path);
-    }
+    await go('/video');
+    await page.getByText('Soon', { exact: true }).first().waitFor();
+    await axe('/video');
+    await go('/no-such-page');
+    await axe('/no-such-page');
   });
 
   await step('375 px wide: no horizontal scrolling; the menu opens and navigates', async () => {
@@ -705,6 +908,8 @@ async function main() {
       ['/settings', '20-mobile-settings'],
       ['/notifications', '20b-mobile-notifications'],
       ['/system', '21-mobile-system'],
+      ['/personas', '21b-mobile-personas'],
+      ['/library', '21c-mobile-library'],
     ]) {
       await go(path);
       await page.waitForLoadState('networkidle').catch(() => undefined);
@@ -828,6 +1033,33 @@ async function main() {
     }
     const stats = await (await apiAs(token, '/api/jobs/stats')).json();
     assert(stats.total === 0, `bob's stats count ${stats.total} jobs`);
+  });
+
+  await step("a second user sees none of the first user's personas or media", async () => {
+    await go('/personas');
+    await page.getByText('No persona yet').waitFor();
+    await go('/library');
+    await page.getByText('Your library is empty').waitFor();
+    await screen('24b-second-user-library');
+    const token = await storedToken();
+    for (const id of aliceMedia) {
+      for (const init of [{}, { method: 'PATCH', body: JSON.stringify({ favorite: false }) }, { method: 'DELETE' }]) {
+        const res = await apiAs(token, `/api/media/${id}`, init);
+        assert(res.status === 404, `bob ${init.method ?? 'GET'}s alice's media ${id}: ${res.status}`);
+      }
+    }
+    const persona = await apiAs(token, `/api/personas/${personaId}`);
+    assert(persona.status === 404, `bob reads alice's persona: ${persona.status}`);
+    const preview = await apiAs(token, `/api/personas/${personaId}/preview`, { method: 'POST', body: '{}' });
+    assert(preview.status === 404, `bob previews alice's persona: ${preview.status}`);
+    const bulk = await apiAs(token, '/api/media/bulk', { method: 'POST', body: JSON.stringify({ action: 'delete', ids: aliceMedia }) });
+    const bulkBody = await bulk.json();
+    assert(bulkBody.succeeded === 0, `bob bulk-deletes alice's media: ${JSON.stringify(bulkBody)}`);
+    const list = await (await apiAs(token, '/api/media')).json();
+    assert(list.total === 0, `bob's library lists ${list.total}`);
+    const exp = await apiAs(token, '/api/media/export', { method: 'POST', body: JSON.stringify({ ids: aliceMedia }) });
+    assert(exp.status === 404 || exp.status === 422, `bob exports alice's media: ${exp.status}`);
+    await go('/jobs');
   });
 
   await step('an expired access token is refreshed once, transparently', async () => {

@@ -23,6 +23,15 @@ export type DependencyHealth = S['DependencyHealth'];
 export type AuditView = S['AuditView'];
 export type ModelView = S['ModelView'];
 export type RescanReport = S['RescanReport'];
+export type PersonaView = S['PersonaView'];
+export type PersonaSpec = S['PersonaSpec'];
+export type PersonaVersionView = S['PersonaVersionView'];
+export type PersonaImageDefaults = S['ImageDefaults'];
+export type MediaView = S['MediaView'];
+export type MediaPage = S['MediaPage'];
+export type MediaStats = S['MediaStatsView'];
+export type BulkResponse = S['BulkResponse'];
+export type ExportView = S['ExportView'];
 
 export const JOB_STATUSES: readonly JobStatus[] = ['queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled'];
 export const ACTIVE_STATUSES: readonly JobStatus[] = ['queued', 'running', 'retrying'];

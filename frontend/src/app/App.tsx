@@ -7,7 +7,9 @@ import { Generate } from '../screens/generate/Generate';
 import { Jobs } from '../screens/Jobs';
 import { Login, safeNext } from '../screens/Login';
 import { Models } from '../screens/Models';
+import { Library } from '../screens/library/Library';
 import { Notifications } from '../screens/Notifications';
+import { Personas } from '../screens/personas/Personas';
 import { NotFound, Placeholder } from '../screens/Placeholder';
 import { Settings } from '../screens/Settings';
 import { System } from '../screens/System';
@@ -27,8 +29,8 @@ const ROUTES: Record<string, Route> = {
   '/settings': { title: 'nav.settings', render: () => <Settings /> },
   '/system': { title: 'nav.system', render: () => <System /> },
   '/admin/users': { title: 'nav.users', render: () => <Users /> },
-  '/personas': { title: 'nav.personas', render: () => <Placeholder title="nav.personas" what="soon.personas" /> },
-  '/library': { title: 'nav.library', render: () => <Placeholder title="nav.library" what="soon.library" /> },
+  '/personas': { title: 'nav.personas', render: () => <Personas /> },
+  '/library': { title: 'nav.library', render: () => <Library /> },
   '/video': { title: 'nav.video', render: () => <Placeholder title="nav.video" what="soon.video" /> },
   '/notifications': { title: 'nav.notifications', render: () => <Notifications /> },
   '/models': { title: 'nav.models', render: () => <Models /> },

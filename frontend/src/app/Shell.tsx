@@ -15,8 +15,8 @@ export const NAV: { group: MessageKey; items: NavItem[] }[] = [
     group: 'nav.group.create',
     items: [
       { to: '/generate', key: 'nav.generate' },
-      { to: '/personas', key: 'nav.personas', soon: true },
-      { to: '/library', key: 'nav.library', soon: true },
+      { to: '/personas', key: 'nav.personas' },
+      { to: '/library', key: 'nav.library' },
       { to: '/video', key: 'nav.video', soon: true },
     ],
   },

@@ -10,6 +10,7 @@ import { useT, type MessageKey } from '../../i18n';
 import { formatRelative } from '../../lib/format';
 import { Link, setQuery, useLocation } from '../../lib/router';
 import {
+  applyPersona,
   DEFAULT_CAPS,
   defaultEngine,
   fitToEngine,
@@ -53,6 +54,19 @@ export function Generate() {
   const engine = engines.find((e) => e.name === form.engine) ?? defaultEngine(engines);
   const caps = engine?.capabilities ?? DEFAULT_CAPS;
   const presets = presetsFor(caps);
+  const personas = useResource((signal) => api.get('/api/personas', { query: { limit: 100 }, signal }), [api]);
+  const personaItems = personas.data?.items ?? [];
+  const persona = personaItems.find((p) => p.id === form.persona_id);
+  // A deleted (or another account's) persona left in the draft is dropped once the list is known.
+  if (personas.data && form.persona_id && !persona) setForm({ ...form, persona_id: '' });
+  // "Use in Generate" from Personas arrives as ?persona=ID.
+  const wanted = search.get('persona');
+  const wantedPersona = wanted ? personaItems.find((p) => p.id === wanted) : undefined;
+  if (wantedPersona && form.persona_id !== wantedPersona.id) setForm(applyPersona(form, wantedPersona.id, wantedPersona.spec.image));
+  const personasKnown = !!personas.data;
+  useEffect(() => {
+    if (wanted && personasKnown) setQuery({ persona: null });
+  }, [wanted, personasKnown]);
   const presetValue = presets.find((p) => String(p.width) === form.width && String(p.height) === form.height);
 
   // Once engines are known, make engine-dependent fields valid for the chosen engine.
@@ -175,9 +189,22 @@ export function Generate() {
 
           <fieldset>
             <legend>{t('gen.section.model')}</legend>
-            <Field id="persona_id" label={t('gen.persona')} hint={t('gen.persona_soon')}>
-              <select {...describedBy('persona_id', null, 'hint')} disabled value="">
+            <Field id="persona_id" label={t('gen.persona')} hint={persona ? t('gen.persona_hint', { name: persona.spec.name }) : t('gen.persona_pick_hint')}>
+              <select
+                {...describedBy('persona_id', null, 'hint')}
+                value={form.persona_id}
+                onChange={(e) => {
+                  const chosen = personaItems.find((p) => p.id === e.target.value);
+                  setForm((f) => applyPersona(f, chosen?.id ?? '', chosen?.spec.image));
+                }}
+              >
                 <option value="">{t('gen.persona_none')}</option>
+                {personaItems.map((p) => (
+                  <option key={p.id} value={p.id}>
+                    {p.favorite ? '★ ' : ''}
+                    {p.spec.name}
+                  </option>
+                ))}
               </select>
             </Field>
             <Field

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { EngineInfo } from '../../api/types';
-import { DEFAULT_CAPS, DEFAULT_FORM, fitToEngine, fromRequest, MAX_SEED, needsFit, presetsFor, randomSeed, SubmitGuard, toRequest } from './form';
+import { applyPersona, DEFAULT_CAPS, DEFAULT_FORM, fitToEngine, fromRequest, MAX_SEED, needsFit, presetsFor, randomSeed, SubmitGuard, toRequest } from './form';
 
 const procedural: EngineInfo = {
   name: 'procedural',
@@ -146,5 +146,27 @@ describe('SubmitGuard (Idempotency-Key per submit)', () => {
     expect(guard.keyFor({ prompt: 'fox' })).toBe(a);
     guard.settle('rejected');
     expect(guard.keyFor({ prompt: 'fox' })).not.toBe(a);
+  });
+});
+
+describe('applyPersona', () => {
+  it('fills the form from the persona image defaults and keeps what it leaves unset', () => {
+    const base = { ...DEFAULT_FORM, prompt: 'a fox', width: '512', guidance_scale: '7.5' };
+    const form = applyPersona(base, 'p1', {
+      width: 256,
+      num_inference_steps: 12,
+      scheduler: 'ddim',
+      loras: [{ name: 'ink', weight: 0.5 }],
+      seed_policy: { mode: 'fixed', seed: 42 },
+    });
+    expect(form).toMatchObject({ persona_id: 'p1', prompt: 'a fox', width: '256', height: DEFAULT_FORM.height, num_inference_steps: '12', guidance_scale: '7.5', scheduler: 'ddim', seed: '42', seedLocked: true });
+    expect(form.loras).toEqual([{ name: 'ink', weight: '0.5' }]);
+    expect(toRequest(form, DEFAULT_CAPS).request).toMatchObject({ persona_id: 'p1', width: 256, seed: 42 });
+  });
+  it('choosing no persona only clears the id; reuse never carries one', () => {
+    const form = applyPersona({ ...DEFAULT_FORM, persona_id: 'p1', width: '256' }, '', { width: 768 });
+    expect(form).toMatchObject({ persona_id: '', width: '256' });
+    expect(toRequest({ ...form, prompt: 'x' }, DEFAULT_CAPS).request?.persona_id).toBeUndefined();
+    expect(fromRequest({ prompt: 'x, ink', persona_id: 'p1' }).persona_id).toBe('');
   });
 });

@@ -1,7 +1,7 @@
 // The Generate form as plain data: defaults, validation mirroring the server's rules (the server
 // stays the authority: its 422s land on the same fields), conversion to an ImageRequest and
 // back ("reuse settings"), the saved draft, and the double-submit guard.
-import type { EngineCapabilities, EngineInfo, ImageRequest, PriorityClass } from '../../api/types';
+import type { EngineCapabilities, EngineInfo, ImageRequest, PersonaImageDefaults, PriorityClass } from '../../api/types';
 import type { MessageKey, Params } from '../../i18n';
 import { randomId } from '../../lib/format';
 
@@ -25,6 +25,8 @@ export interface GenerateForm {
   seedLocked: boolean;
   priority: PriorityClass;
   loras: LoraRow[];
+  /** Persona whose prompt template and negative prompt the server applies ('' = none). */
+  persona_id: string;
 }
 
 export const DEFAULT_FORM: GenerateForm = {
@@ -42,6 +44,7 @@ export const DEFAULT_FORM: GenerateForm = {
   seedLocked: false,
   priority: 'interactive',
   loras: [],
+  persona_id: '',
 };
 
 export const MAX_SEED = Number.MAX_SAFE_INTEGER; // 2^53 − 1, what JSON numbers carry exactly
@@ -170,6 +173,7 @@ export function toRequest(form: GenerateForm, caps: EngineCapabilities = DEFAULT
   if (form.engine) request.engine = form.engine;
   if (form.model_name) request.model_name = form.model_name;
   if (seed !== undefined) request.seed = seed;
+  if (form.persona_id) request.persona_id = form.persona_id;
   return { request, errors };
 }
 
@@ -200,7 +204,32 @@ export function fromRequest(raw: unknown): GenerateForm {
     seedLocked: seed !== '',
     priority: r.priority === 'batch' ? 'batch' : 'interactive',
     loras,
+    // A stored request already has its persona's template applied: applying it again would double it.
+    persona_id: '',
   };
+}
+
+/** Image defaults of a persona, laid over the form (the fields the persona leaves unset are kept). */
+export function applyPersona(form: GenerateForm, personaId: string, image: PersonaImageDefaults | undefined): GenerateForm {
+  const d = image ?? {};
+  const next: GenerateForm = { ...form, persona_id: personaId };
+  if (!personaId) return next;
+  const num = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? String(v) : null);
+  if (d.engine) next.engine = d.engine;
+  if (d.model_name) next.model_name = d.model_name;
+  next.width = num(d.width) ?? next.width;
+  next.height = num(d.height) ?? next.height;
+  next.num_inference_steps = num(d.num_inference_steps) ?? next.num_inference_steps;
+  next.guidance_scale = num(d.guidance_scale) ?? next.guidance_scale;
+  if (d.scheduler) next.scheduler = d.scheduler;
+  if (d.loras?.length) next.loras = d.loras.map((l) => ({ name: l.name, weight: String(l.weight ?? 1) }));
+  if (d.seed_policy?.mode === 'fixed') {
+    next.seed = String(d.seed_policy.seed);
+    next.seedLocked = true;
+  } else if (d.seed_policy?.mode === 'random') {
+    next.seedLocked = false;
+  }
+  return next;
 }
 
 /** Whether `fitToEngine` would change the form (model or scheduler the engine lacks). */
