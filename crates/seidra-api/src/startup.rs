@@ -163,7 +163,7 @@ pub fn url_signer(settings: &Settings) -> anyhow::Result<UrlSigner> {
 /// Builds the application state from settings (the database must already be migrated).
 pub async fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
     let bus = open_bus(&settings, &db).await?;
-    let engines = EngineRegistry::from_settings(&settings.engines);
+    let engines = EngineRegistry::from_config(&settings);
     build_state_with(settings, db, bus, engines).await
 }
 

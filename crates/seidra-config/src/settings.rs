@@ -208,11 +208,31 @@ pub struct EngineSettings {
     pub procedural: bool,
     /// The `noop` diagnostics engine (instant tiny outputs; `!fail`/`!flaky` prompts fail).
     pub noop: bool,
+    /// The in-process candle Stable Diffusion engine (binaries built with the `candle` feature).
+    pub candle: CandleSettings,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        Self { procedural: true, noop: false }
+        Self { procedural: true, noop: false, candle: CandleSettings::default() }
+    }
+}
+
+/// The candle engine (`SEIDRA_ENGINES__CANDLE__*`); it serves the diffusers directories of the model directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CandleSettings {
+    /// Whether this process offers the engine (ignored by builds without the `candle` feature).
+    pub enabled: bool,
+    /// `cpu`, `cuda` or `cuda:N` (CUDA needs a build with the `cuda` feature).
+    pub device: String,
+    /// Most bytes of model weights kept loaded; least recently used models are dropped first.
+    pub cache_bytes: u64,
+}
+
+impl Default for CandleSettings {
+    fn default() -> Self {
+        Self { enabled: false, device: "cpu".to_owned(), cache_bytes: 8 * 1024 * 1024 * 1024 }
     }
 }
 

@@ -184,8 +184,8 @@ fn validate(s: &Settings) -> Vec<String> {
     if s.queue.max_queued_per_user == 0 || s.queue.max_running_per_user == 0 {
         problems.push("SEIDRA_QUEUE__MAX_QUEUED_PER_USER and __MAX_RUNNING_PER_USER must be at least 1".to_owned());
     }
-    if !s.engines.procedural && !s.engines.noop {
-        problems.push("no engine enabled: set SEIDRA_ENGINES__PROCEDURAL=true (or __NOOP)".to_owned());
+    if !s.engines.procedural && !s.engines.noop && !s.engines.candle.enabled {
+        problems.push("no engine enabled: set SEIDRA_ENGINES__PROCEDURAL=true (or __NOOP, __CANDLE__ENABLED)".to_owned());
     }
     for entry in &s.webhooks.allow_private {
         let host_like = entry.contains(char::is_alphabetic)
