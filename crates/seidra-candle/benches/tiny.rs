@@ -34,9 +34,12 @@ fn request(steps: u32, scheduler: &str) -> ImageRequest {
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     tiny::write_model(&dir.path().join("tiny-sd")).unwrap();
-    let engine =
-        CandleEngine::new(CandleConfig { models_dir: dir.path().to_path_buf(), device: "cpu".into(), cache_bytes: 1 << 30 })
-            .unwrap();
+    let engine = CandleEngine::new(CandleConfig {
+        models_dir: dir.path().to_path_buf(),
+        device: "cpu".into(),
+        cache_bytes: 1 << 30,
+    })
+    .unwrap();
     let cancel = CancellationToken::new();
     let mut group = c.benchmark_group("candle_tiny");
     group.sample_size(10);

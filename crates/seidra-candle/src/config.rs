@@ -115,7 +115,9 @@ impl UnetJson {
             return Err(CandleError::Model("unet/config.json: block_out_channels and down_block_types differ".into()));
         }
         if self.addition_embed_type.is_some() {
-            return Err(CandleError::Unsupported("SDXL-style UNets (addition_embed_type) are not supported yet".into()));
+            return Err(CandleError::Unsupported(
+                "SDXL-style UNets (addition_embed_type) are not supported yet".into(),
+            ));
         }
         let blocks = self
             .block_out_channels

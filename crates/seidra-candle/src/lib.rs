@@ -183,9 +183,10 @@ impl CandleEngine {
     fn model_dir(&self, request: &ImageRequest) -> Result<(String, PathBuf), ValidationError> {
         let models = self.list();
         match &request.model_name {
-            Some(name) => models.into_iter().find(|(n, _)| n == name).ok_or_else(|| {
-                ValidationError::new("model_name", format!("the candle engine has no model {name:?}"))
-            }),
+            Some(name) => models
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .ok_or_else(|| ValidationError::new("model_name", format!("the candle engine has no model {name:?}"))),
             None => models.into_iter().next().ok_or_else(|| {
                 ValidationError::new(
                     "model_name",
@@ -225,18 +226,19 @@ impl CandleEngine {
         let (name, dir) = self.model_dir(request).map_err(EngineError::Invalid)?;
         let kind = Kind::parse(&request.scheduler)
             .ok_or_else(|| EngineError::Invalid(ValidationError::new("scheduler", "unknown scheduler")))?;
-        let seed = request
-            .seed
-            .ok_or_else(|| EngineError::Invalid(ValidationError::new("seed", "must be chosen before the engine runs")))?;
+        let seed = request.seed.ok_or_else(|| {
+            EngineError::Invalid(ValidationError::new("seed", "must be chosen before the engine runs"))
+        })?;
         progress.report(Progress { fraction: 0.0, stage: format!("loading {name}"), preview: None });
-        let model = self
-            .cache
-            .get_or_load(&name, &dir, &self.device, self.dtype)
-            .map_err(CandleError::into_engine_error)?;
+        let model =
+            self.cache.get_or_load(&name, &dir, &self.device, self.dtype).map_err(CandleError::into_engine_error)?;
         let scale = model.vae_scale();
         for (field, value) in [("width", request.width), ("height", request.height)] {
             if value % scale != 0 {
-                return Err(EngineError::Invalid(ValidationError::new(field, format!("must be a multiple of {scale}"))));
+                return Err(EngineError::Invalid(ValidationError::new(
+                    field,
+                    format!("must be a multiple of {scale}"),
+                )));
             }
         }
         let loras = request
@@ -245,8 +247,11 @@ impl CandleEngine {
             .map(|l| self.lora_path(&l.name).map(|p| (p, l.weight)))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| EngineError::Invalid(ValidationError::new("loras", "unknown LoRA")))?;
-        let merged =
-            if loras.is_empty() { None } else { Some(model.with_loras(&loras).map_err(CandleError::into_engine_error)?) };
+        let merged = if loras.is_empty() {
+            None
+        } else {
+            Some(model.with_loras(&loras).map_err(CandleError::into_engine_error)?)
+        };
         let (steps, count) = (request.num_inference_steps, request.num_images);
         let mut outputs = Vec::with_capacity(count as usize);
         for index in 0..count {
@@ -354,7 +359,10 @@ impl GenerationEngine for CandleEngine {
         if let Some(engine) = &request.engine
             && engine != ENGINE_NAME
         {
-            return Err(ValidationError::new("engine", format!("this request is for engine {engine:?}, not {ENGINE_NAME:?}")));
+            return Err(ValidationError::new(
+                "engine",
+                format!("this request is for engine {engine:?}, not {ENGINE_NAME:?}"),
+            ));
         }
         if Kind::parse(&request.scheduler).is_none() {
             return Err(ValidationError::new("scheduler", format!("must be one of: {}", scheduler::NAMES.join(", "))));
@@ -363,7 +371,10 @@ impl GenerationEngine for CandleEngine {
             if !(caps.min_size..=caps.max_size).contains(&value) || value % caps.size_multiple != 0 {
                 return Err(ValidationError::new(
                     field,
-                    format!("must be a multiple of {} between {} and {}", caps.size_multiple, caps.min_size, caps.max_size),
+                    format!(
+                        "must be a multiple of {} between {} and {}",
+                        caps.size_multiple, caps.min_size, caps.max_size
+                    ),
                 ));
             }
         }
@@ -371,7 +382,10 @@ impl GenerationEngine for CandleEngine {
             return Err(ValidationError::new("num_images", format!("must be between 1 and {}", caps.max_images)));
         }
         if !(1..=caps.max_steps).contains(&request.num_inference_steps) {
-            return Err(ValidationError::new("num_inference_steps", format!("must be between 1 and {}", caps.max_steps)));
+            return Err(ValidationError::new(
+                "num_inference_steps",
+                format!("must be between 1 and {}", caps.max_steps),
+            ));
         }
         self.model_dir(request)?;
         for (i, lora) in request.loras.iter().enumerate() {
@@ -399,9 +413,8 @@ impl GenerationEngine for CandleEngine {
             let work_cancel = cancel.child_token();
             let _stop_on_drop = work_cancel.clone().drop_guard();
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let task = tokio::task::spawn_blocking(move || {
-                engine.generate_blocking(&request, &ChannelSink(tx), &work_cancel)
-            });
+            let task =
+                tokio::task::spawn_blocking(move || engine.generate_blocking(&request, &ChannelSink(tx), &work_cancel));
             while let Some(update) = rx.recv().await {
                 progress.report(update);
             }

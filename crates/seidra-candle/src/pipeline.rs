@@ -69,7 +69,8 @@ fn weight_file(dir: &Path, component: &str) -> Result<std::path::PathBuf, Candle
 
 /// Reads a safetensors file onto `device`, converting floating tensors to `dtype`.
 pub fn load_weights(path: &Path, device: &Device, dtype: DType) -> Result<Weights, CandleError> {
-    let tensors = candle_core::safetensors::load(path, device).map_err(|e| CandleError::Model(format!("{}: {e}", path.display())))?;
+    let tensors = candle_core::safetensors::load(path, device)
+        .map_err(|e| CandleError::Model(format!("{}: {e}", path.display())))?;
     tensors
         .into_iter()
         .map(|(name, t)| {
@@ -118,7 +119,8 @@ impl LoadedModel {
         let bytes = weights_bytes(&unet_weights) + weights_bytes(&clip_weights) + weights_bytes(&vae_weights);
         let unet = build_unet(&unet_config, unet_weights.clone(), device, dtype)?;
         let clip = ClipTextEncoder::new(VarBuilder::from_tensors(clip_weights.clone(), dtype, device), &clip_config)?;
-        let vae = AutoEncoderKL::new(VarBuilder::from_tensors(vae_weights, dtype, device), 3, 3, vae_config.to_candle())?;
+        let vae =
+            AutoEncoderKL::new(VarBuilder::from_tensors(vae_weights, dtype, device), 3, 3, vae_config.to_candle())?;
         Ok(Self {
             unet_config,
             vae_config,
@@ -155,7 +157,8 @@ impl LoadedModel {
             }
         }
         let unet = build_unet(&self.unet_config, unet_weights, &self.device, self.dtype)?;
-        let clip = ClipTextEncoder::new(VarBuilder::from_tensors(clip_weights, self.dtype, &self.device), &self.clip_config)?;
+        let clip =
+            ClipTextEncoder::new(VarBuilder::from_tensors(clip_weights, self.dtype, &self.device), &self.clip_config)?;
         Ok(Merged { unet, clip })
     }
 
@@ -179,15 +182,9 @@ impl LoadedModel {
         let context = if guided { Tensor::cat(&[self.embed(clip, params.negative_prompt)?, cond], 0)? } else { cond };
         let sampler = Sampler::new(params.scheduler, &self.scheduler, params.steps as usize);
         let scale = self.vae_scale();
-        let dims = [
-            1,
-            self.unet_config.in_channels,
-            (params.height / scale) as usize,
-            (params.width / scale) as usize,
-        ];
+        let dims = [1, self.unet_config.in_channels, (params.height / scale) as usize, (params.width / scale) as usize];
         let mut noise = Noise::new(params.seed);
-        let mut latents =
-            (noise.tensor(&dims, &self.device)?.to_dtype(self.dtype)? * sampler.init_noise_sigma())?;
+        let mut latents = (noise.tensor(&dims, &self.device)?.to_dtype(self.dtype)? * sampler.init_noise_sigma())?;
         for (index, &timestep) in sampler.timesteps().iter().enumerate() {
             let input = if guided { Tensor::cat(&[&latents, &latents], 0)? } else { latents.clone() };
             let input = sampler.scale_input(&input, index)?;
@@ -217,7 +214,12 @@ pub struct Merged {
     clip: ClipTextEncoder,
 }
 
-fn build_unet(config: &UnetJson, weights: Weights, device: &Device, dtype: DType) -> Result<UNet2DConditionModel, CandleError> {
+fn build_unet(
+    config: &UnetJson,
+    weights: Weights,
+    device: &Device,
+    dtype: DType,
+) -> Result<UNet2DConditionModel, CandleError> {
     let vb = VarBuilder::from_tensors(weights, dtype, device);
     Ok(UNet2DConditionModel::new(vb, config.in_channels, config.out_channels, false, config.to_candle()?)?)
 }

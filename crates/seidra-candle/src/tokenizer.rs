@@ -30,8 +30,8 @@ impl ClipTokenizer {
         let vocab = std::fs::read(dir.join("vocab.json")).map_err(|e| CandleError::io(&dir.join("vocab.json"), &e))?;
         let encoder: HashMap<String, u32> = serde_json::from_slice(&vocab)
             .map_err(|e| CandleError::Model(format!("{}: {e}", dir.join("vocab.json").display())))?;
-        let merges =
-            std::fs::read_to_string(dir.join("merges.txt")).map_err(|e| CandleError::io(&dir.join("merges.txt"), &e))?;
+        let merges = std::fs::read_to_string(dir.join("merges.txt"))
+            .map_err(|e| CandleError::io(&dir.join("merges.txt"), &e))?;
         Self::new(encoder, &merges)
     }
 

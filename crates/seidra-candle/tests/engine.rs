@@ -99,7 +99,11 @@ fn generates_deterministic_images_of_the_requested_size() {
 
     // A batch: one image per seed + index, the first equal to the single image.
     let batch = engine
-        .generate_blocking(&ImageRequest { num_images: 2, ..request(7) }, &Recorder::default(), &CancellationToken::new())
+        .generate_blocking(
+            &ImageRequest { num_images: 2, ..request(7) },
+            &Recorder::default(),
+            &CancellationToken::new(),
+        )
         .unwrap();
     assert_eq!(batch.iter().map(|o| o.seed).collect::<Vec<_>>(), [Some(7), Some(8)]);
     assert_eq!(batch[0].bytes, outputs[0].bytes);
@@ -191,12 +195,18 @@ fn the_cache_keeps_models_within_the_budget() {
     run(&engine, &one("b")).unwrap();
     assert_eq!(engine.cache().cached(), ["b"], "least recently used model evicted");
 
-    let roomy =
-        CandleEngine::new(CandleConfig { models_dir: dir.path().to_path_buf(), device: "cpu".into(), cache_bytes: 1 << 30 })
-            .unwrap();
+    let roomy = CandleEngine::new(CandleConfig {
+        models_dir: dir.path().to_path_buf(),
+        device: "cpu".into(),
+        cache_bytes: 1 << 30,
+    })
+    .unwrap();
     for model in ["a", "b", "a"] {
         run(&roomy, &one(model)).unwrap();
     }
     assert_eq!(roomy.cache().cached(), ["b", "a"], "most recently used last");
-    assert!(CandleEngine::new(CandleConfig { models_dir: dir.path().into(), device: "tpu".into(), cache_bytes: 1 }).is_err());
+    assert!(
+        CandleEngine::new(CandleConfig { models_dir: dir.path().into(), device: "tpu".into(), cache_bytes: 1 })
+            .is_err()
+    );
 }

@@ -185,7 +185,8 @@ fn validate(s: &Settings) -> Vec<String> {
         problems.push("SEIDRA_QUEUE__MAX_QUEUED_PER_USER and __MAX_RUNNING_PER_USER must be at least 1".to_owned());
     }
     if !s.engines.procedural && !s.engines.noop && !s.engines.candle.enabled {
-        problems.push("no engine enabled: set SEIDRA_ENGINES__PROCEDURAL=true (or __NOOP, __CANDLE__ENABLED)".to_owned());
+        problems
+            .push("no engine enabled: set SEIDRA_ENGINES__PROCEDURAL=true (or __NOOP, __CANDLE__ENABLED)".to_owned());
     }
     for entry in &s.webhooks.allow_private {
         let host_like = entry.contains(char::is_alphabetic)
