@@ -202,7 +202,8 @@ impl LoadedModel {
             }
         }
         let image = self.vae.decode(&(latents / self.vae_config.scaling_factor)?)?;
-        let image = ((image / 2.0)? + 0.5)?.clamp(0f32, 1f32)?;
+        // f32 for the last steps: the f16 of GPU runs would round 0..=255 coarsely.
+        let image = ((image.to_dtype(DType::F32)? / 2.0)? + 0.5)?.clamp(0f32, 1f32)?;
         let image = (image * 255.0)?.round()?.to_dtype(DType::U8)?.squeeze(0)?.permute((1, 2, 0))?;
         Ok(Some(image.flatten_all()?.to_vec1::<u8>()?))
     }
