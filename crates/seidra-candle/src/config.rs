@@ -292,3 +292,54 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CandleErro
     let text = serde_json::to_vec_pretty(value).map_err(|e| CandleError::Model(e.to_string()))?;
     std::fs::write(path, text).map_err(|e| CandleError::io(path, &e))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    /// The published `unet/config.json` of SD 1.5 and SD 2.1 (SD 2.1 trimmed, defaults filled in)
+    /// map to the same blocks as candle's own presets.
+    #[test]
+    fn real_sd_configs_map_like_candles_presets() {
+        let sd15: UnetJson = serde_json::from_value(serde_json::json!({
+            "_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": 8,
+            "block_out_channels": [320, 640, 1280, 1280], "center_input_sample": false,
+            "cross_attention_dim": 768,
+            "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+            "downsample_padding": 1, "flip_sin_to_cos": true, "freq_shift": 0, "in_channels": 4,
+            "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32,
+            "out_channels": 4, "sample_size": 64,
+            "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]
+        }))
+        .unwrap();
+        let sd21: UnetJson = serde_json::from_value(serde_json::json!({
+            "attention_head_dim": [5, 10, 20, 20], "block_out_channels": [320, 640, 1280, 1280],
+            "cross_attention_dim": 1024, "dual_cross_attention": false,
+            "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+            "layers_per_block": 2, "sample_size": 96, "use_linear_projection": true, "upcast_attention": true
+        }))
+        .unwrap();
+        let blocks = |c: &UnetJson| {
+            c.to_candle()
+                .unwrap()
+                .blocks
+                .iter()
+                .map(|b| (b.out_channels, b.use_cross_attn, b.attention_head_dim))
+                .collect::<Vec<_>>()
+        };
+        // candle's `StableDiffusionConfig::v1_5` / `v2_1` presets (their fields are private).
+        let sd15_preset = vec![(320, Some(1), 8), (640, Some(1), 8), (1280, Some(1), 8), (1280, None, 8)];
+        let sd21_preset = vec![(320, Some(1), 5), (640, Some(1), 10), (1280, Some(1), 20), (1280, None, 20)];
+        assert_eq!(blocks(&sd15), sd15_preset);
+        assert_eq!(blocks(&sd21), sd21_preset);
+        assert!(sd21.to_candle().unwrap().use_linear_projection);
+        let sdxl = UnetJson { addition_embed_type: Some("text_time".into()), ..sd15 };
+        assert!(matches!(sdxl.to_candle(), Err(CandleError::Unsupported(_))));
+        let vae: VaeJson = serde_json::from_value(serde_json::json!({
+            "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2, "latent_channels": 4
+        }))
+        .unwrap();
+        assert_eq!((vae.scale(), vae.scaling_factor, vae.norm_num_groups), (8, 0.18215, 32));
+    }
+}
