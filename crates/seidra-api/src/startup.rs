@@ -165,7 +165,7 @@ pub async fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState>
     let bus = open_bus(&settings, &db).await?;
     // The recorder first: remote engines record their first health check at once.
     let _ = crate::metrics::handle();
-    let engines = EngineRegistry::from_settings(&settings.engines);
+    let engines = EngineRegistry::from_config(&settings);
     build_state_with(settings, db, bus, engines).await
 }
 

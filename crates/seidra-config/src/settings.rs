@@ -217,6 +217,8 @@ pub struct EngineSettings {
     pub breaker_cooldown_secs: u64,
     /// Seconds between health checks of each remote engine.
     pub health_interval_secs: u64,
+    /// The in-process candle Stable Diffusion engine (binaries built with the `candle` feature).
+    pub candle: CandleSettings,
 }
 
 impl Default for EngineSettings {
@@ -228,7 +230,26 @@ impl Default for EngineSettings {
             breaker_failures: 3,
             breaker_cooldown_secs: 30,
             health_interval_secs: 15,
+            candle: CandleSettings::default(),
         }
+    }
+}
+
+/// The candle engine (`SEIDRA_ENGINES__CANDLE__*`); it serves the diffusers directories of the model directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CandleSettings {
+    /// Whether this process offers the engine (ignored by builds without the `candle` feature).
+    pub enabled: bool,
+    /// `cpu`, `cuda` or `cuda:N` (CUDA needs a build with the `cuda` feature).
+    pub device: String,
+    /// Most bytes of model weights kept loaded; least recently used models are dropped first.
+    pub cache_bytes: u64,
+}
+
+impl Default for CandleSettings {
+    fn default() -> Self {
+        Self { enabled: false, device: "cpu".to_owned(), cache_bytes: 8 * 1024 * 1024 * 1024 }
     }
 }
 

@@ -184,9 +184,9 @@ fn validate(s: &Settings) -> Vec<String> {
     if s.queue.max_queued_per_user == 0 || s.queue.max_running_per_user == 0 {
         problems.push("SEIDRA_QUEUE__MAX_QUEUED_PER_USER and __MAX_RUNNING_PER_USER must be at least 1".to_owned());
     }
-    if !s.engines.procedural && !s.engines.noop && s.engines.remote.is_empty() {
+    if !s.engines.procedural && !s.engines.noop && !s.engines.candle.enabled && s.engines.remote.is_empty() {
         problems.push(
-            "no engine enabled: set SEIDRA_ENGINES__PROCEDURAL=true (or __NOOP, or configure [[engines.remote]])"
+            "no engine enabled: set SEIDRA_ENGINES__PROCEDURAL=true (or __NOOP, __CANDLE__ENABLED, or configure [[engines.remote]])"
                 .to_owned(),
         );
     }

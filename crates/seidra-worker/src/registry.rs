@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use seidra_config::{EngineSettings, RemoteEngineKind, RemoteEngineSettings};
+use seidra_config::{EngineSettings, RemoteEngineKind, RemoteEngineSettings, Settings};
 use seidra_core::ValidationError;
 use seidra_core::job::ImageRequest;
 use seidra_engines::remote::{RemoteConfig, RemoteEngine, RemoteHealth, RemoteKind, RemotePool};
@@ -70,6 +70,31 @@ impl EngineRegistry {
     /// breaker is open or their last health check failed).
     pub fn is_available(&self, name: &str) -> bool {
         self.remote.as_ref().and_then(|p| p.get(name)).is_none_or(|e| e.is_available())
+    }
+
+    /// [`Self::from_settings`] plus the engines that need the wider configuration: the candle
+    /// engine (builds with the `candle` feature) serves the model directory.
+    pub fn from_config(settings: &Settings) -> Self {
+        #[allow(unused_mut, reason = "only the candle feature adds engines here")]
+        let mut registry = Self::from_settings(&settings.engines);
+        #[cfg(feature = "candle")]
+        if settings.engines.candle.enabled {
+            let c = &settings.engines.candle;
+            let config = seidra_candle::CandleConfig {
+                models_dir: settings.models_dir(),
+                device: c.device.clone(),
+                cache_bytes: c.cache_bytes,
+            };
+            match seidra_candle::CandleEngine::new(config) {
+                Ok(engine) => registry.engines.push(Arc::new(engine)),
+                Err(err) => tracing::error!(%err, "the candle engine is disabled: its device could not be opened"),
+            }
+        }
+        #[cfg(not(feature = "candle"))]
+        if settings.engines.candle.enabled {
+            tracing::warn!("SEIDRA_ENGINES__CANDLE__ENABLED is set but this build has no `candle` feature");
+        }
+        registry
     }
 
     /// Engine names.

@@ -252,7 +252,7 @@ async fn worker(settings: Settings, concurrency: Option<u32>) -> anyhow::Result<
         db: db.clone(),
         storage: storage.clone(),
         bus,
-        engines: EngineRegistry::from_settings(&settings.engines),
+        engines: EngineRegistry::from_config(&settings),
         signer: seidra_storage::DownloadSigner::new(seidra_api::startup::url_signer(&settings)?, storage),
         media: settings.media.clone(),
         models: seidra_worker::model_tasks::ModelDownloads::from_settings(&settings).map_err(anyhow::Error::msg)?,
