@@ -13,6 +13,12 @@ pub enum JobType {
     Image,
     /// A ZIP archive of library items (run by the worker itself, engine `internal`).
     Export,
+    /// Speech from text (run by the worker itself: espeak-ng or piper).
+    Tts,
+    /// An MP4 rendered from a video-studio timeline (run by the worker itself with ffmpeg).
+    Storyboard,
+    /// A fast low-resolution preview of a timeline (run by the worker itself with ffmpeg).
+    VideoProxy,
 }
 
 impl JobType {
@@ -21,6 +27,9 @@ impl JobType {
         match self {
             JobType::Image => "image",
             JobType::Export => "export",
+            JobType::Tts => "tts",
+            JobType::Storyboard => "storyboard",
+            JobType::VideoProxy => "video_proxy",
         }
     }
 
@@ -29,6 +38,9 @@ impl JobType {
         match s {
             "image" => Some(JobType::Image),
             "export" => Some(JobType::Export),
+            "tts" => Some(JobType::Tts),
+            "storyboard" => Some(JobType::Storyboard),
+            "video_proxy" => Some(JobType::VideoProxy),
             _ => None,
         }
     }

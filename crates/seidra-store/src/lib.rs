@@ -20,6 +20,7 @@ pub mod media_pipeline;
 pub mod notifications;
 pub mod personas;
 pub mod refresh_tokens;
+pub mod timelines;
 pub mod user_settings;
 pub mod webhooks;
 pub mod workers;
