@@ -4,7 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin, api_keys, auth, exports, health, jobs, media, notifications, personas, settings, uploads, webhooks,
+    admin, api_keys, auth, exports, health, jobs, media, notifications, personas, settings, speech, uploads, video,
+    webhooks,
 };
 
 /// The API description.
@@ -26,6 +27,9 @@ use crate::routes::{
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete, webhooks::test,
         webhooks::deliveries,
         settings::get, settings::patch, settings::get_policy, settings::put_policy,
+        speech::generate_speech,
+        video::list, video::create, video::get, video::update, video::delete, video::render, video::proxy,
+        video::waveform,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -40,6 +44,7 @@ use crate::routes::{
         (name = "system", description = "Health and readiness"),
         (name = "notifications", description = "Per-user notifications (also pushed on the WebSocket) and admin broadcasts"),
         (name = "webhooks", description = "Signed webhook deliveries with retries and a delivery log"),
+        (name = "video", description = "The video studio: timelines, renders and proxies on ffmpeg"),
     )
 )]
 pub struct ApiDoc;

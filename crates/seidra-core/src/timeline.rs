@@ -202,6 +202,28 @@ pub struct TimelineSpec {
     pub tracks: Vec<Track>,
 }
 
+/// What a render job (`storyboard` or `video_proxy`) stores as its request: the timeline as it
+/// was at submit (later edits do not change a queued render) and the output format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenderJobRequest {
+    /// The timeline rendered (provenance of the output).
+    pub timeline_id: Uuid,
+    /// Its revision at submit.
+    pub revision: i32,
+    /// Its content at submit.
+    pub timeline: TimelineSpec,
+    /// Output width, pixels.
+    pub width: u32,
+    /// Output height, pixels.
+    pub height: u32,
+    /// Output frame rate.
+    pub fps: u32,
+    /// Proxy (fast, low quality) rather than a final render.
+    #[serde(default)]
+    pub proxy: bool,
+}
+
 /// A media item a clip refers to: the field naming it, the id, and the kind it must be.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MediaRef {

@@ -11,5 +11,7 @@ pub mod media;
 pub mod notifications;
 pub mod personas;
 pub mod settings;
+pub mod speech;
 pub mod uploads;
+pub mod video;
 pub mod webhooks;
