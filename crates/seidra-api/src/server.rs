@@ -21,8 +21,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::middleware::{LimitPolicy, authenticate_and_limit, http_metrics};
 use crate::routes::{
-    admin, api_keys, auth, exports, files, health, jobs, media, notifications, personas, settings, speech, uploads, video,
-    webhooks,
+    admin, api_keys, auth, exports, files, health, jobs, media, notifications, personas, settings, speech, uploads,
+    video, webhooks,
 };
 use crate::state::AppState;
 

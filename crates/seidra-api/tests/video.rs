@@ -40,7 +40,17 @@ fn tone(secs: u32) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tone.wav");
     let status = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "lavfi", "-i", &format!("sine=frequency=330:duration={secs}"), "-ar", "22050", "-y"])
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency=330:duration={secs}"),
+            "-ar",
+            "22050",
+            "-y",
+        ])
         .arg(&out)
         .status()
         .unwrap();
@@ -97,7 +107,14 @@ fn ffprobe(bytes: &[u8]) -> (f64, Vec<(String, String, i64, i64)>) {
     let path = dir.path().join("probe.bin");
     std::fs::write(&path, bytes).unwrap();
     let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration:stream=codec_type,codec_name,width,height", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_type,codec_name,width,height",
+            "-of",
+            "json",
+        ])
         .arg(&path)
         .output()
         .unwrap();
@@ -107,7 +124,14 @@ fn ffprobe(bytes: &[u8]) -> (f64, Vec<(String, String, i64, i64)>) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|st| (s(&st["codec_type"]), s(&st["codec_name"]), st["width"].as_i64().unwrap_or(0), st["height"].as_i64().unwrap_or(0)))
+        .map(|st| {
+            (
+                s(&st["codec_type"]),
+                s(&st["codec_name"]),
+                st["width"].as_i64().unwrap_or(0),
+                st["height"].as_i64().unwrap_or(0),
+            )
+        })
         .collect();
     (duration, streams)
 }
@@ -119,10 +143,13 @@ async fn speech_jobs_and_waveforms(backend: Backend) -> anyhow::Result<()> {
 
     // Real espeak-ng speech: a non-silent WAV of plausible length for the text.
     let text = "Hello from the studio. This sentence is spoken by espeak.";
-    let (status, resp) = server.post("/api/generate/speech", Some(&alice), &json!({ "text": text, "voice": "en-us" })).await?;
+    let (status, resp) =
+        server.post("/api/generate/speech", Some(&alice), &json!({ "text": text, "voice": "en-us" })).await?;
     assert_eq!(status, 202, "{resp}");
     assert_eq!(resp["jobs"][0]["job_type"], "tts");
-    let job = server.wait_job(&alice, &s(&resp["job_ids"][0]), WAIT, |j| j["status"] == "succeeded" || j["status"] == "failed").await?;
+    let job = server
+        .wait_job(&alice, &s(&resp["job_ids"][0]), WAIT, |j| j["status"] == "succeeded" || j["status"] == "failed")
+        .await?;
     assert_eq!(job["status"], "succeeded", "{job}");
     let out = &job["outputs"][0];
     assert_eq!(out["mime"], "audio/wav");
@@ -161,8 +188,13 @@ async fn speech_jobs_and_waveforms(backend: Backend) -> anyhow::Result<()> {
     let (status, resp) = server.post("/api/generate/speech", Some(&alice), &body).await?;
     assert_eq!(status, 202, "{resp}");
     let request = &resp["jobs"][0]["request"];
-    assert_eq!((request["voice"].as_str(), request["rate"].as_f64(), request["pitch"].as_f64()), (Some("fr"), Some(1.0), Some(2.0)));
-    let job = server.wait_job(&alice, &s(&resp["job_ids"][0]), WAIT, |j| j["status"] == "succeeded" || j["status"] == "failed").await?;
+    assert_eq!(
+        (request["voice"].as_str(), request["rate"].as_f64(), request["pitch"].as_f64()),
+        (Some("fr"), Some(1.0), Some(2.0))
+    );
+    let job = server
+        .wait_job(&alice, &s(&resp["job_ids"][0]), WAIT, |j| j["status"] == "succeeded" || j["status"] == "failed")
+        .await?;
     assert_eq!(job["outputs"][0]["mime"], "audio/mpeg", "{job}");
     let (duration, streams) = ffprobe(&download(&server, &job["outputs"][0]["url"]).await);
     assert!(duration > 0.5, "{duration}");
@@ -182,7 +214,8 @@ async fn speech_jobs_and_waveforms(backend: Backend) -> anyhow::Result<()> {
         assert!(status == 422 || status == 503, "{body} → {status} {err}");
         assert_eq!(err["error"]["field"].as_str(), Some(field), "{body} → {err}");
     }
-    let (_, err) = server.post("/api/generate/speech", Some(&alice), &json!({ "text": "hi", "voice": "klingon-xx" })).await?;
+    let (_, err) =
+        server.post("/api/generate/speech", Some(&alice), &json!({ "text": "hi", "voice": "klingon-xx" })).await?;
     assert!(s(&err["error"]["message"]).contains("known voices include"), "{err}");
     server.stop().await
 }
@@ -239,17 +272,31 @@ async fn timeline_crud_and_validation(backend: Backend) -> anyhow::Result<()> {
         (with(&|v| v["tracks"][0]["clips"][1]["start"] = json!(0.5)), "tracks[0].clips[1].start"),
         (with(&|v| v["tracks"][0]["clips"][0]["start"] = json!(-1.0)), "tracks[0].clips[0].start"),
         (with(&|v| v["tracks"][0]["clips"][1]["duration"] = json!(0)), "tracks[0].clips[1].duration"),
-        (with(&|v| v["tracks"][0]["clips"][0]["media_id"] = json!("018f0000-0000-7000-8000-000000000000")), "tracks[0].clips[0].media_id"),
+        (
+            with(&|v| v["tracks"][0]["clips"][0]["media_id"] = json!("018f0000-0000-7000-8000-000000000000")),
+            "tracks[0].clips[0].media_id",
+        ),
         (with(&|v| v["tracks"][0]["clips"][1]["media_id"] = bobs["id"].clone()), "tracks[0].clips[1].media_id"),
         (with(&|v| v["tracks"][0]["clips"][0]["media_id"] = music["id"].clone()), "tracks[0].clips[0].media_id"),
         (with(&|v| v["tracks"][1]["clips"][0]["in_point"] = json!(1.5)), "tracks[1].clips[0].duration"),
         (with(&|v| v["tracks"][2]["clips"][0]["text"] = json!("")), "tracks[2].clips[0].text"),
         (with(&|v| v["tracks"][2]["clips"][0]["style"]["color"] = json!("yellow")), "tracks[2].clips[0].style.color"),
-        (with(&|v| v["tracks"][0]["clips"][0]["transition"] = json!({ "kind": "crossfade", "duration": 5 })), "tracks[0].clips[0].transition.duration"),
-        (with(&|v| v["tracks"][0]["clips"][0]["pan_zoom"] = json!({ "end_zoom": 9 })), "tracks[0].clips[0].pan_zoom.end_zoom"),
+        (
+            with(&|v| v["tracks"][0]["clips"][0]["transition"] = json!({ "kind": "crossfade", "duration": 5 })),
+            "tracks[0].clips[0].transition.duration",
+        ),
+        (
+            with(&|v| v["tracks"][0]["clips"][0]["pan_zoom"] = json!({ "end_zoom": 9 })),
+            "tracks[0].clips[0].pan_zoom.end_zoom",
+        ),
         (with(&|v| v["tracks"][0]["clips"][0]["volume"] = json!(1)), "tracks[0].clips[0].volume"),
         (with(&|v| v["tracks"][0]["kind"] = json!("hologram")), "tracks[0].kind"),
-        (with(&|v| v["tracks"] = json!([{ "kind": "narration", "clips": [{ "start": 0, "duration": 1, "text": "hi", "voice": "xx-nope" }] }])), "tracks[0].clips[0].voice"),
+        (
+            with(
+                &|v| v["tracks"] = json!([{ "kind": "narration", "clips": [{ "start": 0, "duration": 1, "text": "hi", "voice": "xx-nope" }] }]),
+            ),
+            "tracks[0].clips[0].voice",
+        ),
         (with(&|v| v["width"] = json!(321)), "width"),
         (with(&|v| v["height"] = json!(20000)), "height"),
         (with(&|v| v["fps"] = json!(0)), "fps"),
@@ -260,13 +307,18 @@ async fn timeline_crud_and_validation(backend: Backend) -> anyhow::Result<()> {
         assert_eq!((status, err["error"]["field"].as_str()), (422, Some(field)), "{err}");
     }
     // The same rules guard updates and renders.
-    let (status, err) = put(&server, &format!("/api/video/timelines/{id}"), &alice, &with(&|v| v["fps"] = json!(61))).await;
+    let (status, err) =
+        put(&server, &format!("/api/video/timelines/{id}"), &alice, &with(&|v| v["fps"] = json!(61))).await;
     assert_eq!((status, err["error"]["field"].as_str()), (422, Some("fps")));
-    let (status, err) = server.post(&format!("/api/video/timelines/{id}/render"), Some(&alice), &json!({ "width": 7 })).await?;
+    let (status, err) =
+        server.post(&format!("/api/video/timelines/{id}/render"), Some(&alice), &json!({ "width": 7 })).await?;
     assert_eq!((status, err["error"]["field"].as_str()), (422, Some("width")), "{err}");
-    let (status, empty) = server.post("/api/video/timelines", Some(&alice), &json!({ "name": "e", "width": 64, "height": 64, "fps": 5 })).await?;
+    let (status, empty) = server
+        .post("/api/video/timelines", Some(&alice), &json!({ "name": "e", "width": 64, "height": 64, "fps": 5 }))
+        .await?;
     assert_eq!(status, 201);
-    let (status, err) = server.post(&format!("/api/video/timelines/{}/render", s(&empty["id"])), Some(&alice), &json!({})).await?;
+    let (status, err) =
+        server.post(&format!("/api/video/timelines/{}/render", s(&empty["id"])), Some(&alice), &json!({})).await?;
     assert_eq!((status, err["error"]["field"].as_str()), (422, Some("tracks")), "{err}");
 
     assert_eq!(server.delete(&format!("/api/video/timelines/{id}"), Some(&alice)).await?.0, 204);
@@ -301,10 +353,15 @@ async fn storyboard_renders_an_mp4(backend: Backend) -> anyhow::Result<()> {
     let (status, resp) = server.post(&format!("/api/video/timelines/{id}/render"), Some(&alice), &json!({})).await?;
     assert_eq!(status, 202, "{resp}");
     assert_eq!(resp["jobs"][0]["job_type"], "storyboard");
-    let job = server.wait_job(&alice, &s(&resp["job_ids"][0]), WAIT, |j| j["status"] == "succeeded" || j["status"] == "failed").await?;
+    let job = server
+        .wait_job(&alice, &s(&resp["job_ids"][0]), WAIT, |j| j["status"] == "succeeded" || j["status"] == "failed")
+        .await?;
     assert_eq!(job["status"], "succeeded", "{job}");
     let out = &job["outputs"][0];
-    assert_eq!((out["mime"].as_str(), out["width"].as_i64(), out["height"].as_i64()), (Some("video/mp4"), Some(320), Some(180)));
+    assert_eq!(
+        (out["mime"].as_str(), out["width"].as_i64(), out["height"].as_i64()),
+        (Some("video/mp4"), Some(320), Some(180))
+    );
     let (duration, streams) = ffprobe(&download(&server, &out["url"]).await);
     assert!((duration - 4.0).abs() <= 0.1, "duration {duration}");
     let video: Vec<_> = streams.iter().filter(|st| st.0 == "video").collect();
@@ -315,12 +372,18 @@ async fn storyboard_renders_an_mp4(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(audio[0].1, "aac");
     // Provenance: a video item naming its timeline.
     let (_, item) = server.get(&format!("/api/media/{}", s(&out["media_id"])), Some(&alice)).await?;
-    assert_eq!((item["kind"].as_str(), item["parameters"]["timeline_id"].as_str()), (Some("video"), Some(id.as_str())), "{item}");
+    assert_eq!(
+        (item["kind"].as_str(), item["parameters"]["timeline_id"].as_str()),
+        (Some("video"), Some(id.as_str())),
+        "{item}"
+    );
 
     // A proxy: same length, lower resolution, still H.264/AAC.
     let (status, resp) = server.post(&format!("/api/video/timelines/{id}/proxy"), Some(&alice), &json!({})).await?;
     assert_eq!(status, 202, "{resp}");
-    let job = server.wait_job(&alice, &s(&resp["job_ids"][0]), WAIT, |j| j["status"] == "succeeded" || j["status"] == "failed").await?;
+    let job = server
+        .wait_job(&alice, &s(&resp["job_ids"][0]), WAIT, |j| j["status"] == "succeeded" || j["status"] == "failed")
+        .await?;
     assert_eq!((job["status"].as_str(), job["job_type"].as_str()), (Some("succeeded"), Some("video_proxy")), "{job}");
     let (duration, streams) = ffprobe(&download(&server, &job["outputs"][0]["url"]).await);
     assert!((duration - 4.0).abs() <= 0.1, "proxy duration {duration}");
@@ -355,7 +418,8 @@ async fn cancelling_a_render_kills_ffmpeg(backend: Backend) -> anyhow::Result<()
         "tracks": [{ "kind": "image", "clips": [{ "start": 0, "duration": 600, "media_id": still["id"], "pan_zoom": { "end_zoom": 2 } }] }]
     });
     let (_, t) = server.post("/api/video/timelines", Some(&alice), &spec).await?;
-    let (status, resp) = server.post(&format!("/api/video/timelines/{}/render", s(&t["id"])), Some(&alice), &json!({})).await?;
+    let (status, resp) =
+        server.post(&format!("/api/video/timelines/{}/render", s(&t["id"])), Some(&alice), &json!({})).await?;
     assert_eq!(status, 202, "{resp}");
     let job_id = s(&resp["job_ids"][0]);
     // Wait until ffmpeg runs.
@@ -379,4 +443,9 @@ async fn cancelling_a_render_kills_ffmpeg(backend: Backend) -> anyhow::Result<()
     server.stop().await
 }
 
-dual_test!(speech_jobs_and_waveforms, timeline_crud_and_validation, storyboard_renders_an_mp4, cancelling_a_render_kills_ffmpeg);
+dual_test!(
+    speech_jobs_and_waveforms,
+    timeline_crud_and_validation,
+    storyboard_renders_an_mp4,
+    cancelling_a_render_kills_ffmpeg
+);

@@ -154,7 +154,10 @@ pub fn validate_text(text: &str, field: &str) -> Result<(), ValidationError> {
     }
     let n = text.chars().count();
     if n > MAX_TEXT_CHARS {
-        return Err(ValidationError::new(field, format!("is {n} characters long; at most {MAX_TEXT_CHARS} are spoken")));
+        return Err(ValidationError::new(
+            field,
+            format!("is {n} characters long; at most {MAX_TEXT_CHARS} are spoken"),
+        ));
     }
     Ok(())
 }
@@ -199,12 +202,7 @@ mod tests {
     fn persona_fills_only_unset_fields() {
         let mut r = req("hi");
         r.rate = Some(1.5);
-        r.merge_persona(&VoiceDefaults {
-            engine: None,
-            voice: Some("fr".into()),
-            rate: Some(0.8),
-            pitch: Some(2.0),
-        });
+        r.merge_persona(&VoiceDefaults { engine: None, voice: Some("fr".into()), rate: Some(0.8), pitch: Some(2.0) });
         r.resolve_defaults();
         assert_eq!(r.voice.as_deref(), Some("fr"));
         assert_eq!(r.rate, Some(1.5));

@@ -242,11 +242,17 @@ pub fn validate_format(width: u32, height: u32, fps: u32, prefix: &str) -> Resul
     let (lo, hi) = SIDE_RANGE;
     for (name, v) in [("width", width), ("height", height)] {
         if !(lo..=hi).contains(&v) || v % 2 != 0 {
-            return Err(ValidationError::new(format!("{prefix}{name}"), format!("must be an even number from {lo} to {hi}")));
+            return Err(ValidationError::new(
+                format!("{prefix}{name}"),
+                format!("must be an even number from {lo} to {hi}"),
+            ));
         }
     }
     if !(FPS_RANGE.0..=FPS_RANGE.1).contains(&fps) {
-        return Err(ValidationError::new(format!("{prefix}fps"), format!("must be {} to {}", FPS_RANGE.0, FPS_RANGE.1)));
+        return Err(ValidationError::new(
+            format!("{prefix}fps"),
+            format!("must be {} to {}", FPS_RANGE.0, FPS_RANGE.1),
+        ));
     }
     Ok(())
 }
@@ -295,7 +301,10 @@ impl TimelineSpec {
         }
         let total = self.duration();
         if total > MAX_DURATION_SECS {
-            return Err(ValidationError::new("tracks", format!("the timeline lasts {total:.1} s; at most {MAX_DURATION_SECS} s")));
+            return Err(ValidationError::new(
+                "tracks",
+                format!("the timeline lasts {total:.1} s; at most {MAX_DURATION_SECS} s"),
+            ));
         }
         Ok(())
     }
@@ -409,11 +418,17 @@ fn validate_clip(kind: TrackKind, clip: &Clip, at: &str) -> Result<(), Validatio
         if kind != TrackKind::Image {
             return Err(ValidationError::new(field("pan_zoom"), "only image clips pan and zoom"));
         }
-        for (name, v, lo, hi) in
-            [("start_zoom", pz.start_zoom, 1.0, 4.0), ("end_zoom", pz.end_zoom, 1.0, 4.0), ("x", pz.x, 0.0, 1.0), ("y", pz.y, 0.0, 1.0)]
-        {
+        for (name, v, lo, hi) in [
+            ("start_zoom", pz.start_zoom, 1.0, 4.0),
+            ("end_zoom", pz.end_zoom, 1.0, 4.0),
+            ("x", pz.x, 0.0, 1.0),
+            ("y", pz.y, 0.0, 1.0),
+        ] {
             if !v.is_finite() || !(lo..=hi).contains(&v) {
-                return Err(ValidationError::new(field(&format!("pan_zoom.{name}")), format!("must be between {lo} and {hi}")));
+                return Err(ValidationError::new(
+                    field(&format!("pan_zoom.{name}")),
+                    format!("must be between {lo} and {hi}"),
+                ));
             }
         }
     }
@@ -456,7 +471,13 @@ mod tests {
     }
 
     fn spec(clips: Vec<Clip>) -> TimelineSpec {
-        TimelineSpec { name: "t".into(), width: 320, height: 180, fps: 25, tracks: vec![Track { kind: TrackKind::Image, clips }] }
+        TimelineSpec {
+            name: "t".into(),
+            width: 320,
+            height: 180,
+            fps: 25,
+            tracks: vec![Track { kind: TrackKind::Image, clips }],
+        }
     }
 
     #[test]

@@ -130,15 +130,23 @@ pub async fn check_voice(tools: &SpeechTools, engine: SpeechEngine, voice: &str)
         SpeechEngine::EspeakNg => voice.split('+').next().unwrap_or(voice).to_ascii_lowercase(),
         SpeechEngine::Piper => voice.to_owned(),
     };
-    if known.iter().any(|k| *k == base) {
+    if known.contains(&base) {
         Ok(())
     } else {
-        Err(VoiceError::Unknown { voice: voice.to_owned(), known: known.iter().take(12).cloned().collect::<Vec<_>>().join(", ") })
+        Err(VoiceError::Unknown {
+            voice: voice.to_owned(),
+            known: known.iter().take(12).cloned().collect::<Vec<_>>().join(", "),
+        })
     }
 }
 
 /// Speaks `u` into the WAV file `out`.
-pub async fn synthesize(tools: &SpeechTools, u: &Utterance<'_>, out: &Path, cancel: &CancellationToken) -> Result<(), ToolError> {
+pub async fn synthesize(
+    tools: &SpeechTools,
+    u: &Utterance<'_>,
+    out: &Path,
+    cancel: &CancellationToken,
+) -> Result<(), ToolError> {
     let (command, stdin) = match u.engine {
         SpeechEngine::EspeakNg => {
             let mut cmd = Command::new(&tools.espeak_ng);
@@ -180,7 +188,13 @@ pub async fn synthesize(tools: &SpeechTools, u: &Utterance<'_>, out: &Path, canc
 }
 
 /// Transcodes a WAV file to `format` (Opus 64 kb/s in Ogg, or MP3 VBR ~130 kb/s) at `out`.
-pub async fn transcode(ffmpeg: &str, wav: &Path, format: AudioFormat, out: &Path, cancel: &CancellationToken) -> Result<(), ToolError> {
+pub async fn transcode(
+    ffmpeg: &str,
+    wav: &Path,
+    format: AudioFormat,
+    out: &Path,
+    cancel: &CancellationToken,
+) -> Result<(), ToolError> {
     let mut cmd = Command::new(ffmpeg);
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i"]).arg(wav);
     match format {
@@ -190,8 +204,15 @@ pub async fn transcode(ffmpeg: &str, wav: &Path, format: AudioFormat, out: &Path
     };
     cmd.arg(out);
     let mut ignore = |_: f64| {};
-    process::run(Run { command: cmd, stdin: None, progress_total_secs: None, on_progress: &mut ignore, cancel, timeout: TOOL_TIMEOUT })
-        .await
+    process::run(Run {
+        command: cmd,
+        stdin: None,
+        progress_total_secs: None,
+        on_progress: &mut ignore,
+        cancel,
+        timeout: TOOL_TIMEOUT,
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -111,7 +111,9 @@ pub fn ffmpeg_args(plan: &RenderPlan, out: &Path) -> Vec<OsString> {
     let f = plan.format;
     let (w, h, fps) = (f.width, f.height, f.fps);
     let mut args: Vec<OsString> =
-        ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats"].map(OsString::from).to_vec();
+        ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats"]
+            .map(OsString::from)
+            .to_vec();
     let mut graph = String::new();
     let mut input = 0usize;
     let mut add_input = |args: &mut Vec<OsString>, pre: Vec<String>, path: &Path| {
@@ -126,8 +128,13 @@ pub fn ffmpeg_args(plan: &RenderPlan, out: &Path) -> Vec<OsString> {
         let d = secs(clip.duration);
         match &clip.picture {
             Picture::Still { path, pan_zoom } => {
-                let k = add_input(&mut args, vec!["-loop".into(), "1".into(), "-framerate".into(), fps.to_string(), "-t".into(), d.clone()], path);
-                let _ = write!(graph, "[{k}:v]scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},setsar=1");
+                let k = add_input(
+                    &mut args,
+                    vec!["-loop".into(), "1".into(), "-framerate".into(), fps.to_string(), "-t".into(), d.clone()],
+                    path,
+                );
+                let _ =
+                    write!(graph, "[{k}:v]scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},setsar=1");
                 if let Some(pz) = pan_zoom {
                     let frames = ((clip.duration * f64::from(fps)).round() - 1.0).max(1.0);
                     let _ = write!(
@@ -220,9 +227,32 @@ pub fn ffmpeg_args(plan: &RenderPlan, out: &Path) -> Vec<OsString> {
     }
     args.extend(["-filter_complex".into(), graph.into()]);
     for a in [
-        "-map", "[vout]", "-map", "[aout]", "-c:v", "libx264", "-preset", f.preset, "-crf", &f.crf.to_string(), "-pix_fmt",
-        "yuv420p", "-r", &fps.to_string(), "-c:a", "aac", "-b:a", &format!("{}k", f.audio_kbps), "-ar", "48000", "-t", &total,
-        "-movflags", "+faststart", "-f", "mp4",
+        "-map",
+        "[vout]",
+        "-map",
+        "[aout]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        f.preset,
+        "-crf",
+        &f.crf.to_string(),
+        "-pix_fmt",
+        "yuv420p",
+        "-r",
+        &fps.to_string(),
+        "-c:a",
+        "aac",
+        "-b:a",
+        &format!("{}k", f.audio_kbps),
+        "-ar",
+        "48000",
+        "-t",
+        &total,
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
     ] {
         args.push(a.into());
     }
@@ -252,9 +282,17 @@ mod tests {
                 fade_in: 0.0,
             }],
             sounds: vec![],
-            narration: vec![SoundClip { path: "/tmp/n.wav".into(), start: 1.0, duration: 2.0, in_point: 0.0, volume: 1.0, fade_in: 0.0 }],
+            narration: vec![SoundClip {
+                path: "/tmp/n.wav".into(),
+                start: 1.0,
+                duration: 2.0,
+                in_point: 0.0,
+                volume: 1.0,
+                fade_in: 0.0,
+            }],
         };
-        let args: Vec<String> = ffmpeg_args(&plan, Path::new("/tmp/o.mp4")).iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> =
+            ffmpeg_args(&plan, Path::new("/tmp/o.mp4")).iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let graph = &args[args.iter().position(|a| a == "-filter_complex").unwrap_or(0) + 1];
         assert!(graph.contains("[vout]") && graph.contains("[aout]"), "{graph}");
         assert!(graph.contains("adelay=1000:all=1"), "{graph}");

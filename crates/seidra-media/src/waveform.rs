@@ -40,7 +40,8 @@ pub async fn peaks(ffmpeg: &str, input: &Path, n: usize, cancel: &CancellationTo
         timeout: Duration::from_secs(120),
     })
     .await?;
-    let bytes = tokio::fs::read(&raw).await.map_err(|e| ToolError::Io { tool: ffmpeg.to_owned(), reason: e.to_string() })?;
+    let bytes =
+        tokio::fs::read(&raw).await.map_err(|e| ToolError::Io { tool: ffmpeg.to_owned(), reason: e.to_string() })?;
     let samples: Vec<i16> = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
     Ok(Waveform { peaks: reduce(&samples, n), duration_secs: samples.len() as f64 / f64::from(PEAK_SAMPLE_RATE) })
 }

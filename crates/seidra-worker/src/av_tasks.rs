@@ -87,8 +87,9 @@ pub(crate) async fn run_tts<S: ProgressSink>(
     sink: &S,
     cancel: &CancellationToken,
 ) -> Result<FileOutput, EngineError> {
-    let request: SpeechRequest = serde_json::from_value(job.request.clone())
-        .map_err(|e| failed("invalid_stored_request", format!("the stored speech request cannot be read: {e}"), false))?;
+    let request: SpeechRequest = serde_json::from_value(job.request.clone()).map_err(|e| {
+        failed("invalid_stored_request", format!("the stored speech request cannot be read: {e}"), false)
+    })?;
     let tools = speech_tools(deps);
     let dir = spool()?;
     let wav = dir.path().join("speech.wav");
@@ -124,8 +125,9 @@ pub(crate) async fn run_render<S: ProgressSink>(
     sink: &S,
     cancel: &CancellationToken,
 ) -> Result<FileOutput, EngineError> {
-    let request: RenderJobRequest = serde_json::from_value(job.request.clone())
-        .map_err(|e| failed("invalid_stored_request", format!("the stored render request cannot be read: {e}"), false))?;
+    let request: RenderJobRequest = serde_json::from_value(job.request.clone()).map_err(|e| {
+        failed("invalid_stored_request", format!("the stored render request cannot be read: {e}"), false)
+    })?;
     let tl = &request.timeline;
     let dir = spool()?;
     report(sink, 0.0, "fetching media");
@@ -140,7 +142,9 @@ pub(crate) async fn run_render<S: ProgressSink>(
             continue;
         }
         let item = seidra_store::media::get_owned(&deps.db, job.owner_id, r.id).await.map_err(|e| match e {
-            StoreError::NotFound => failed("media_missing", format!("{}: the media item no longer exists", r.field), false),
+            StoreError::NotFound => {
+                failed("media_missing", format!("{}: the media item no longer exists", r.field), false)
+            }
             other => failed("database_error", other.to_string(), true),
         })?;
         let bytes = deps
@@ -180,7 +184,11 @@ pub(crate) async fn run_render<S: ProgressSink>(
             let volume = clip.volume.unwrap_or(1.0);
             match track.kind {
                 TrackKind::Image | TrackKind::Video | TrackKind::Audio if media.is_none() => {
-                    return Err(failed("media_missing", format!("tracks[{t}].clips[{c}].media_id: no media item"), false));
+                    return Err(failed(
+                        "media_missing",
+                        format!("tracks[{t}].clips[{c}].media_id: no media item"),
+                        false,
+                    ));
                 }
                 TrackKind::Image => plan.visuals.push(VisualClip {
                     picture: Picture::Still { path: media.unwrap_or_default(), pan_zoom: clip.pan_zoom },
@@ -216,7 +224,11 @@ pub(crate) async fn run_render<S: ProgressSink>(
                     fade_in,
                 }),
                 TrackKind::Narration => {
-                    report(sink, 0.05 + 0.05 * spoken as f64 / narrations.max(1) as f64, format!("speaking narration {}/{narrations}", spoken + 1));
+                    report(
+                        sink,
+                        0.05 + 0.05 * spoken as f64 / narrations.max(1) as f64,
+                        format!("speaking narration {}/{narrations}", spoken + 1),
+                    );
                     let wav = dir.path().join(format!("n-{t}-{c}.wav"));
                     let voice = clip.voice.clone().unwrap_or_else(|| DEFAULT_VOICE.to_owned());
                     let utterance = Utterance {
@@ -228,7 +240,14 @@ pub(crate) async fn run_render<S: ProgressSink>(
                     };
                     speech::synthesize(&tools, &utterance, &wav, cancel).await.map_err(tool_error)?;
                     spoken += 1;
-                    plan.narration.push(SoundClip { path: wav, start: clip.start, duration: clip.duration, in_point: 0.0, volume, fade_in });
+                    plan.narration.push(SoundClip {
+                        path: wav,
+                        start: clip.start,
+                        duration: clip.duration,
+                        in_point: 0.0,
+                        volume,
+                        fade_in,
+                    });
                 }
                 TrackKind::Title => {
                     let text_file = dir.path().join(format!("t-{t}-{c}.txt"));

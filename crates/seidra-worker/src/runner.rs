@@ -628,8 +628,11 @@ impl Worker {
             Err(err) => {
                 tracing::warn!(%err, "storing an output failed");
                 let retryable = err.is_retryable();
-                let error =
-                    JobError { code: "storage_error".into(), message: format!("could not store the output: {err}"), retryable };
+                let error = JobError {
+                    code: "storage_error".into(),
+                    message: format!("could not store the output: {err}"),
+                    retryable,
+                };
                 self.settle(job, JobEvent::Fail { retryable }, Some(error)).await
             }
         }

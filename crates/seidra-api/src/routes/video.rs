@@ -135,7 +135,9 @@ async fn validated(state: &AppState, owner: Uuid, mut spec: TimelineSpec) -> Api
             Err(e) => return Err(e.into()),
         };
         if item.kind != r.kind {
-            return Err(ValidationError::new(r.field, format!("is a {} item; this track takes {}", item.kind, r.kind)).into());
+            return Err(
+                ValidationError::new(r.field, format!("is a {} item; this track takes {}", item.kind, r.kind)).into()
+            );
         }
         if let Some(ms) = item.duration_ms
             && r.needs_secs > ms as f64 / 1000.0 + 0.05
@@ -154,8 +156,13 @@ async fn validated(state: &AppState, owner: Uuid, mut spec: TimelineSpec) -> Api
         }
         for (c, clip) in track.clips.iter().enumerate() {
             if let Some(voice) = &clip.voice {
-                crate::routes::speech::check_voice(state, SpeechEngine::EspeakNg, voice, &format!("tracks[{t}].clips[{c}].voice"))
-                    .await?;
+                crate::routes::speech::check_voice(
+                    state,
+                    SpeechEngine::EspeakNg,
+                    voice,
+                    &format!("tracks[{t}].clips[{c}].voice"),
+                )
+                .await?;
             }
         }
     }
@@ -198,7 +205,11 @@ pub async fn create(
 /// One of your timelines.
 #[utoipa::path(get, path = "/api/video/timelines/{id}", tag = "video", params(("id" = Uuid, Path, description = "timeline id")),
     security(("bearer" = [])), responses((status = 200, body = TimelineView), (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<TimelineView>> {
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TimelineView>> {
     principal.require_scope(ApiKeyScope::Read)?;
     Ok(Json(TimelineView::from(&owned(&state, &principal, &id).await?)))
 }
@@ -225,7 +236,11 @@ pub async fn update(
 /// Delete a timeline (videos rendered from it stay in the library).
 #[utoipa::path(delete, path = "/api/video/timelines/{id}", tag = "video", params(("id" = Uuid, Path, description = "timeline id")),
     security(("bearer" = [])), responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
     timelines::delete(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("timeline"))?;
@@ -241,7 +256,8 @@ async fn submit_render(
     proxy: bool,
 ) -> ApiResult<Response> {
     spec.validate_renderable()?;
-    let request = RenderJobRequest { timeline_id: t.id, revision: t.revision, timeline: spec, width, height, fps, proxy };
+    let request =
+        RenderJobRequest { timeline_id: t.id, revision: t.revision, timeline: spec, width, height, fps, proxy };
     let job = NewJob {
         id: Uuid::now_v7(),
         job_type: if proxy { JobType::VideoProxy } else { JobType::Storyboard },
@@ -274,11 +290,13 @@ pub async fn render(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     principal.require_scope(ApiKeyScope::Generate)?;
-    let options: RenderOptions = if body.iter().all(u8::is_ascii_whitespace) { RenderOptions::default() } else { parse_json(&body)? };
+    let options: RenderOptions =
+        if body.iter().all(u8::is_ascii_whitespace) { RenderOptions::default() } else { parse_json(&body)? };
     let t = owned(&state, &principal, &id).await?;
     // Checked again: media may have been deleted since the timeline was saved.
     let spec = validated(&state, principal.user.id, t.spec.0.clone()).await?;
-    let format = (options.width.unwrap_or(spec.width), options.height.unwrap_or(spec.height), options.fps.unwrap_or(spec.fps));
+    let format =
+        (options.width.unwrap_or(spec.width), options.height.unwrap_or(spec.height), options.fps.unwrap_or(spec.fps));
     timeline::validate_format(format.0, format.1, format.2, "")?;
     submit_render(&state, &principal, &t, spec, format, false).await
 }
@@ -317,7 +335,11 @@ pub async fn waveform(
         .await
         .map_err(ApiError::or_not_found("media item"))?;
     if item.kind != "audio" && item.kind != "video" {
-        return Err(ValidationError::new("id", format!("is an {} item; only audio and video have a waveform", item.kind)).into());
+        return Err(ValidationError::new(
+            "id",
+            format!("is an {} item; only audio and video have a waveform", item.kind),
+        )
+        .into());
     }
     let bytes = state.storage.get(&item.storage_key).await.map_err(|e| {
         tracing::warn!(%e, "cannot read a media file");
@@ -328,9 +350,15 @@ pub async fn waveform(
     let wave = seidra_media::waveform::peaks(&state.settings.media.ffmpeg, spool.path(), n, &CancellationToken::new())
         .await
         .map_err(|e| match e {
-            ToolError::Failed { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "undecodable_media", "the file's sound cannot be decoded")
-                .with_field("id"),
-            ToolError::Missing { .. } => ApiError::unavailable("ffmpeg_unavailable", "ffmpeg is not installed on this server"),
+            ToolError::Failed { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "undecodable_media",
+                "the file's sound cannot be decoded",
+            )
+            .with_field("id"),
+            ToolError::Missing { .. } => {
+                ApiError::unavailable("ffmpeg_unavailable", "ffmpeg is not installed on this server")
+            }
             other => ApiError::internal(other),
         })?;
     Ok(Json(WaveformView { media_id: id, duration_secs: wave.duration_secs, peaks: wave.peaks }))
