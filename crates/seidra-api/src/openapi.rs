@@ -4,7 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin, api_keys, auth, exports, health, jobs, media, models, notifications, personas, settings, uploads, webhooks,
+    admin, api_keys, auth, exports, health, jobs, media, models, notifications, personas, settings, speech, uploads,
+    video, webhooks,
 };
 
 /// The API description.
@@ -27,6 +28,9 @@ use crate::routes::{
         webhooks::deliveries,
         settings::get, settings::patch, settings::get_policy, settings::put_policy,
         models::list, models::get, models::register, models::rescan, models::delete, models::download,
+        speech::generate_speech,
+        video::list, video::create, video::get, video::update, video::delete, video::render, video::proxy,
+        video::waveform,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -42,6 +46,7 @@ use crate::routes::{
         (name = "notifications", description = "Per-user notifications (also pushed on the WebSocket) and admin broadcasts"),
         (name = "webhooks", description = "Signed webhook deliveries with retries and a delivery log"),
         (name = "models", description = "The model catalogue: base models, LoRAs and VAEs; admins rescan, register, remove and download"),
+        (name = "video", description = "The video studio: timelines, renders and proxies on ffmpeg"),
     )
 )]
 pub struct ApiDoc;

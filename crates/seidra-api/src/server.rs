@@ -21,8 +21,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::middleware::{LimitPolicy, authenticate_and_limit, http_metrics};
 use crate::routes::{
-    admin, api_keys, auth, exports, files, health, jobs, media, models, notifications, personas, settings, uploads,
-    webhooks,
+    admin, api_keys, auth, exports, files, health, jobs, media, models, notifications, personas, settings, speech,
+    uploads, video, webhooks,
 };
 use crate::state::AppState;
 
@@ -54,6 +54,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/generation/health", get(health::generation_health))
         .route("/api/generate/single", post(jobs::generate_single))
         .route("/api/generate/batch", post(jobs::generate_batch))
+        .route("/api/generate/speech", post(speech::generate_speech))
+        .route("/api/video/timelines", get(video::list).post(video::create))
+        .route("/api/video/timelines/{id}", get(video::get).put(video::update).delete(video::delete))
+        .route("/api/video/timelines/{id}/render", post(video::render))
+        .route("/api/video/timelines/{id}/proxy", post(video::proxy))
+        .route("/api/media/{id}/waveform", get(video::waveform))
         .route("/api/jobs", get(jobs::list))
         .route("/api/jobs/stats", get(jobs::stats))
         .route("/api/jobs/{id}", get(jobs::get))

@@ -182,6 +182,16 @@ pub struct MediaSettings {
     pub export_max_items: u32,
     /// Hours a finished export archive is kept before it is deleted.
     pub export_retention_hours: u64,
+    /// The `ffmpeg` executable (speech transcoding, video renders, waveforms).
+    pub ffmpeg: String,
+    /// The `espeak-ng` executable (the built-in speech engine).
+    pub espeak_ng: String,
+    /// The `piper` executable; empty = the piper speech engine is off.
+    pub piper: String,
+    /// Directory of piper voices (`<name>.onnx` with `<name>.onnx.json`); empty = piper is off.
+    pub piper_voices: String,
+    /// Longest a render (storyboard or proxy) may run before it fails, seconds.
+    pub render_timeout_secs: u64,
 }
 
 impl Default for MediaSettings {
@@ -196,6 +206,11 @@ impl Default for MediaSettings {
             ffprobe: "ffprobe".to_owned(),
             export_max_items: 10_000,
             export_retention_hours: 7 * 24,
+            ffmpeg: "ffmpeg".to_owned(),
+            espeak_ng: "espeak-ng".to_owned(),
+            piper: String::new(),
+            piper_voices: String::new(),
+            render_timeout_secs: 3600,
         }
     }
 }

@@ -15,6 +15,12 @@ pub enum JobType {
     Export,
     /// A model file fetched into the model directory (run by the worker itself, engine `internal`).
     ModelDownload,
+    /// Speech from text (run by the worker itself: espeak-ng or piper).
+    Tts,
+    /// An MP4 rendered from a video-studio timeline (run by the worker itself with ffmpeg).
+    Storyboard,
+    /// A fast low-resolution preview of a timeline (run by the worker itself with ffmpeg).
+    VideoProxy,
 }
 
 impl JobType {
@@ -24,6 +30,9 @@ impl JobType {
             JobType::Image => "image",
             JobType::Export => "export",
             JobType::ModelDownload => "model_download",
+            JobType::Tts => "tts",
+            JobType::Storyboard => "storyboard",
+            JobType::VideoProxy => "video_proxy",
         }
     }
 
@@ -33,6 +42,9 @@ impl JobType {
             "image" => Some(JobType::Image),
             "export" => Some(JobType::Export),
             "model_download" => Some(JobType::ModelDownload),
+            "tts" => Some(JobType::Tts),
+            "storyboard" => Some(JobType::Storyboard),
+            "video_proxy" => Some(JobType::VideoProxy),
             _ => None,
         }
     }

@@ -5,6 +5,8 @@ pub mod account;
 pub mod job;
 pub mod persona;
 pub mod policy;
+pub mod speech;
+pub mod timeline;
 pub mod user_settings;
 pub mod validation;
 

@@ -56,3 +56,16 @@ pub async fn duration_secs(ffprobe: &str, path: &Path) -> Result<f64, ProbeError
         .filter(|d| d.is_finite() && *d >= 0.0)
         .ok_or_else(|| ProbeError::Invalid("media (ffprobe reported no duration)".to_owned()))
 }
+
+/// Whether the file at `path` has an audio stream (`ffprobe`); `false` when it cannot tell.
+pub async fn has_audio(ffprobe: &str, path: &Path) -> bool {
+    let mut cmd = tokio::process::Command::new(ffprobe);
+    cmd.args(["-v", "error", "-select_streams", "a", "-show_entries", "stream=index", "-of", "csv=p=0"])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match tokio::time::timeout(FFPROBE_TIMEOUT, cmd.output()).await {
+        Ok(Ok(out)) => out.status.success() && !out.stdout.trim_ascii().is_empty(),
+        _ => false,
+    }
+}

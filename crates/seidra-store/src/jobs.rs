@@ -831,6 +831,8 @@ pub struct NewMedia {
     pub sha256: String,
     /// Seed.
     pub seed: Option<i64>,
+    /// Length of audio and video outputs, milliseconds.
+    pub duration_ms: Option<i64>,
 }
 
 fn durations(job: &Job, now: DateTime<Utc>) -> (Option<i64>, Option<i64>) {
@@ -919,8 +921,8 @@ pub async fn complete_many(
             for m in outputs {
                 sqlx::query(
                     "INSERT INTO media (id, owner_id, job_id, position, storage_key, mime, bytes, width, height, sha256, seed, created_at, \
-                     kind, source, prompt, negative_prompt, engine, model, parameters, persona_id, persona_version, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'generated', $14, $15, $16, $17, $18, $19, $20, $12)",
+                     kind, source, prompt, negative_prompt, engine, model, parameters, persona_id, persona_version, updated_at, duration_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'generated', $14, $15, $16, $17, $18, $19, $20, $12, $21)",
                 )
                 .bind(m.id)
                 .bind(job.owner_id)
@@ -942,6 +944,7 @@ pub async fn complete_many(
                 .bind(Json(&job.request))
                 .bind(job.persona_id)
                 .bind(job.persona_version)
+                .bind(m.duration_ms)
                 .execute(&mut *tx)
                 .await?;
             }

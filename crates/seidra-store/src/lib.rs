@@ -21,6 +21,7 @@ pub mod models;
 pub mod notifications;
 pub mod personas;
 pub mod refresh_tokens;
+pub mod timelines;
 pub mod user_settings;
 pub mod webhooks;
 pub mod workers;

@@ -2,6 +2,7 @@
 //! cancellation, stores outputs and publishes events — plus the maintenance loop (exactly one
 //! across all processes) that reclaims expired leases, reaps dead workers and prunes old jobs.
 
+pub mod av_tasks;
 mod completion;
 pub mod events;
 pub mod maintenance;

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::av_tasks::{self, FileOutput};
 use crate::completion::{Completer, CompleterTask};
 use crate::events::{JOB_CANCEL, JOBS_WAKE, job_event, progress_event};
 use crate::maintenance;
@@ -92,6 +93,8 @@ enum Done {
     Export(ExportDone),
     /// A downloaded, catalogued model.
     Model(Box<seidra_store::models::Model>),
+    /// One spooled audio/video file (speech, renders).
+    File(FileOutput),
 }
 
 /// Progress from the engine, relayed by a coalescing task.
@@ -440,6 +443,7 @@ impl Worker {
                 model_tasks::discard(&self.deps, &model).await;
                 self.settle(&job, if released { JobEvent::Release } else { JobEvent::Cancel }, None).await
             }
+            Ok(Done::File(file)) if !cancel.is_cancelled() => self.store_file_and_complete(&job, file).await,
             Ok(_) | Err(EngineError::Cancelled) if released => self.settle(&job, JobEvent::Release, None).await,
             Ok(_) | Err(EngineError::Cancelled) => self.settle(&job, JobEvent::Cancel, None).await,
             Err(EngineError::Invalid(v)) => {
@@ -466,6 +470,10 @@ impl Worker {
                 return model_tasks::run_download(&self.deps, job, &sink, cancel)
                     .await
                     .map(|m| Done::Model(Box::new(m)));
+            }
+            JobType::Tts => return av_tasks::run_tts(&self.deps, job, &sink, cancel).await.map(Done::File),
+            JobType::Storyboard | JobType::VideoProxy => {
+                return av_tasks::run_render(&self.deps, job, &sink, cancel).await.map(Done::File);
             }
             JobType::Image => {}
         }
@@ -597,6 +605,7 @@ impl Worker {
                     height: out.height.and_then(|h| i32::try_from(h).ok()),
                     sha256: obj.sha256_hex,
                     seed: out.seed.and_then(|s| i64::try_from(s).ok()),
+                    duration_ms: None,
                 }),
                 Err(err) => {
                     tracing::warn!(%err, "storing an output failed");
@@ -612,6 +621,43 @@ impl Worker {
                 }
             }
         }
+        self.complete_stored(job, stored).await
+    }
+
+    /// Stores one spooled file as the job's output, then completes the job.
+    async fn store_file_and_complete(&self, job: &Job, file: FileOutput) -> &'static str {
+        let key = format!("jobs/{}/{}/{}-0.{}", job.owner_id, job.id, job.attempt, file.ext);
+        match self.deps.storage.put_file(&key, &file.path, file.mime).await {
+            Ok(obj) => {
+                let stored = vec![NewMedia {
+                    id: Uuid::now_v7(),
+                    position: 0,
+                    storage_key: key,
+                    mime: file.mime.to_owned(),
+                    bytes: i64::try_from(obj.bytes_len).unwrap_or(i64::MAX),
+                    width: file.width,
+                    height: file.height,
+                    sha256: obj.sha256_hex,
+                    seed: None,
+                    duration_ms: file.duration_ms,
+                }];
+                self.complete_stored(job, stored).await
+            }
+            Err(err) => {
+                tracing::warn!(%err, "storing an output failed");
+                let retryable = err.is_retryable();
+                let error = JobError {
+                    code: "storage_error".into(),
+                    message: format!("could not store the output: {err}"),
+                    retryable,
+                };
+                self.settle(job, JobEvent::Fail { retryable }, Some(error)).await
+            }
+        }
+    }
+
+    /// Completes a job whose outputs are stored; removes them again if completion is refused.
+    async fn complete_stored(&self, job: &Job, stored: Vec<NewMedia>) -> &'static str {
         match self.completer.complete(job.clone(), stored.clone(), None).await {
             Ok(Some(_)) => {
                 self.thumbs_wake.notify_one();

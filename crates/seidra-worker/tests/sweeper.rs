@@ -59,6 +59,7 @@ async fn media_row(db: &Db, key: &str) {
         height: Some(1),
         sha256: "ab".repeat(32),
         seed: Some(1),
+        duration_ms: None,
     };
     jobs::complete(db, &job, worker, &[output]).await.unwrap().expect("completed");
 }

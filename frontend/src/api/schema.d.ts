@@ -278,6 +278,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/generate/speech": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Queue speech from text (a `tts` job; follow it like any job). Unset fields take the
+         *     persona's voice defaults.
+         */
+        post: operations["jobs_generate_speech"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/generation/health": {
         parameters: {
             query?: never;
@@ -414,6 +434,23 @@ export interface paths {
         head?: never;
         /** Tag (replace/add/remove) and favourite an item. */
         patch: operations["media_update"];
+        trace?: never;
+    };
+    "/api/media/{id}/waveform": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Peaks of an audio or video item's sound, for waveform displays. */
+        get: operations["media_waveform"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/media/bulk": {
@@ -770,6 +807,80 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/video/timelines": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List your timelines. */
+        get: operations["video_list"];
+        put?: never;
+        /** Create a timeline. */
+        post: operations["video_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/video/timelines/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One of your timelines. */
+        get: operations["video_get"];
+        /** Replace a timeline's content (its revision goes up by one). */
+        put: operations["video_update"];
+        post?: never;
+        /** Delete a timeline (videos rendered from it stay in the library). */
+        delete: operations["video_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/video/timelines/{id}/proxy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Render a fast low-resolution preview (a `video_proxy` job: at most 480 p and 15 fps, x264 ultrafast). */
+        post: operations["video_proxy"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/video/timelines/{id}/render": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Render a timeline to an H.264/AAC MP4 (a `storyboard` job; the output is a video item whose
+         *     parameters name the timeline). The body is optional.
+         */
+        post: operations["video_render"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/webhooks": {
         parameters: {
             query?: never;
@@ -972,6 +1083,11 @@ export interface components {
              */
             status_code?: number | null;
         };
+        /**
+         * @description Container of the stored speech.
+         * @enum {string}
+         */
+        AudioFormat: "wav" | "opus" | "mp3";
         /** @description A page of audit records. */
         AuditPage: {
             /** @description Records, newest first. */
@@ -1088,6 +1204,51 @@ export interface components {
             webhook: boolean;
             /** @description Pushed live on the WebSocket. */
             websocket: boolean;
+        };
+        /** @description One clip on a track. Times are seconds on the timeline. */
+        Clip: {
+            /**
+             * Format: double
+             * @description How long it lasts (> 0).
+             */
+            duration: number;
+            /**
+             * Format: double
+             * @description Where playback starts inside the media (video and audio; ≥ 0).
+             */
+            in_point?: number;
+            /**
+             * Format: uuid
+             * @description The media item (image, video and audio tracks).
+             */
+            media_id?: string | null;
+            pan_zoom?: components["schemas"]["PanZoom"] | null;
+            /**
+             * Format: float
+             * @description Narration pitch shift, semitones (−12–12).
+             */
+            pitch?: number | null;
+            /**
+             * Format: float
+             * @description Narration rate multiplier (0.5–2).
+             */
+            rate?: number | null;
+            /**
+             * Format: double
+             * @description Where it starts on the timeline (≥ 0).
+             */
+            start: number;
+            style?: components["schemas"]["TitleStyle"] | null;
+            /** @description Text (narration: spoken; title: shown). */
+            text?: string | null;
+            transition?: components["schemas"]["Transition"] | null;
+            /** @description Narration voice (espeak-ng). */
+            voice?: string | null;
+            /**
+             * Format: double
+             * @description Gain for video, audio and narration clips (0–4, default 1).
+             */
+            volume?: number | null;
         };
         /** @description The content policy as the admin sees it. */
         ContentPolicyView: {
@@ -1525,7 +1686,7 @@ export interface components {
          * @description What a job produces.
          * @enum {string}
          */
-        JobType: "image" | "export" | "model_download";
+        JobType: "image" | "export" | "model_download" | "tts" | "storyboard" | "video_proxy";
         /** @description A job as its owner sees it. */
         JobView: {
             /**
@@ -1921,6 +2082,29 @@ export interface components {
              */
             width?: number | null;
         };
+        /** @description A slow zoom across a still (Ken Burns). */
+        PanZoom: {
+            /**
+             * Format: double
+             * @description Zoom at the clip's end (1–4).
+             */
+            end_zoom?: number;
+            /**
+             * Format: double
+             * @description Zoom at the clip's start (1–4, 1 = the whole frame).
+             */
+            start_zoom?: number;
+            /**
+             * Format: double
+             * @description Horizontal centre of the zoom, 0–1 of the width (default 0.5).
+             */
+            x?: number;
+            /**
+             * Format: double
+             * @description Vertical centre of the zoom, 0–1 of the height (default 0.5).
+             */
+            y?: number;
+        };
         /** @description A page of personas. */
         PersonaPage: {
             /** @description Personas, favourites first then recently edited. */
@@ -2042,6 +2226,24 @@ export interface components {
             /** @description Path relative to the model directory. */
             path: string;
         };
+        /** @description Output of a render; each field defaults to the timeline's. */
+        RenderOptions: {
+            /**
+             * Format: int32
+             * @description Frames per second (1–60).
+             */
+            fps?: number | null;
+            /**
+             * Format: int32
+             * @description Height, pixels (even, 64–3840).
+             */
+            height?: number | null;
+            /**
+             * Format: int32
+             * @description Width, pixels (even, 64–3840).
+             */
+            width?: number | null;
+        };
         /** @description What a rescan changed. */
         RescanReport: {
             /**
@@ -2080,6 +2282,38 @@ export interface components {
              */
             seed: number;
         };
+        /**
+         * @description A speech engine.
+         * @enum {string}
+         */
+        SpeechEngine: "espeak-ng" | "piper";
+        /** @description A speech request. Unset fields take the persona's voice defaults, then the built-in ones. */
+        SpeechRequest: {
+            engine?: components["schemas"]["SpeechEngine"] | null;
+            format?: components["schemas"]["AudioFormat"] | null;
+            /**
+             * Format: uuid
+             * @description Persona whose voice defaults apply.
+             */
+            persona_id?: string | null;
+            /**
+             * Format: float
+             * @description Pitch shift in semitones, −12–12 (espeak-ng only).
+             */
+            pitch?: number | null;
+            /**
+             * Format: float
+             * @description Speaking-rate multiplier, 0.5–2 (1 = the engine's normal pace).
+             */
+            rate?: number | null;
+            /** @description Text to speak (1–5000 characters). */
+            text: string;
+            /**
+             * @description Voice: an espeak-ng voice (`en`, `en-us`, `fr`, `gmw/en-US`, with an optional `+variant`) or a
+             *     piper model name.
+             */
+            voice?: string | null;
+        };
         /** @description Answer to a submit. */
         SubmitResponse: {
             /**
@@ -2108,6 +2342,85 @@ export interface components {
             /** @description Server version. */
             version: string;
         };
+        /** @description A page of timelines. */
+        TimelinePage: {
+            /** @description Most recently changed first. */
+            items: components["schemas"]["TimelineView"][];
+            /**
+             * Format: int64
+             * @description All of yours.
+             */
+            total: number;
+        };
+        /**
+         * @description A timeline: frame size, rate and tracks. Visual tracks are layered in order (the first at
+         *     the bottom); sound of every track is mixed, with music ducked under narration.
+         */
+        TimelineSpec: {
+            /**
+             * Format: int32
+             * @description Frames per second (1–60).
+             */
+            fps: number;
+            /**
+             * Format: int32
+             * @description Frame height, pixels (even, 64–3840).
+             */
+            height: number;
+            /** @description Name (1–200 characters). */
+            name: string;
+            /** @description Tracks (at most 16). */
+            tracks?: components["schemas"]["Track"][];
+            /**
+             * Format: int32
+             * @description Frame width, pixels (even, 64–3840).
+             */
+            width: number;
+        };
+        /** @description A timeline as its owner sees it. */
+        TimelineView: {
+            /**
+             * Format: date-time
+             * @description Created.
+             */
+            created_at: string;
+            /**
+             * Format: double
+             * @description End of the last clip, seconds.
+             */
+            duration_secs: number;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description Name. */
+            name: string;
+            /**
+             * Format: int32
+             * @description 1 on creation, +1 per update.
+             */
+            revision: number;
+            /** @description Tracks and clips. */
+            spec: components["schemas"]["TimelineSpec"];
+            /**
+             * Format: date-time
+             * @description Last update.
+             */
+            updated_at: string;
+        };
+        /** @description Look of a title card. */
+        TitleStyle: {
+            /** @description Card colour, `#rrggbb` (default black). */
+            background?: string | null;
+            /** @description Text colour, `#rrggbb` (default white). */
+            color?: string | null;
+            /**
+             * Format: int32
+             * @description Font size, pixels (8–400; default a tenth of the height).
+             */
+            font_size?: number | null;
+        };
         /** @description Tokens issued by login, register and refresh. */
         TokenResponse: {
             /** @description JWT for `Authorization: Bearer`. */
@@ -2124,6 +2437,33 @@ export interface components {
             /** @description The signed-in account. */
             user: components["schemas"]["UserView"];
         };
+        /** @description A track: clips of one kind. */
+        Track: {
+            /** @description Clips (any order; they may not overlap except under a crossfade). */
+            clips?: components["schemas"]["Clip"][];
+            /** @description Kind. */
+            kind: components["schemas"]["TrackKind"];
+        };
+        /**
+         * @description What a track holds.
+         * @enum {string}
+         */
+        TrackKind: "image" | "video" | "audio" | "narration" | "title";
+        /** @description A clip's entrance. */
+        Transition: {
+            /**
+             * Format: double
+             * @description Seconds (> 0, at most the clip's duration).
+             */
+            duration?: number;
+            /** @description Kind. */
+            kind: components["schemas"]["TransitionKind"];
+        };
+        /**
+         * @description How a clip enters.
+         * @enum {string}
+         */
+        TransitionKind: "none" | "crossfade";
         /** @description Changes to an endpoint; absent fields stay. */
         UpdateWebhook: {
             /** @description Enable or pause. */
@@ -2235,6 +2575,21 @@ export interface components {
             rate?: number | null;
             /** @description Voice name. */
             voice?: string | null;
+        };
+        /** @description Peaks of an audio (or video) item's sound. */
+        WaveformView: {
+            /**
+             * Format: double
+             * @description Decoded length, seconds.
+             */
+            duration_secs: number;
+            /**
+             * Format: uuid
+             * @description Media id.
+             */
+            media_id: string;
+            /** @description Largest absolute sample of each equal slice, 0–1. */
+            peaks: number[];
         };
         /** @description The caller's endpoints. */
         WebhookList: {
@@ -2999,6 +3354,53 @@ export interface operations {
             };
         };
     };
+    jobs_generate_speech: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SpeechRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmitResponse"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     system_generation_health: {
         parameters: {
             query?: never;
@@ -3331,6 +3733,47 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["MediaView"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    media_waveform: {
+        parameters: {
+            query?: {
+                /** @description Number of peaks (1–4000, default 200). */
+                peaks?: number;
+            };
+            header?: never;
+            path: {
+                /** @description media id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WaveformView"];
                 };
             };
             404: {
@@ -4229,6 +4672,257 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SystemHealth"];
+                };
+            };
+        };
+    };
+    video_list: {
+        parameters: {
+            query?: {
+                /** @description Page size (1–200, default 50). */
+                limit?: number;
+                /** @description Offset. */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TimelinePage"];
+                };
+            };
+        };
+    };
+    video_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TimelineSpec"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TimelineView"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    video_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description timeline id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TimelineView"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    video_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description timeline id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TimelineSpec"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TimelineView"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    video_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description timeline id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    video_proxy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description timeline id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmitResponse"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    video_render: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description timeline id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RenderOptions"] | null;
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmitResponse"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

@@ -12,5 +12,7 @@ pub mod models;
 pub mod notifications;
 pub mod personas;
 pub mod settings;
+pub mod speech;
 pub mod uploads;
+pub mod video;
 pub mod webhooks;

@@ -1,0 +1,2 @@
+DROP INDEX timelines_owner_id_idx;
+DROP TABLE timelines;
