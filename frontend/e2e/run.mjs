@@ -1064,17 +1064,20 @@ async function main() {
 
   await step('an expired access token is refreshed once, transparently', async () => {
     // Age the stored access token so the app must refresh before its next call.
-    await page.evaluate(() => {
+    // Read the refresh token in the same tick that ages the access token: the running app may
+    // refresh as soon as it notices, even before the reload.
+    const before = await page.evaluate(() => {
       const s = JSON.parse(localStorage.getItem('seidra.session') ?? 'null');
       s.expiresAt = Date.now() - 1000;
       localStorage.setItem('seidra.session', JSON.stringify(s));
+      return s.refreshToken;
     });
-    const before = await page.evaluate(() => JSON.parse(localStorage.getItem('seidra.session') ?? 'null').refreshToken);
     await page.reload();
     await page.locator('main h1').waitFor();
     await page.locator('.live-open').waitFor();
-    const after = await page.evaluate(() => JSON.parse(localStorage.getItem('seidra.session') ?? 'null').refreshToken);
-    assert(before !== after, 'refresh token rotated');
+    // The refresh runs before the first API call; the page may paint before it is stored.
+    const rotated = async () => (await page.evaluate(() => JSON.parse(localStorage.getItem('seidra.session') ?? 'null').refreshToken)) !== before;
+    await waitFor(rotated, 'refresh token rotated', 10_000);
     assert(page.url().includes('/jobs'), 'still signed in');
   });
 
