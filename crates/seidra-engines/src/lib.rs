@@ -42,6 +42,34 @@ pub struct EngineCapabilities {
     pub supports_negative_prompt: bool,
 }
 
+impl EngineCapabilities {
+    /// Checks a request's size, image count and steps against these limits; the error names
+    /// the field (`width`, `height`, `num_images`, `num_inference_steps`).
+    pub fn check_bounds(&self, request: &ImageRequest) -> Result<(), ValidationError> {
+        for (field, value) in [("width", request.width), ("height", request.height)] {
+            if !(self.min_size..=self.max_size).contains(&value) || value % self.size_multiple != 0 {
+                return Err(ValidationError::new(
+                    field,
+                    format!(
+                        "must be a multiple of {} between {} and {}",
+                        self.size_multiple, self.min_size, self.max_size
+                    ),
+                ));
+            }
+        }
+        if !(1..=self.max_images).contains(&request.num_images) {
+            return Err(ValidationError::new("num_images", format!("must be between 1 and {}", self.max_images)));
+        }
+        if !(1..=self.max_steps).contains(&request.num_inference_steps) {
+            return Err(ValidationError::new(
+                "num_inference_steps",
+                format!("must be between 1 and {}", self.max_steps),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A model an engine serves.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ModelInfo {

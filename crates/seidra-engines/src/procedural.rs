@@ -127,26 +127,7 @@ impl GenerationEngine for ProceduralEngine {
         if !request.loras.is_empty() {
             return Err(ValidationError::new("loras", "the procedural engine cannot apply LoRAs"));
         }
-        for (field, value) in [("width", request.width), ("height", request.height)] {
-            if !(caps.min_size..=caps.max_size).contains(&value) || value % caps.size_multiple != 0 {
-                return Err(ValidationError::new(
-                    field,
-                    format!(
-                        "must be a multiple of {} between {} and {}",
-                        caps.size_multiple, caps.min_size, caps.max_size
-                    ),
-                ));
-            }
-        }
-        if !(1..=caps.max_images).contains(&request.num_images) {
-            return Err(ValidationError::new("num_images", format!("must be between 1 and {}", caps.max_images)));
-        }
-        if !(1..=caps.max_steps).contains(&request.num_inference_steps) {
-            return Err(ValidationError::new(
-                "num_inference_steps",
-                format!("must be between 1 and {}", caps.max_steps),
-            ));
-        }
+        caps.check_bounds(request)?;
         Ok(())
     }
 

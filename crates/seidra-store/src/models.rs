@@ -106,40 +106,50 @@ pub async fn known_hashes(db: &Db) -> StoreResult<HashMap<String, (i64, i64, Str
     Ok(rows.into_iter().filter_map(|(path, bytes, modified, sha)| Some((path, (bytes, modified, sha?)))).collect())
 }
 
+/// The INSERT of one model row; bind it with [`bind_new!`].
+macro_rules! insert_sql {
+    () => {
+        "INSERT INTO models (id, name, kind, architecture, format, rel_path, bytes, sha256, metadata, source, source_url, \
+         description, file_modified, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)"
+    };
+}
+
+/// Binds a fresh id, a [`NewModel`]'s fields and the time to [`insert_sql!`].
+macro_rules! bind_new {
+    ($query:expr, $new:expr, $now:expr) => {
+        $query
+            .bind(Uuid::now_v7())
+            .bind(&$new.name)
+            .bind(&$new.kind)
+            .bind(&$new.architecture)
+            .bind(&$new.format)
+            .bind(&$new.rel_path)
+            .bind($new.bytes)
+            .bind(&$new.sha256)
+            .bind(Json(&$new.metadata))
+            .bind(&$new.source)
+            .bind(&$new.source_url)
+            .bind(&$new.description)
+            .bind($new.file_modified)
+            .bind($now)
+    };
+}
+
 /// Records one model (a registration or a download); a row for the same path is replaced
 /// in place (its id and creation time stay).
 pub async fn upsert(db: &Db, new: &NewModel) -> StoreResult<Model> {
-    let now = Utc::now();
     let sql = concat!(
-        "INSERT INTO models (id, name, kind, architecture, format, rel_path, bytes, sha256, metadata, source, source_url, \
-         description, file_modified, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) \
-         ON CONFLICT (rel_path) DO UPDATE SET name = excluded.name, kind = excluded.kind, \
+        insert_sql!(),
+        " ON CONFLICT (rel_path) DO UPDATE SET name = excluded.name, kind = excluded.kind, \
          architecture = excluded.architecture, format = excluded.format, bytes = excluded.bytes, \
          sha256 = excluded.sha256, metadata = excluded.metadata, source = excluded.source, \
          source_url = excluded.source_url, description = excluded.description, \
          file_modified = excluded.file_modified, updated_at = excluded.updated_at RETURNING ",
         columns!()
     );
-    Ok(with_write_pool!(db, pool => {
-        sqlx::query_as(sql)
-            .bind(Uuid::now_v7())
-            .bind(&new.name)
-            .bind(&new.kind)
-            .bind(&new.architecture)
-            .bind(&new.format)
-            .bind(&new.rel_path)
-            .bind(new.bytes)
-            .bind(&new.sha256)
-            .bind(Json(&new.metadata))
-            .bind(&new.source)
-            .bind(&new.source_url)
-            .bind(&new.description)
-            .bind(new.file_modified)
-            .bind(now)
-            .fetch_one(pool)
-            .await?
-    }))
+    let now = Utc::now();
+    Ok(with_write_pool!(db, pool => bind_new!(sqlx::query_as(sql), new, now).fetch_one(pool).await?))
 }
 
 /// What a scan changed.
@@ -189,33 +199,14 @@ pub async fn sync_scan(db: &Db, found: &[NewModel]) -> StoreResult<SyncReport> {
                     report.updated += 1;
                 }
                 None => {
-                    sqlx::query(
-                        "INSERT INTO models (id, name, kind, architecture, format, rel_path, bytes, sha256, metadata, \
-                         source, source_url, description, file_modified, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
-                    )
-                    .bind(Uuid::now_v7())
-                    .bind(&new.name)
-                    .bind(&new.kind)
-                    .bind(&new.architecture)
-                    .bind(&new.format)
-                    .bind(&new.rel_path)
-                    .bind(new.bytes)
-                    .bind(&new.sha256)
-                    .bind(Json(&new.metadata))
-                    .bind(&new.source)
-                    .bind(&new.source_url)
-                    .bind(&new.description)
-                    .bind(new.file_modified)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    bind_new!(sqlx::query(insert_sql!()), new, now).execute(&mut *tx).await?;
                     report.added += 1;
                 }
             }
         }
+        let present: std::collections::HashSet<&str> = found.iter().map(|f| f.rel_path.as_str()).collect();
         for old in existing.values() {
-            if !found.iter().any(|f| f.rel_path == old.rel_path) {
+            if !present.contains(old.rel_path.as_str()) {
                 sqlx::query("DELETE FROM models WHERE id = $1").bind(old.id).execute(&mut *tx).await?;
                 report.removed += 1;
             }

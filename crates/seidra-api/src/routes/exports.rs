@@ -8,7 +8,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use seidra_core::job::{JobStatus, JobType, PriorityClass};
 use seidra_core::{ApiKeyScope, ValidationError};
-use seidra_store::jobs::{self, NewJob};
+use seidra_store::jobs;
 use seidra_store::media_pipeline::{self, ExportFilter, ExportSelection};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, parse_uuid};
+use crate::routes::jobs::internal_job;
 use crate::routes::media::{normalize_tags, signed_url};
 use crate::state::AppState;
 
@@ -143,23 +144,7 @@ pub async fn create_export(
         }
         Ok(_) => {}
     }
-    let request = serde_json::to_value(&selection).map_err(ApiError::internal)?;
-    let job = NewJob {
-        id: Uuid::now_v7(),
-        job_type: JobType::Export,
-        priority: PriorityClass::Batch,
-        engine: seidra_worker::media_tasks::INTERNAL_ENGINE.to_owned(),
-        model: "zip".to_owned(),
-        persona_id: None,
-        persona_version: None,
-        request,
-        prompt: String::new(),
-        negative_prompt: String::new(),
-        max_attempts: i32::try_from(state.settings.queue.max_attempts).unwrap_or(3),
-        retry_of: None,
-        batch_id: None,
-        policy: None,
-    };
+    let job = internal_job(&state, JobType::Export, PriorityClass::Batch, "zip", &selection)?;
     crate::routes::jobs::submit_jobs(&state, &principal, vec![job], None, None).await
 }
 

@@ -348,6 +348,33 @@ async fn publish(state: &AppState, event: &seidra_events::Event) {
     }
 }
 
+/// A job the worker runs itself (engine `internal`: exports, model downloads, speech, renders),
+/// with no persona or prompt unless the caller sets them.
+pub fn internal_job(
+    state: &AppState,
+    job_type: JobType,
+    priority: PriorityClass,
+    model: impl Into<String>,
+    request: &impl Serialize,
+) -> ApiResult<NewJob> {
+    Ok(NewJob {
+        id: Uuid::now_v7(),
+        job_type,
+        priority,
+        engine: seidra_worker::media_tasks::INTERNAL_ENGINE.to_owned(),
+        model: model.into(),
+        persona_id: None,
+        persona_version: None,
+        request: serde_json::to_value(request).map_err(ApiError::internal)?,
+        prompt: String::new(),
+        negative_prompt: String::new(),
+        max_attempts: i32::try_from(state.settings.queue.max_attempts).unwrap_or(3),
+        retry_of: None,
+        batch_id: None,
+        policy: None,
+    })
+}
+
 /// Submits prepared jobs and answers like the generate endpoints.
 pub async fn submit_jobs(
     state: &AppState,

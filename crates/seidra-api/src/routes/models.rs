@@ -13,7 +13,6 @@ use seidra_core::job::{JobType, PriorityClass};
 use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_models::download;
 use seidra_models::scan::{self, Found};
-use seidra_store::jobs::NewJob;
 use seidra_store::models::{self, Model, NewModel};
 use seidra_worker::model_tasks::DownloadRequest;
 use serde::{Deserialize, Serialize};
@@ -23,6 +22,7 @@ use uuid::Uuid;
 use crate::auth::{Admin, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, parse_uuid};
+use crate::routes::jobs::internal_job;
 use crate::state::AppState;
 
 /// A catalogued model.
@@ -364,22 +364,7 @@ pub async fn download(
         name,
         description: body.description,
     };
-    let job = NewJob {
-        id: Uuid::now_v7(),
-        job_type: JobType::ModelDownload,
-        priority: PriorityClass::Batch,
-        engine: seidra_worker::media_tasks::INTERNAL_ENGINE.to_owned(),
-        model: file_name,
-        persona_id: None,
-        persona_version: None,
-        request: serde_json::to_value(&request).map_err(ApiError::internal)?,
-        prompt: String::new(),
-        negative_prompt: String::new(),
-        max_attempts: i32::try_from(state.settings.queue.max_attempts).unwrap_or(3),
-        retry_of: None,
-        batch_id: None,
-        policy: None,
-    };
+    let job = internal_job(&state, JobType::ModelDownload, PriorityClass::Batch, file_name, &request)?;
     crate::routes::jobs::submit_jobs(&state, &principal, vec![job], None, None).await
 }
 

@@ -9,11 +9,11 @@ use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_media::speech::{self, SpeechTools, VoiceError};
 use seidra_store::StoreError;
 use seidra_store::jobs::NewJob;
-use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::AppJson;
+use crate::routes::jobs::internal_job;
 use crate::state::AppState;
 
 /// The speech tools as configured.
@@ -71,20 +71,10 @@ pub async fn generate_speech(
     }
     let prompt = request.text.trim().to_owned();
     let job = NewJob {
-        id: Uuid::now_v7(),
-        job_type: JobType::Tts,
-        priority: PriorityClass::Interactive,
-        engine: seidra_worker::media_tasks::INTERNAL_ENGINE.to_owned(),
-        model: engine.as_str().to_owned(),
         persona_id: persona_ref.map(|p| p.0),
         persona_version: persona_ref.map(|p| p.1),
-        request: serde_json::to_value(&request).map_err(ApiError::internal)?,
         prompt,
-        negative_prompt: String::new(),
-        max_attempts: i32::try_from(state.settings.queue.max_attempts).unwrap_or(3),
-        retry_of: None,
-        batch_id: None,
-        policy: None,
+        ..internal_job(&state, JobType::Tts, PriorityClass::Interactive, engine.as_str(), &request)?
     };
     crate::routes::jobs::submit_jobs(&state, &principal, vec![job], None, None).await
 }

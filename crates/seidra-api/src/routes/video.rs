@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery, parse_json, parse_uuid};
+use crate::routes::jobs::internal_job;
 use crate::state::AppState;
 
 /// Largest height of a proxy render, pixels.
@@ -258,22 +259,12 @@ async fn submit_render(
     spec.validate_renderable()?;
     let request =
         RenderJobRequest { timeline_id: t.id, revision: t.revision, timeline: spec, width, height, fps, proxy };
-    let job = NewJob {
-        id: Uuid::now_v7(),
-        job_type: if proxy { JobType::VideoProxy } else { JobType::Storyboard },
-        priority: if proxy { PriorityClass::Interactive } else { PriorityClass::Batch },
-        engine: seidra_worker::media_tasks::INTERNAL_ENGINE.to_owned(),
-        model: "ffmpeg".to_owned(),
-        persona_id: None,
-        persona_version: None,
-        request: serde_json::to_value(&request).map_err(ApiError::internal)?,
-        prompt: t.name.clone(),
-        negative_prompt: String::new(),
-        max_attempts: i32::try_from(state.settings.queue.max_attempts).unwrap_or(3),
-        retry_of: None,
-        batch_id: None,
-        policy: None,
+    let (job_type, priority) = if proxy {
+        (JobType::VideoProxy, PriorityClass::Interactive)
+    } else {
+        (JobType::Storyboard, PriorityClass::Batch)
     };
+    let job = NewJob { prompt: t.name.clone(), ..internal_job(state, job_type, priority, "ffmpeg", &request)? };
     crate::routes::jobs::submit_jobs(state, principal, vec![job], None, None).await
 }
 
