@@ -142,13 +142,6 @@ async fn record(db: &Db, bus: &EventBus, worker_id: Uuid, batch: &[Request]) -> 
             }
         }
     }
-    match bus.publish_many(&events).await {
-        Ok(()) => {
-            for event in &events {
-                metrics::counter!("seidra_events_published_total", "type" => event.kind.clone()).increment(1);
-            }
-        }
-        Err(err) => tracing::warn!(%err, events = events.len(), "could not publish completion events"),
-    }
+    crate::events::publish_counted(bus, &events).await;
     Ok(done.into_iter().map(|c| c.job).collect())
 }

@@ -72,3 +72,16 @@ pub fn control_event(kind: &str, job_id: Option<Uuid>) -> Event {
         at: Utc::now(),
     }
 }
+
+/// Publishes `events` in one round trip and counts them; a failure is logged (the events still
+/// reached this process's subscribers, see `EventBus::publish_many`).
+pub async fn publish_counted(bus: &seidra_events::EventBus, events: &[Event]) {
+    match bus.publish_many(events).await {
+        Ok(()) => {
+            for event in events {
+                metrics::counter!("seidra_events_published_total", "type" => event.kind.clone()).increment(1);
+            }
+        }
+        Err(err) => tracing::warn!(%err, events = events.len(), "could not publish events"),
+    }
+}

@@ -270,7 +270,7 @@ impl Worker {
                     backoff = Duration::from_millis(100);
                     running.lock().await.extend(claimed.iter().map(|j| j.id));
                     let started: Vec<Event> = claimed.iter().map(|j| job_event("job.started", j, None)).collect();
-                    me.publish_many(&started).await;
+                    crate::events::publish_counted(&me.deps.bus, &started).await;
                     for (job, permit) in claimed.into_iter().zip(free.drain(..)) {
                         metrics::histogram!("seidra_job_queue_wait_seconds", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone())
                             .record((Utc::now() - job.queued_at).num_milliseconds().max(0) as f64 / 1000.0);
@@ -350,17 +350,6 @@ impl Worker {
 
     fn heartbeat_interval(&self) -> Duration {
         (self.config.lease / 6).max(Duration::from_millis(250))
-    }
-
-    async fn publish_many(&self, events: &[Event]) {
-        match self.deps.bus.publish_many(events).await {
-            Ok(()) => {
-                for event in events {
-                    metrics::counter!("seidra_events_published_total", "type" => event.kind.clone()).increment(1);
-                }
-            }
-            Err(err) => tracing::warn!(%err, events = events.len(), "could not publish events"),
-        }
     }
 
     /// Fires the token of a running job when a `job.cancel` event names it, until `stop`.
