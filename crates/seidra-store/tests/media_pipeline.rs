@@ -6,6 +6,7 @@
 use chrono::{Duration, Utc};
 use seidra_core::Role;
 use seidra_store::accounts::{self, NewUser};
+use seidra_store::media::MediaFilter;
 use seidra_store::media_pipeline::{self, ExportFilter, ExportSelection, MAX_THUMB_ATTEMPTS, MediaExport, NewUpload};
 use seidra_store::{Backend, StoreError, media};
 use seidra_testkit::{TestDb, dual_test};
@@ -102,3 +103,58 @@ async fn thumbnail_sweep_and_exports(backend: Backend) -> anyhow::Result<()> {
 }
 
 dual_test!(thumbnail_sweep_and_exports);
+
+/// Every combination of the counter-backed filters (type × favourite) for `owner`: the listed
+/// `total` must equal the number of items the listing actually returns.
+async fn assert_totals_match(db: &seidra_store::Db, owner: Uuid) -> anyhow::Result<i64> {
+    let mut all = 0;
+    for kind in [None, Some("image"), Some("audio"), Some("video")] {
+        for favorite in [None, Some(true), Some(false)] {
+            let filter = MediaFilter { owner_id: owner, kind: kind.map(str::to_owned), favorite, ..Default::default() };
+            let (items, total) = media::list(db, &filter, 1000, 0).await?;
+            assert_eq!(total, items.len() as i64, "total for kind {kind:?}, favourite {favorite:?}");
+            if kind.is_none() && favorite.is_none() {
+                all = total;
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// Library totals come from per-owner counters kept by triggers (migration 0012); they must
+/// follow inserts, favourites, deletes and stay per owner.
+async fn library_totals_follow_counters(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let new = NewUser { username: "alice".into(), password_hash: "$argon2id$fake".into(), role: Role::User };
+    let alice = accounts::create_user(db, &new).await?.id;
+    let new = NewUser { username: "bob".into(), password_hash: "$argon2id$fake".into(), role: Role::User };
+    let bob = accounts::create_user(db, &new).await?.id;
+
+    let uploads = [upload(alice, "image/png"), upload(alice, "image/png"), upload(alice, "audio/wav")];
+    let items = media_pipeline::insert_uploads(db, alice, &uploads).await?;
+    media_pipeline::insert_uploads(db, bob, &[upload(bob, "image/png")]).await?;
+    assert_eq!(assert_totals_match(db, alice).await?, 3);
+    assert_eq!(assert_totals_match(db, bob).await?, 1);
+
+    media::set_favorite(db, alice, items[0].id, true).await?;
+    media::set_favorite(db, alice, items[2].id, true).await?;
+    media::set_favorite(db, alice, items[2].id, true).await?; // unchanged: must not count twice
+    let favourites = MediaFilter { owner_id: alice, favorite: Some(true), ..Default::default() };
+    assert_eq!(media::list(db, &favourites, 1, 0).await?.1, 2, "the total is the count, not the page length");
+    assert_eq!(assert_totals_match(db, alice).await?, 3);
+    media::set_favorite(db, alice, items[2].id, false).await?;
+    media::change_tags(db, alice, items[1].id, &media::TagChange::Set(vec!["x".into()])).await?;
+    assert_eq!(assert_totals_match(db, alice).await?, 3);
+
+    media::delete(db, alice, items[0].id).await?;
+    assert_eq!(assert_totals_match(db, alice).await?, 2);
+    assert_eq!(assert_totals_match(db, bob).await?, 1);
+
+    // Filters outside the counters still count their matches.
+    let tagged = MediaFilter { owner_id: alice, tags: vec!["x".into()], ..Default::default() };
+    assert_eq!(media::list(db, &tagged, 10, 0).await?.1, 1);
+    Ok(())
+}
+
+dual_test!(library_totals_follow_counters);
