@@ -61,7 +61,21 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("A JWT access token from /api/auth/login, or an API key `sk_<id>_<secret>`"))
+                    .description(Some("A JWT access token from /api/auth/login (a signed-in session)"))
+                    .build(),
+            ),
+        );
+        // The same header carries API keys; an operation lists the scope a key needs under this
+        // scheme, and omits the scheme when only a signed-in session may call it.
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key `sk_<id>_<secret>` sent as a bearer token; the operation's requirement names \
+                         the scope the key needs (`read`, `generate` or `admin`)",
+                    ))
                     .build(),
             ),
         );

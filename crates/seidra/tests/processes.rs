@@ -131,7 +131,14 @@ async fn events_cross_processes(redis: Option<TestRedis>) -> anyhow::Result<()> 
             break;
         }
     }
-    assert_eq!(&kinds[..2], ["job.queued", "job.started"], "{kinds:?}");
+    let mut first_two = kinds[..2].to_vec();
+    if redis.is_some() {
+        // Over Redis `job.queued` leaves right after the submit commits, so a worker that claims
+        // at once may announce the start first (docs/RELIABILITY.md); both must still arrive.
+        first_two.sort();
+    }
+    assert_eq!(first_two, ["job.queued", "job.started"], "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "job.queued").count(), 1, "{kinds:?}");
     assert!(kinds.contains(&"job.progress".to_owned()), "{kinds:?}");
     let leaked = b.drain(Duration::from_millis(500)).await?.into_iter().filter(|m| m["job_id"] == id.as_str()).count();
     assert_eq!(leaked, 0, "another user's client receives none of it");

@@ -6,4 +6,4 @@ pub mod password;
 pub mod principal;
 pub mod tokens;
 
-pub use principal::{Admin, AuthMethod, Principal};
+pub use principal::{Admin, AuthMethod, CanGenerate, CanRead, Principal, SignedIn};

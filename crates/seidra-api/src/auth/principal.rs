@@ -171,18 +171,41 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     }
 }
 
-/// An authenticated admin (with the `admin` scope for API keys): the extractor refuses
-/// everyone else with 403 before the request body is even read, so a non-admin learns
-/// nothing about what the endpoint expects.
-#[derive(Debug, Clone)]
-pub struct Admin(pub Principal);
+/// Extractors that authorize before anything else is read: each refuses callers without the
+/// right (401 without credentials, 403 with the wrong API-key scope or role) before the request
+/// body is parsed, so an unauthorized caller learns nothing about what the endpoint expects.
+/// The OpenAPI `api_key` requirement of each operation names the same scope.
+macro_rules! authorizing_extractor {
+    ($(#[$doc:meta])* $name:ident, |$principal:ident| $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub Principal);
 
-impl<S: Send + Sync> FromRequestParts<S> for Admin {
-    type Rejection = ApiError;
+        impl<S: Send + Sync> FromRequestParts<S> for $name {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let principal = Principal::from_request_parts(parts, state).await?;
-        principal.require_admin()?;
-        Ok(Self(principal))
-    }
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+                let $principal = Principal::from_request_parts(parts, state).await?;
+                $check?;
+                Ok(Self($principal))
+            }
+        }
+    };
 }
+
+authorizing_extractor!(
+    /// A caller allowed to read its own resources (API keys need the `read` scope).
+    CanRead, |principal| principal.require_scope(ApiKeyScope::Read)
+);
+authorizing_extractor!(
+    /// A caller allowed to create and change its own resources (API keys need `generate`).
+    CanGenerate, |principal| principal.require_scope(ApiKeyScope::Generate)
+);
+authorizing_extractor!(
+    /// A signed-in session; API keys are refused (`session_required`).
+    SignedIn, |principal| principal.require_session()
+);
+authorizing_extractor!(
+    /// An admin (API keys also need the `admin` scope).
+    Admin, |principal| principal.require_admin()
+);

@@ -19,7 +19,7 @@ fn actor(p: &Principal, ip: ClientIp) -> Actor {
 }
 
 /// List accounts.
-#[utoipa::path(get, path = "/api/admin/users", tag = "admin", params(PageQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/admin/users", tag = "admin", params(PageQuery), security(("bearer" = []), ("api_key" = ["admin"])),
     responses((status = 200, body = UserPage), (status = 403, body = ErrorBody)))]
 pub async fn list_users(
     State(state): State<AppState>,
@@ -32,7 +32,7 @@ pub async fn list_users(
 }
 
 /// Create an account.
-#[utoipa::path(post, path = "/api/admin/users", tag = "admin", request_body = AdminCreateUser, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/admin/users", tag = "admin", request_body = AdminCreateUser, security(("bearer" = []), ("api_key" = ["admin"])),
     responses((status = 201, body = UserView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -46,7 +46,7 @@ pub async fn create(
 }
 
 /// Disable/enable an account, change its role or reset its password.
-#[utoipa::path(patch, path = "/api/admin/users/{id}", tag = "admin", request_body = AdminUpdateUser, security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/admin/users/{id}", tag = "admin", request_body = AdminUpdateUser, security(("bearer" = []), ("api_key" = ["admin"])),
     params(("id" = uuid::Uuid, Path, description = "user id")),
     responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "last admin", body = ErrorBody)))]
 pub async fn update(
@@ -76,7 +76,7 @@ pub async fn update(
 }
 
 /// The security audit log, newest first.
-#[utoipa::path(get, path = "/api/admin/audit", tag = "admin", params(PageQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/admin/audit", tag = "admin", params(PageQuery), security(("bearer" = []), ("api_key" = ["admin"])),
     responses((status = 200, body = AuditPage), (status = 403, body = ErrorBody)))]
 pub async fn audit_log(
     State(state): State<AppState>,

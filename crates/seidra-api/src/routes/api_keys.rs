@@ -3,11 +3,10 @@
 use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use seidra_core::ApiKeyScope;
 use seidra_store::api_keys;
 
 use crate::accounts::{Actor, create_api_key, revoke_api_key};
-use crate::auth::Principal;
+use crate::auth::{CanRead, SignedIn};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{AppJson, parse_uuid};
 use crate::middleware::ClientIp;
@@ -15,10 +14,9 @@ use crate::state::AppState;
 use crate::views::{ApiKeyList, ApiKeyView, CreateApiKeyRequest, CreatedApiKey};
 
 /// List the caller's API keys (revoked ones included).
-#[utoipa::path(get, path = "/api/auth/api-keys", tag = "api-keys", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/auth/api-keys", tag = "api-keys", security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = ApiKeyList), (status = 401, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<ApiKeyList>> {
-    principal.require_scope(ApiKeyScope::Read)?;
+pub async fn list(State(state): State<AppState>, CanRead(principal): CanRead) -> ApiResult<Json<ApiKeyList>> {
     let keys = api_keys::list_for_user(&state.db, principal.user.id).await?;
     Ok(Json(ApiKeyList { items: keys.iter().map(ApiKeyView::from).collect() }))
 }
@@ -29,10 +27,9 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiRes
 pub async fn create(
     State(state): State<AppState>,
     Extension(ip): Extension<ClientIp>,
-    principal: Principal,
+    SignedIn(principal): SignedIn,
     AppJson(body): AppJson<CreateApiKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
-    principal.require_session()?;
     let actor = Actor { user_id: Some(principal.user.id), ip: Some(ip.0.to_string()) };
     let (key, token) =
         create_api_key(&state.db, &actor, &principal.user, &body.name, &body.scopes, body.expires_in_days).await?;
@@ -48,10 +45,9 @@ pub async fn create(
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(ip): Extension<ClientIp>,
-    principal: Principal,
+    SignedIn(principal): SignedIn,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require_session()?;
     let id = parse_uuid("id", &id)?;
     let actor = Actor { user_id: Some(principal.user.id), ip: Some(ip.0.to_string()) };
     revoke_api_key(&state.db, &actor, principal.user.id, id).await?;

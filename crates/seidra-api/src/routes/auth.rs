@@ -4,17 +4,17 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use chrono::{Duration, Utc};
-use seidra_core::{ApiKeyScope, Role, ValidationError};
+use seidra_core::{Role, ValidationError};
 use seidra_store::StoreError;
 use seidra_store::accounts::{self, User};
 use seidra_store::refresh_tokens::{self, NewRefreshToken};
 use uuid::Uuid;
 
 use crate::accounts::{Actor, audit, create_user, set_password};
-use crate::auth::Principal;
 use crate::auth::jwt::Claims;
 use crate::auth::password::verify_password;
 use crate::auth::tokens::{new_refresh_token, sha256_hex};
+use crate::auth::{CanRead, SignedIn};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, parse_json};
 use crate::middleware::{ClientIp, rate_limited};
@@ -175,13 +175,15 @@ pub async fn refresh(
 
 /// Sign out: revoke this session's refresh tokens, or every session with `all`.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = LogoutRequest, security(("bearer" = [])),
-    responses((status = 204, description = "signed out"), (status = 401, body = ErrorBody)))]
+    responses((status = 204, description = "signed out"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn logout(
     State(state): State<AppState>,
     Extension(ip): Extension<ClientIp>,
-    principal: Principal,
+    SignedIn(principal): SignedIn,
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
+    // Sessions end sessions: a leaked API key, even a read-only one, must not sign its owner
+    // out everywhere.
     // The body is optional: an empty POST signs out nothing but is still audited.
     let body: LogoutRequest =
         if body.iter().all(u8::is_ascii_whitespace) { LogoutRequest::default() } else { parse_json(&body)? };
@@ -214,10 +216,9 @@ pub async fn logout(
 }
 
 /// The signed-in account.
-#[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = UserView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn me(principal: Principal) -> ApiResult<Json<UserView>> {
-    principal.require_scope(ApiKeyScope::Read)?;
+pub async fn me(CanRead(principal): CanRead) -> ApiResult<Json<UserView>> {
     Ok(Json(UserView::from(&principal.user)))
 }
 
@@ -227,10 +228,9 @@ pub async fn me(principal: Principal) -> ApiResult<Json<UserView>> {
 pub async fn change_password(
     State(state): State<AppState>,
     Extension(ip): Extension<ClientIp>,
-    principal: Principal,
+    SignedIn(principal): SignedIn,
     AppJson(body): AppJson<ChangePasswordRequest>,
 ) -> ApiResult<StatusCode> {
-    principal.require_session()?;
     let ok = verify_password(body.current_password, Some(principal.user.password_hash.clone())).await?;
     if !ok {
         audit(

@@ -6,15 +6,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use seidra_core::ValidationError;
 use seidra_core::job::{JobStatus, JobType, PriorityClass};
-use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_store::jobs;
 use seidra_store::media_pipeline::{self, ExportFilter, ExportSelection};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::auth::{CanGenerate, CanRead};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, parse_uuid};
 use crate::routes::jobs::internal_job;
@@ -82,15 +82,14 @@ pub struct ExportView {
 }
 
 /// Export items as a ZIP (a job of type `export`; follow it like any job).
-#[utoipa::path(post, path = "/api/media/export", tag = "media", request_body = ExportRequest, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/media/export", tag = "media", request_body = ExportRequest, security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 202, body = crate::routes::jobs::SubmitResponse), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn create_export(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     AppJson(body): AppJson<ExportRequest>,
 ) -> ApiResult<Response> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let owner = principal.user.id;
     let max = usize::try_from(state.settings.media.export_max_items).unwrap_or(usize::MAX);
     let selection = match (body.ids, body.filter) {
@@ -150,14 +149,13 @@ pub async fn create_export(
 
 /// A finished export with a fresh signed download URL (404 until the job succeeded).
 #[utoipa::path(get, path = "/api/media/export/{job_id}", tag = "media",
-    params(("job_id" = Uuid, Path, description = "export job id")), security(("bearer" = [])),
+    params(("job_id" = Uuid, Path, description = "export job id")), security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = ExportView), (status = 404, body = ErrorBody)))]
 pub async fn get_export(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     Path(job_id): Path<String>,
 ) -> ApiResult<Json<ExportView>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let job_id = parse_uuid("job_id", &job_id)?;
     let export = media_pipeline::get_export(&state.db, principal.user.id, job_id)
         .await

@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use seidra_core::ValidationError;
 use seidra_core::job::{ImageRequest, JobError, JobStatus, JobType, PriorityClass};
-use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_store::StoreError;
 use seidra_store::jobs::{
     self, CancelOutcome, Idempotency, Job, JobFilter, NewJob, SubmitError, SubmitEvents, SubmitLimits, Submitted,
@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::auth::{CanGenerate, CanRead, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppQuery, parse_json, parse_uuid};
 use crate::state::AppState;
@@ -402,17 +402,16 @@ fn submit_response(state: &AppState, created: bool, batch_id: Option<Uuid>, jobs
 }
 
 /// Queue one image job. Every field is honoured or refused with a 422 naming it.
-#[utoipa::path(post, path = "/api/generate/single", tag = "jobs", request_body = ImageRequest, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/generate/single", tag = "jobs", request_body = ImageRequest, security(("bearer" = []), ("api_key" = ["generate"])),
     params(("Idempotency-Key" = Option<String>, Header, description = "same key + same body → the same job")),
     responses((status = 202, body = SubmitResponse), (status = 200, description = "idempotent replay", body = SubmitResponse),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn generate_single(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     require_json(&headers)?;
     let request: ImageRequest = parse_json(&body)?;
     let explicit = explicit_keys(&serde_json::from_slice(&body).unwrap_or_default());
@@ -424,16 +423,15 @@ pub async fn generate_single(
 }
 
 /// Queue up to 8 image jobs sharing one batch id.
-#[utoipa::path(post, path = "/api/generate/batch", tag = "jobs", request_body = BatchRequest, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/generate/batch", tag = "jobs", request_body = BatchRequest, security(("bearer" = []), ("api_key" = ["generate"])),
     params(("Idempotency-Key" = Option<String>, Header, description = "same key + same body → the same jobs")),
     responses((status = 202, body = SubmitResponse), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn generate_batch(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     require_json(&headers)?;
     let batch: BatchRequest = parse_json(&body)?;
     let raw: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -539,14 +537,13 @@ fn scope_owner(principal: &Principal, all: Option<bool>) -> ApiResult<Option<Uui
 }
 
 /// List jobs (own; admins may pass `all=true`).
-#[utoipa::path(get, path = "/api/jobs", tag = "jobs", params(JobListQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/jobs", tag = "jobs", params(JobListQuery), security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = JobPage), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     AppQuery(q): AppQuery<JobListQuery>,
 ) -> ApiResult<Json<JobPage>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let (limit, offset) = crate::views::PageQuery { limit: q.limit, offset: q.offset }.resolve()?;
     let oldest_first = match q.sort.as_deref() {
         None | Some("newest") => false,
@@ -585,31 +582,29 @@ async fn visible_job(state: &AppState, principal: &Principal, raw_id: &str) -> A
 }
 
 /// A job with its outputs and their signed download URLs.
-#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", security(("bearer" = []), ("api_key" = ["read"])),
     params(("id" = Uuid, Path, description = "job id")),
     responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobView>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let job = visible_job(&state, &principal, &id).await?;
     let outputs = media::list_for_job(&state.db, job.id).await?;
     Ok(Json(JobView::new(&state, &job, Some(&outputs))))
 }
 
 /// Cancel: queued jobs at once; running jobs stop between engine steps.
-#[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs", security(("bearer" = []), ("api_key" = ["generate"])),
     params(("id" = Uuid, Path, description = "job id")),
     responses((status = 200, description = "cancelled, or cancel requested (running)", body = JobView),
         (status = 404, body = ErrorBody), (status = 409, description = "already finished", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobView>> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let job = visible_job(&state, &principal, &id).await?;
     match jobs::request_cancel(&state.db, job.id).await? {
         CancelOutcome::Cancelled(job) => {
@@ -630,11 +625,14 @@ pub async fn cancel(
 }
 
 /// Retry a failed or cancelled job as a new job linked by `retry_of` (same request and seed).
-#[utoipa::path(post, path = "/api/jobs/{id}/retry", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/jobs/{id}/retry", tag = "jobs", security(("bearer" = []), ("api_key" = ["generate"])),
     params(("id" = Uuid, Path, description = "job id")),
     responses((status = 202, body = SubmitResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn retry(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Response> {
-    principal.require_scope(ApiKeyScope::Generate)?;
+pub async fn retry(
+    State(state): State<AppState>,
+    CanGenerate(principal): CanGenerate,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let job = visible_job(&state, &principal, &id).await?;
     if !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
         return Err(ApiError::conflict(
@@ -704,14 +702,13 @@ pub struct StatsQuery {
 }
 
 /// Counts by status, average queue wait and run time.
-#[utoipa::path(get, path = "/api/jobs/stats", tag = "jobs", params(StatsQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/jobs/stats", tag = "jobs", params(StatsQuery), security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = JobStatsView)))]
 pub async fn stats(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     AppQuery(q): AppQuery<StatsQuery>,
 ) -> ApiResult<Json<JobStatsView>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let stats = jobs::stats(&state.db, scope_owner(&principal, q.all)?).await?;
     let mut by_status: std::collections::BTreeMap<String, i64> =
         JobStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();

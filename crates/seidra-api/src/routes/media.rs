@@ -6,14 +6,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use seidra_core::{ApiKeyScope, ValidationError};
+use seidra_core::ValidationError;
 use seidra_store::StoreError;
 use seidra_store::media::{self, Media, MediaFilter, MediaSort, TagChange, TagMatch};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::auth::{CanGenerate, CanRead};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery, parse_uuid};
 use crate::routes::jobs::{OutputView, output_view};
@@ -171,14 +171,13 @@ pub fn normalize_tags(field: &str, raw: &[String]) -> Result<Vec<String>, Valida
 }
 
 /// List the caller's library.
-#[utoipa::path(get, path = "/api/media", tag = "media", params(MediaQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/media", tag = "media", params(MediaQuery), security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = MediaPage), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     AppQuery(q): AppQuery<MediaQuery>,
 ) -> ApiResult<Json<MediaPage>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let (limit, offset) = crate::views::PageQuery { limit: q.limit, offset: q.offset }.resolve()?;
     if let Some(kind) = &q.kind
         && !["image", "audio", "video"].contains(&kind.as_str())
@@ -224,13 +223,12 @@ pub async fn list(
 
 /// One item with provenance and a signed download URL.
 #[utoipa::path(get, path = "/api/media/{id}", tag = "media", params(("id" = Uuid, Path, description = "media id")),
-    security(("bearer" = [])), responses((status = 200, body = MediaView), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("api_key" = ["read"])), responses((status = 200, body = MediaView), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     Path(id): Path<String>,
 ) -> ApiResult<Json<MediaView>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
     let item =
         media::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("media item"))?;
@@ -264,15 +262,14 @@ async fn apply_tags(state: &AppState, owner: Uuid, id: Uuid, change: TagChange) 
 
 /// Tag (replace/add/remove) and favourite an item.
 #[utoipa::path(patch, path = "/api/media/{id}", tag = "media", request_body = MediaUpdate,
-    params(("id" = Uuid, Path, description = "media id")), security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "media id")), security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 200, body = MediaView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
     AppJson(body): AppJson<MediaUpdate>,
 ) -> ApiResult<Json<MediaView>> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
     let owner = principal.user.id;
     let mut item = media::get_owned(&state.db, owner, id).await.map_err(ApiError::or_not_found("media item"))?;
@@ -305,13 +302,12 @@ async fn delete_one(state: &AppState, owner: Uuid, id: Uuid) -> ApiResult<()> {
 
 /// Delete an item and its file.
 #[utoipa::path(delete, path = "/api/media/{id}", tag = "media", params(("id" = Uuid, Path, description = "media id")),
-    security(("bearer" = [])), responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("api_key" = ["generate"])), responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
     delete_one(&state, principal.user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -335,10 +331,9 @@ pub struct MediaStatsView {
 }
 
 /// Counts by type, persona and day, and total bytes.
-#[utoipa::path(get, path = "/api/media/stats", tag = "media", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/media/stats", tag = "media", security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = MediaStatsView)))]
-pub async fn stats(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<MediaStatsView>> {
-    principal.require_scope(ApiKeyScope::Read)?;
+pub async fn stats(State(state): State<AppState>, CanRead(principal): CanRead) -> ApiResult<Json<MediaStatsView>> {
     let s = media::stats(&state.db, principal.user.id).await?;
     Ok(Json(MediaStatsView {
         total: s.total,
@@ -391,14 +386,13 @@ pub struct BulkResponse {
 }
 
 /// Tag, untag, favourite, unfavourite or delete several items; reports per item.
-#[utoipa::path(post, path = "/api/media/bulk", tag = "media", request_body = BulkRequest, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/media/bulk", tag = "media", request_body = BulkRequest, security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 200, body = BulkResponse), (status = 422, body = ErrorBody)))]
 pub async fn bulk(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     AppJson(body): AppJson<BulkRequest>,
 ) -> ApiResult<Json<BulkResponse>> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     if body.ids.is_empty() || body.ids.len() > 500 {
         return Err(ValidationError::new("ids", "must hold 1 to 500 ids").into());
     }

@@ -9,8 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use seidra_core::ValidationError;
 use seidra_core::job::{JobType, PriorityClass};
-use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_models::download;
 use seidra_models::scan::{self, Found};
 use seidra_store::models::{self, Model, NewModel};
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::{Admin, Principal};
+use crate::auth::{Admin, CanRead};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, parse_uuid};
 use crate::routes::jobs::internal_job;
@@ -103,14 +103,13 @@ const KINDS: &[&str] = &["base", "lora", "vae", "unknown"];
 const ARCHITECTURES: &[&str] = &["sd15", "sd21", "sdxl", "unknown"];
 
 /// The model catalogue.
-#[utoipa::path(get, path = "/api/models", tag = "models", params(ModelQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/models", tag = "models", params(ModelQuery), security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = ModelList), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    principal: Principal,
+    _: CanRead,
     Query(q): Query<ModelQuery>,
 ) -> ApiResult<Json<ModelList>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     if let Some(kind) = &q.kind
         && !KINDS.contains(&kind.as_str())
     {
@@ -130,15 +129,10 @@ pub async fn list(
 }
 
 /// One model.
-#[utoipa::path(get, path = "/api/models/{id}", tag = "models", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/models/{id}", tag = "models", security(("bearer" = []), ("api_key" = ["read"])),
     params(("id" = Uuid, Path, description = "model id")),
     responses((status = 200, body = ModelView), (status = 404, body = ErrorBody)))]
-pub async fn get(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ModelView>> {
-    principal.require_scope(ApiKeyScope::Read)?;
+pub async fn get(State(state): State<AppState>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<ModelView>> {
     let id = parse_uuid("id", &id)?;
     Ok(Json(models::get(&state.db, id).await.map_err(ApiError::or_not_found("model"))?.into()))
 }
@@ -166,7 +160,7 @@ pub struct RescanReport {
 }
 
 /// Rescans the model directory and brings the catalogue in line (admins).
-#[utoipa::path(post, path = "/api/models/rescan", tag = "models", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/models/rescan", tag = "models", security(("bearer" = []), ("api_key" = ["admin"])),
     responses((status = 200, body = RescanReport), (status = 403, body = ErrorBody)))]
 pub async fn rescan(State(state): State<AppState>, _: Admin) -> ApiResult<Json<RescanReport>> {
     Ok(Json(rescan_directory(&state).await?))
@@ -237,7 +231,7 @@ pub struct RegisterModel {
 }
 
 /// Registers one model file with a name and description (admins).
-#[utoipa::path(post, path = "/api/models", tag = "models", request_body = RegisterModel, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/models", tag = "models", request_body = RegisterModel, security(("bearer" = []), ("api_key" = ["admin"])),
     responses((status = 201, body = ModelView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn register(
@@ -274,7 +268,7 @@ pub struct DeleteQuery {
 }
 
 /// Removes a model from the catalogue, and its file when asked (admins).
-#[utoipa::path(delete, path = "/api/models/{id}", tag = "models", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/models/{id}", tag = "models", security(("bearer" = []), ("api_key" = ["admin"])),
     params(("id" = Uuid, Path, description = "model id"), DeleteQuery),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(
@@ -326,7 +320,7 @@ pub struct DownloadModel {
 /// Downloads a model into the directory as a `model_download` job (admins): follow it like any
 /// job; the model appears in the catalogue only once it is complete and verified.
 #[utoipa::path(post, path = "/api/models/download", tag = "models", request_body = DownloadModel,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["admin"])),
     responses((status = 202, body = crate::routes::jobs::SubmitResponse), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn download(

@@ -3,14 +3,14 @@
 use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use seidra_core::{ApiKeyScope, ValidationError};
+use seidra_core::ValidationError;
 use seidra_notify::NotificationView;
 use seidra_store::notifications::{self, NewNotification};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::accounts::{Actor, audit};
-use crate::auth::{Admin, Principal};
+use crate::auth::{Admin, CanRead};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery, parse_uuid};
 use crate::middleware::ClientIp;
@@ -75,14 +75,13 @@ pub struct BroadcastResult {
 }
 
 /// List the caller's notifications with the unread count.
-#[utoipa::path(get, path = "/api/notifications", tag = "notifications", params(NotificationQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/notifications", tag = "notifications", params(NotificationQuery), security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = NotificationPage), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     AppQuery(q): AppQuery<NotificationQuery>,
 ) -> ApiResult<Json<NotificationPage>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let (limit, offset) = PageQuery { limit: q.limit, offset: q.offset }.resolve()?;
     let page = notifications::list(&state.db, principal.user.id, q.unread_only.unwrap_or(false), limit, offset).await?;
     Ok(Json(NotificationPage {
@@ -95,15 +94,14 @@ pub async fn list(
 }
 
 /// Mark one notification read.
-#[utoipa::path(post, path = "/api/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/notifications/{id}/read", tag = "notifications", security(("bearer" = []), ("api_key" = ["read"])),
     params(("id" = uuid::Uuid, Path, description = "notification id")),
     responses((status = 200, body = NotificationView), (status = 404, body = ErrorBody)))]
 pub async fn mark_read(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     Path(id): Path<String>,
 ) -> ApiResult<Json<NotificationView>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
     let n = notifications::mark_read(&state.db, principal.user.id, id)
         .await
@@ -112,24 +110,22 @@ pub async fn mark_read(
 }
 
 /// Mark every notification read.
-#[utoipa::path(post, path = "/api/notifications/read-all", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/notifications/read-all", tag = "notifications", security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = MarkedRead)))]
-pub async fn mark_all_read(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<MarkedRead>> {
-    principal.require_scope(ApiKeyScope::Read)?;
+pub async fn mark_all_read(State(state): State<AppState>, CanRead(principal): CanRead) -> ApiResult<Json<MarkedRead>> {
     let updated = notifications::mark_all_read(&state.db, principal.user.id).await?;
     Ok(Json(MarkedRead { updated }))
 }
 
 /// Delete one notification.
-#[utoipa::path(delete, path = "/api/notifications/{id}", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/notifications/{id}", tag = "notifications", security(("bearer" = []), ("api_key" = ["read"])),
     params(("id" = uuid::Uuid, Path, description = "notification id")),
     responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
     notifications::delete(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("notification"))?;
     Ok(StatusCode::NO_CONTENT)
@@ -137,7 +133,7 @@ pub async fn delete(
 
 /// Send a notice to every enabled account (admins only); each gets it live too.
 #[utoipa::path(post, path = "/api/admin/notifications/broadcast", tag = "notifications", request_body = BroadcastRequest,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["admin"])),
     responses((status = 201, body = BroadcastResult), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn broadcast(
     State(state): State<AppState>,

@@ -5,15 +5,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use seidra_core::ValidationError;
 use seidra_core::job::{ImageRequest, PriorityClass};
 use seidra_core::persona::PersonaSpec;
-use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_store::personas::{self, Persona};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::auth::{CanGenerate, CanRead};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery, parse_uuid};
 use crate::routes::jobs::{SubmitResponse, prepare, submit_jobs};
@@ -81,14 +81,13 @@ fn validated(mut spec: PersonaSpec) -> ApiResult<PersonaSpec> {
 }
 
 /// List personas.
-#[utoipa::path(get, path = "/api/personas", tag = "personas", params(PersonaQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/personas", tag = "personas", params(PersonaQuery), security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = PersonaPage)))]
 pub async fn list(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     AppQuery(q): AppQuery<PersonaQuery>,
 ) -> ApiResult<Json<PersonaPage>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let (limit, offset) = crate::views::PageQuery { limit: q.limit, offset: q.offset }.resolve()?;
     let (items, total) =
         personas::list(&state.db, principal.user.id, q.q.as_deref(), q.favorite, limit, offset).await?;
@@ -96,14 +95,13 @@ pub async fn list(
 }
 
 /// Create a persona (version 1).
-#[utoipa::path(post, path = "/api/personas", tag = "personas", request_body = PersonaSpec, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/personas", tag = "personas", request_body = PersonaSpec, security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 201, body = PersonaView), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     AppJson(spec): AppJson<PersonaSpec>,
 ) -> ApiResult<(StatusCode, Json<PersonaView>)> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let spec = validated(spec)?;
     crate::policy::enforce_persona(&state, principal.user.id, &spec).await?;
     let p = personas::create(&state.db, principal.user.id, &spec).await?;
@@ -112,13 +110,12 @@ pub async fn create(
 
 /// One persona.
 #[utoipa::path(get, path = "/api/personas/{id}", tag = "personas", params(("id" = Uuid, Path, description = "persona id")),
-    security(("bearer" = [])), responses((status = 200, body = PersonaView), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("api_key" = ["read"])), responses((status = 200, body = PersonaView), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     Path(id): Path<String>,
 ) -> ApiResult<Json<PersonaView>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
     let p = personas::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("persona"))?;
     Ok(Json(PersonaView::from(&p)))
@@ -126,15 +123,14 @@ pub async fn get(
 
 /// Replace the spec: saves a new version.
 #[utoipa::path(put, path = "/api/personas/{id}", tag = "personas", request_body = PersonaSpec,
-    params(("id" = Uuid, Path, description = "persona id")), security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "persona id")), security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 200, body = PersonaView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
     AppJson(spec): AppJson<PersonaSpec>,
 ) -> ApiResult<Json<PersonaView>> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
     let spec = validated(spec)?;
     crate::policy::enforce_persona(&state, principal.user.id, &spec).await?;
@@ -153,15 +149,14 @@ pub struct FavoriteBody {
 
 /// Mark or unmark as favourite (not a new version).
 #[utoipa::path(patch, path = "/api/personas/{id}", tag = "personas", request_body = FavoriteBody,
-    params(("id" = Uuid, Path, description = "persona id")), security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "persona id")), security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 200, body = PersonaView), (status = 404, body = ErrorBody)))]
 pub async fn favorite(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
     AppJson(body): AppJson<FavoriteBody>,
 ) -> ApiResult<Json<PersonaView>> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
     let p = personas::set_favorite(&state.db, principal.user.id, id, body.favorite)
         .await
@@ -171,13 +166,12 @@ pub async fn favorite(
 
 /// Delete (hide) a persona; past jobs keep their provenance.
 #[utoipa::path(delete, path = "/api/personas/{id}", tag = "personas", params(("id" = Uuid, Path, description = "persona id")),
-    security(("bearer" = [])), responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("api_key" = ["generate"])), responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
     personas::delete(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("persona"))?;
     Ok(StatusCode::NO_CONTENT)
@@ -185,13 +179,12 @@ pub async fn delete(
 
 /// Copy a persona into a new one named "… (copy)".
 #[utoipa::path(post, path = "/api/personas/{id}/duplicate", tag = "personas", params(("id" = Uuid, Path, description = "persona id")),
-    security(("bearer" = [])), responses((status = 201, body = PersonaView), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("api_key" = ["generate"])), responses((status = 201, body = PersonaView), (status = 404, body = ErrorBody)))]
 pub async fn duplicate(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<PersonaView>)> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
     let original =
         personas::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("persona"))?;
@@ -215,13 +208,12 @@ pub struct PersonaVersionView {
 
 /// Every version, newest first.
 #[utoipa::path(get, path = "/api/personas/{id}/versions", tag = "personas", params(("id" = Uuid, Path, description = "persona id")),
-    security(("bearer" = [])), responses((status = 200, body = [PersonaVersionView]), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("api_key" = ["read"])), responses((status = 200, body = [PersonaVersionView]), (status = 404, body = ErrorBody)))]
 pub async fn versions(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<PersonaVersionView>>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
     let rows = personas::versions(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("persona"))?;
     Ok(Json(
@@ -242,15 +234,14 @@ pub struct PreviewBody {
 
 /// Generate a real preview image with the persona's settings (queues an interactive job).
 #[utoipa::path(post, path = "/api/personas/{id}/preview", tag = "personas", request_body = PreviewBody,
-    params(("id" = Uuid, Path, description = "persona id")), security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "persona id")), security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 202, body = SubmitResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn preview(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
     AppJson(body): AppJson<PreviewBody>,
 ) -> ApiResult<Response> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
     personas::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("persona"))?;
     let prompt = body.prompt.unwrap_or_else(|| "portrait".to_owned());

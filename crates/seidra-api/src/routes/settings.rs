@@ -3,41 +3,39 @@
 
 use axum::Json;
 use axum::extract::{Extension, State};
+use seidra_core::ValidationError;
 use seidra_core::policy::{EffectiveCategory, PolicyDocument};
 use seidra_core::user_settings::{UserSettings, apply_patch};
-use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_store::audit::{self, NewAuditEntry};
 use seidra_store::user_settings;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::auth::{Admin, Principal};
+use crate::auth::{Admin, CanGenerate, CanRead};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::AppJson;
 use crate::middleware::ClientIp;
 use crate::state::AppState;
 
 /// The caller's effective settings (defaults merged with what they changed).
-#[utoipa::path(get, path = "/api/settings", tag = "settings", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/settings", tag = "settings", security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = UserSettings)))]
-pub async fn get(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<UserSettings>> {
-    principal.require_scope(ApiKeyScope::Read)?;
+pub async fn get(State(state): State<AppState>, CanRead(principal): CanRead) -> ApiResult<Json<UserSettings>> {
     Ok(Json(user_settings::get(&state.db, principal.user.id).await?))
 }
 
 /// Change settings with a JSON merge patch (RFC 7386): objects merge, `null` resets a setting
 /// to its default. Unknown keys and wrong types are refused with a 422 naming the JSON path;
 /// `content.nsfw` can only be enabled when the instance allows NSFW content.
-#[utoipa::path(patch, path = "/api/settings", tag = "settings", security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/settings", tag = "settings", security(("bearer" = []), ("api_key" = ["generate"])),
     request_body(content = Object, content_type = "application/json", description = "a JSON merge patch of the settings"),
     responses((status = 200, body = UserSettings), (status = 422, body = ErrorBody)))]
 pub async fn patch(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     AppJson(patch): AppJson<Value>,
 ) -> ApiResult<Json<UserSettings>> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let policy = state.policy.get(&state.db).await?;
     let enables_nsfw = patch.pointer("/content/nsfw") == Some(&Value::Bool(true));
     let result = user_settings::update(&state.db, principal.user.id, |current| {
@@ -80,7 +78,7 @@ fn view(version: i64, doc: PolicyDocument) -> ContentPolicyView {
 }
 
 /// The instance content policy (admins).
-#[utoipa::path(get, path = "/api/admin/content-policy", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/admin/content-policy", tag = "admin", security(("bearer" = []), ("api_key" = ["admin"])),
     responses((status = 200, body = ContentPolicyView), (status = 403, body = ErrorBody)))]
 pub async fn get_policy(State(state): State<AppState>, _: Admin) -> ApiResult<Json<ContentPolicyView>> {
     let (version, doc) = seidra_store::content_policy::load(&state.db).await?;
@@ -89,7 +87,7 @@ pub async fn get_policy(State(state): State<AppState>, _: Admin) -> ApiResult<Js
 
 /// Replace the instance content policy (admins). Built-in categories stay; a category named
 /// like one adds terms to it. Every API replica applies it within `refresh_secs`.
-#[utoipa::path(put, path = "/api/admin/content-policy", tag = "admin", request_body = PolicyDocument, security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/admin/content-policy", tag = "admin", request_body = PolicyDocument, security(("bearer" = []), ("api_key" = ["admin"])),
     responses((status = 200, body = ContentPolicyView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_policy(
     State(state): State<AppState>,

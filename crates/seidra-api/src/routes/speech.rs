@@ -3,14 +3,14 @@
 
 use axum::extract::State;
 use axum::response::Response;
+use seidra_core::ValidationError;
 use seidra_core::job::{JobType, PriorityClass};
 use seidra_core::speech::{SpeechEngine, SpeechRequest};
-use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_media::speech::{self, SpeechTools, VoiceError};
 use seidra_store::StoreError;
 use seidra_store::jobs::NewJob;
 
-use crate::auth::Principal;
+use crate::auth::CanGenerate;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::AppJson;
 use crate::routes::jobs::internal_job;
@@ -40,15 +40,14 @@ pub async fn check_voice(state: &AppState, engine: SpeechEngine, voice: &str, fi
 
 /// Queue speech from text (a `tts` job; follow it like any job). Unset fields take the
 /// persona's voice defaults.
-#[utoipa::path(post, path = "/api/generate/speech", tag = "jobs", request_body = SpeechRequest, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/generate/speech", tag = "jobs", request_body = SpeechRequest, security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 202, body = crate::routes::jobs::SubmitResponse), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn generate_speech(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     AppJson(mut request): AppJson<SpeechRequest>,
 ) -> ApiResult<Response> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let owner = principal.user.id;
     let mut persona_ref = None;
     if let Some(persona_id) = request.persona_id {

@@ -14,7 +14,7 @@ use axum::Json;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
-use seidra_core::{ApiKeyScope, ValidationError};
+use seidra_core::ValidationError;
 use seidra_media::probe::{self, ProbeError};
 use seidra_media::sniff::{self, MediaKind, SNIFF_LEN, Sniffed};
 use seidra_store::media_pipeline::{self, NewUpload};
@@ -24,7 +24,7 @@ use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::auth::CanGenerate;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::routes::media::{MediaView, normalize_tags};
 use crate::state::AppState;
@@ -206,15 +206,14 @@ async fn probe_one(state: &AppState, s: &Spooled) -> ApiResult<(Option<(u32, u32
 
 /// Upload images, audio or video (multipart `file` parts, optional `tags`).
 #[utoipa::path(post, path = "/api/media/uploads", tag = "media",
-    request_body(content = UploadForm, content_type = "multipart/form-data"), security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"), security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 201, body = UploadResponse), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<UploadResponse>)> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let mut multipart = multipart.map_err(|e| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

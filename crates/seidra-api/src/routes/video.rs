@@ -7,10 +7,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use seidra_core::ValidationError;
 use seidra_core::job::{JobType, PriorityClass};
 use seidra_core::speech::SpeechEngine;
 use seidra_core::timeline::{self, RenderJobRequest, TimelineSpec, TrackKind};
-use seidra_core::{ApiKeyScope, ValidationError};
 use seidra_media::process::ToolError;
 use seidra_store::StoreError;
 use seidra_store::jobs::NewJob;
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::auth::{CanGenerate, CanRead, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery, parse_json, parse_uuid};
 use crate::routes::jobs::internal_job;
@@ -176,28 +176,26 @@ async fn owned(state: &AppState, principal: &Principal, id: &str) -> ApiResult<T
 }
 
 /// List your timelines.
-#[utoipa::path(get, path = "/api/video/timelines", tag = "video", params(TimelineQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/video/timelines", tag = "video", params(TimelineQuery), security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = TimelinePage)))]
 pub async fn list(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     AppQuery(q): AppQuery<TimelineQuery>,
 ) -> ApiResult<Json<TimelinePage>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let (limit, offset) = crate::views::PageQuery { limit: q.limit, offset: q.offset }.resolve()?;
     let (items, total) = timelines::list(&state.db, principal.user.id, limit, offset).await?;
     Ok(Json(TimelinePage { items: items.iter().map(TimelineView::from).collect(), total }))
 }
 
 /// Create a timeline.
-#[utoipa::path(post, path = "/api/video/timelines", tag = "video", request_body = TimelineSpec, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/video/timelines", tag = "video", request_body = TimelineSpec, security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 201, body = TimelineView), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     AppJson(spec): AppJson<TimelineSpec>,
 ) -> ApiResult<(StatusCode, Json<TimelineView>)> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let spec = validated(&state, principal.user.id, spec).await?;
     let t = timelines::create(&state.db, principal.user.id, &spec).await?;
     Ok((StatusCode::CREATED, Json(TimelineView::from(&t))))
@@ -205,27 +203,25 @@ pub async fn create(
 
 /// One of your timelines.
 #[utoipa::path(get, path = "/api/video/timelines/{id}", tag = "video", params(("id" = Uuid, Path, description = "timeline id")),
-    security(("bearer" = [])), responses((status = 200, body = TimelineView), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("api_key" = ["read"])), responses((status = 200, body = TimelineView), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TimelineView>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     Ok(Json(TimelineView::from(&owned(&state, &principal, &id).await?)))
 }
 
 /// Replace a timeline's content (its revision goes up by one).
 #[utoipa::path(put, path = "/api/video/timelines/{id}", tag = "video", request_body = TimelineSpec,
-    params(("id" = Uuid, Path, description = "timeline id")), security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "timeline id")), security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 200, body = TimelineView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
     AppJson(spec): AppJson<TimelineSpec>,
 ) -> ApiResult<Json<TimelineView>> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let current = owned(&state, &principal, &id).await?;
     let spec = validated(&state, principal.user.id, spec).await?;
     let t = timelines::update(&state.db, principal.user.id, current.id, &spec, None)
@@ -236,13 +232,12 @@ pub async fn update(
 
 /// Delete a timeline (videos rendered from it stay in the library).
 #[utoipa::path(delete, path = "/api/video/timelines/{id}", tag = "video", params(("id" = Uuid, Path, description = "timeline id")),
-    security(("bearer" = [])), responses((status = 204), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("api_key" = ["generate"])), responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
     timelines::delete(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("timeline"))?;
     Ok(StatusCode::NO_CONTENT)
@@ -271,16 +266,15 @@ async fn submit_render(
 /// Render a timeline to an H.264/AAC MP4 (a `storyboard` job; the output is a video item whose
 /// parameters name the timeline). The body is optional.
 #[utoipa::path(post, path = "/api/video/timelines/{id}/render", tag = "video", request_body = Option<RenderOptions>,
-    params(("id" = Uuid, Path, description = "timeline id")), security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "timeline id")), security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 202, body = crate::routes::jobs::SubmitResponse), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn render(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let options: RenderOptions =
         if body.iter().all(u8::is_ascii_whitespace) { RenderOptions::default() } else { parse_json(&body)? };
     let t = owned(&state, &principal, &id).await?;
@@ -294,11 +288,14 @@ pub async fn render(
 
 /// Render a fast low-resolution preview (a `video_proxy` job: at most 480 p and 15 fps, x264 ultrafast).
 #[utoipa::path(post, path = "/api/video/timelines/{id}/proxy", tag = "video",
-    params(("id" = Uuid, Path, description = "timeline id")), security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "timeline id")), security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 202, body = crate::routes::jobs::SubmitResponse), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn proxy(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Response> {
-    principal.require_scope(ApiKeyScope::Generate)?;
+pub async fn proxy(
+    State(state): State<AppState>,
+    CanGenerate(principal): CanGenerate,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let t = owned(&state, &principal, &id).await?;
     let spec = validated(&state, principal.user.id, t.spec.0.clone()).await?;
     let height = spec.height.min(PROXY_HEIGHT);
@@ -309,14 +306,13 @@ pub async fn proxy(State(state): State<AppState>, principal: Principal, Path(id)
 
 /// Peaks of an audio or video item's sound, for waveform displays.
 #[utoipa::path(get, path = "/api/media/{id}/waveform", tag = "media", params(("id" = Uuid, Path, description = "media id"), WaveformQuery),
-    security(("bearer" = [])), responses((status = 200, body = WaveformView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    security(("bearer" = []), ("api_key" = ["read"])), responses((status = 200, body = WaveformView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn waveform(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     Path(id): Path<String>,
     AppQuery(q): AppQuery<WaveformQuery>,
 ) -> ApiResult<Json<WaveformView>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
     let n = q.peaks.unwrap_or(200);
     if !(1..=MAX_PEAKS).contains(&n) {

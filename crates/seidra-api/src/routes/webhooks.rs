@@ -4,14 +4,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use seidra_core::{ApiKeyScope, ValidationError};
+use seidra_core::ValidationError;
 use seidra_notify::webhooks::{DeliveryConfig, EVENTS, generate_secret};
 use seidra_store::webhooks::{self, Attempt, Delivery, Webhook, WebhookChange};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::auth::{CanGenerate, CanRead};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery, parse_uuid};
 use crate::state::AppState;
@@ -208,23 +208,21 @@ async fn vetted_url(config: &DeliveryConfig, url: &str) -> ApiResult<String> {
 }
 
 /// List the caller's webhook endpoints (secrets are never listed).
-#[utoipa::path(get, path = "/api/webhooks", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/webhooks", tag = "webhooks", security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = WebhookList)))]
-pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<WebhookList>> {
-    principal.require_scope(ApiKeyScope::Read)?;
+pub async fn list(State(state): State<AppState>, CanRead(principal): CanRead) -> ApiResult<Json<WebhookList>> {
     let items = webhooks::list(&state.db, principal.user.id).await?;
     Ok(Json(WebhookList { items: items.iter().map(|w| WebhookView::new(w, false)).collect() }))
 }
 
 /// Create an endpoint; the response holds the signing secret, once.
-#[utoipa::path(post, path = "/api/webhooks", tag = "webhooks", request_body = CreateWebhook, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/webhooks", tag = "webhooks", request_body = CreateWebhook, security(("bearer" = []), ("api_key" = ["generate"])),
     responses((status = 201, body = WebhookView), (status = 409, body = ErrorBody), (status = 422, description = "invalid or refused URL (private, loopback, link-local…)", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     AppJson(body): AppJson<CreateWebhook>,
 ) -> ApiResult<(StatusCode, Json<WebhookView>)> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let events = check_events(body.events.as_deref().unwrap_or(&["*".to_owned()]))?;
     let secret = match body.secret {
         Some(s) => {
@@ -247,31 +245,29 @@ pub async fn create(
 }
 
 /// One endpoint (without its secret).
-#[utoipa::path(get, path = "/api/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/webhooks/{id}", tag = "webhooks", security(("bearer" = []), ("api_key" = ["read"])),
     params(("id" = Uuid, Path, description = "webhook id")),
     responses((status = 200, body = WebhookView), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WebhookView>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
     let w = webhooks::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("webhook"))?;
     Ok(Json(WebhookView::new(&w, false)))
 }
 
 /// Change an endpoint's URL, secret, events or active flag.
-#[utoipa::path(patch, path = "/api/webhooks/{id}", tag = "webhooks", request_body = UpdateWebhook, security(("bearer" = [])),
+#[utoipa::path(patch, path = "/api/webhooks/{id}", tag = "webhooks", request_body = UpdateWebhook, security(("bearer" = []), ("api_key" = ["generate"])),
     params(("id" = Uuid, Path, description = "webhook id")),
     responses((status = 200, body = WebhookView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
     AppJson(body): AppJson<UpdateWebhook>,
 ) -> ApiResult<Json<WebhookView>> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
     webhooks::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("webhook"))?;
     let events = body.events.as_deref().map(check_events).transpose()?;
@@ -290,15 +286,14 @@ pub async fn update(
 }
 
 /// Delete an endpoint and its delivery log.
-#[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "webhooks", security(("bearer" = []), ("api_key" = ["generate"])),
     params(("id" = Uuid, Path, description = "webhook id")),
     responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
     webhooks::delete(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("webhook"))?;
     Ok(StatusCode::NO_CONTENT)
@@ -306,15 +301,14 @@ pub async fn delete(
 
 /// Send a `webhook.test` event now; answers with the recorded first attempt (retried later
 /// like any delivery when it failed).
-#[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "webhooks", security(("bearer" = []), ("api_key" = ["generate"])),
     params(("id" = Uuid, Path, description = "webhook id")),
     responses((status = 200, body = DeliveryView), (status = 404, body = ErrorBody)))]
 pub async fn test(
     State(state): State<AppState>,
-    principal: Principal,
+    CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeliveryView>> {
-    principal.require_scope(ApiKeyScope::Generate)?;
     let id = parse_uuid("id", &id)?;
     let w = webhooks::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("webhook"))?;
     let delivery = delivery_config(&state)?.send_test(&state.db, &w).await?;
@@ -324,14 +318,13 @@ pub async fn test(
 
 /// The delivery log of an endpoint, newest first, with every attempt.
 #[utoipa::path(get, path = "/api/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = Uuid, Path, description = "webhook id"), PageQuery),
-    security(("bearer" = [])), responses((status = 200, body = DeliveryPage), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("api_key" = ["read"])), responses((status = 200, body = DeliveryPage), (status = 404, body = ErrorBody)))]
 pub async fn deliveries(
     State(state): State<AppState>,
-    principal: Principal,
+    CanRead(principal): CanRead,
     Path(id): Path<String>,
     AppQuery(page): AppQuery<PageQuery>,
 ) -> ApiResult<Json<DeliveryPage>> {
-    principal.require_scope(ApiKeyScope::Read)?;
     let id = parse_uuid("id", &id)?;
     let (limit, offset) = page.resolve()?;
     let (rows, attempts, total) = webhooks::list_deliveries(&state.db, principal.user.id, id, limit, offset)
