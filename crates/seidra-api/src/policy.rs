@@ -196,6 +196,16 @@ pub async fn enforce_persona(state: &AppState, owner_id: Uuid, spec: &PersonaSpe
     decide(state, owner_id, &subject, "persona").await.map(|_| ())
 }
 
+/// The check for texts that are spoken or shown (speech, narration and title clips): each
+/// `(field, text)` is matched like a prompt; `action` names the refusal in the audit log.
+pub async fn enforce_texts(state: &AppState, owner_id: Uuid, texts: &[(String, &str)], action: &str) -> ApiResult<()> {
+    let subject = Subject {
+        fields: texts.iter().map(|(name, text)| Field { name: name.clone(), text, negative: false }).collect(),
+        nsfw_flag: None,
+    };
+    decide(state, owner_id, &subject, action).await.map(|_| ())
+}
+
 /// The decision recorded on a generation job admitted now (`{"version", "outcome"}`), from the
 /// cached policy; written with the job itself.
 pub fn admitted_decision(state: &AppState) -> Option<serde_json::Value> {

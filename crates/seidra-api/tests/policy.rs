@@ -276,7 +276,53 @@ async fn personas_enforced(backend: Backend) -> anyhow::Result<()> {
     server.stop().await
 }
 
-dual_test!(settings_merge_patch, policy_admin_only, submit_enforced, personas_enforced);
+/// Spoken and shown words (speech, narration and title clips) obey the policy like prompts.
+async fn spoken_and_shown_text_enforced(backend: Backend) -> anyhow::Result<()> {
+    let server = TestServer::start(backend).await?;
+    let ann = s(&server.register("ann", PASSWORD).await?["access_token"]);
+    let admin = server.admin_token().await?;
+    let body = json!({"categories": [{"name": "weapons", "terms": ["grenade*"]}]});
+    let (status, _) = put(&server.base, "/api/admin/content-policy", &admin, &body).await?;
+    assert_eq!(status, 200);
+
+    let speech = json!({"text": "pull the pin of the grenade", "voice": "en"});
+    let (status, body) = server.post("/api/generate/speech", Some(&ann), &speech).await?;
+    let e = &body["error"];
+    assert_eq!(
+        (status, e["code"].as_str(), e["field"].as_str()),
+        (422, Some("content_policy"), Some("text")),
+        "{body}"
+    );
+    assert_eq!(e["details"]["category"].as_str(), Some("weapons"), "{body}");
+
+    let timeline = |text: &str| {
+        json!({"name": "t", "width": 64, "height": 64, "fps": 5, "tracks": [
+            {"kind": "title", "clips": [{"start": 0.0, "duration": 1.0, "text": "Chapter one"}]},
+            {"kind": "narration", "clips": [{"start": 0.0, "duration": 1.0, "text": text}]}
+        ]})
+    };
+    let (status, body) = server.post("/api/video/timelines", Some(&ann), &timeline("Grenades, said the man")).await?;
+    let e = &body["error"];
+    assert_eq!(
+        (status, e["code"].as_str(), e["field"].as_str()),
+        (422, Some("content_policy"), Some("tracks[1].clips[0].text")),
+        "{body}"
+    );
+    let (status, body) = server.post("/api/video/timelines", Some(&ann), &timeline("A quiet morning")).await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(job_total(&server, &ann).await?, 0, "nothing queued");
+    let uid = seidra_store::accounts::get_user_by_username(&server.state.db, "ann").await?.id;
+    let audit = seidra_store::audit::list(&server.state.db, Some(uid), 10, 0).await?;
+    let contexts: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action == "content_policy.refused")
+        .filter_map(|a| a.details.0["context"].as_str().map(str::to_owned))
+        .collect();
+    assert!(contexts.contains(&"speech".to_owned()) && contexts.contains(&"timeline".to_owned()), "{contexts:?}");
+    server.stop().await
+}
+
+dual_test!(settings_merge_patch, policy_admin_only, submit_enforced, personas_enforced, spoken_and_shown_text_enforced);
 
 /// A second API replica on the same PostgreSQL database applies the admin's change within the
 /// documented refresh delay.

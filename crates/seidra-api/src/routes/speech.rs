@@ -68,6 +68,7 @@ pub async fn generate_speech(
     if engine == SpeechEngine::Piper && request.pitch.is_some_and(|p| p != 0.0) {
         return Err(ValidationError::new("pitch", "piper voices cannot shift pitch").into());
     }
+    crate::policy::enforce_texts(&state, owner, &[("text".to_owned(), &request.text)], "speech").await?;
     let prompt = request.text.trim().to_owned();
     let job = NewJob {
         persona_id: persona_ref.map(|p| p.0),

@@ -151,6 +151,20 @@ async fn validated(state: &AppState, owner: Uuid, mut spec: TimelineSpec) -> Api
             .into());
         }
     }
+    // Spoken and shown words obey the content policy like prompts do.
+    let texts: Vec<(String, &str)> = spec
+        .tracks
+        .iter()
+        .enumerate()
+        .flat_map(|(t, track)| {
+            track.clips.iter().enumerate().filter_map(move |(c, clip)| {
+                clip.text.as_deref().map(|text| (format!("tracks[{t}].clips[{c}].text"), text))
+            })
+        })
+        .collect();
+    if !texts.is_empty() {
+        crate::policy::enforce_texts(state, owner, &texts, "timeline").await?;
+    }
     for (t, track) in spec.tracks.iter().enumerate() {
         if track.kind != TrackKind::Narration {
             continue;
