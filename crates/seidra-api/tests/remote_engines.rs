@@ -82,6 +82,9 @@ async fn remote_engines_end_to_end(backend: Backend) -> anyhow::Result<()> {
     let job = server.wait_job(&token, &id, WAIT, |j| j["status"] == "succeeded").await?;
     assert_eq!(job["attempt"], 1, "failed over within the attempt");
     assert_eq!(comfy.count("POST /prompt"), before + 1);
+    // Provenance names the engine that drew it, whichever one the job was routed to.
+    let (_, media) = server.get(&format!("/api/media?job_id={id}"), Some(&token)).await?;
+    assert_eq!(media["items"][0]["engine"].as_str(), Some("comfy"), "job engine {}: {media}", job["engine"]);
 
     // Cancel reaches ComfyUI.
     let body = json!({ "prompt": "long", "width": 64, "height": 64, "num_inference_steps": 100, "engine": "comfy", "model_name": "sdxl" });

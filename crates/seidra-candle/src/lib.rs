@@ -290,6 +290,7 @@ impl CandleEngine {
                 width: Some(request.width),
                 height: Some(request.height),
                 seed: Some(image_seed),
+                engine: None,
             });
         }
         Ok(outputs)

@@ -109,6 +109,9 @@ pub struct EngineOutput {
     pub height: Option<u32>,
     /// Seed that produced this output (seed + index for batches).
     pub seed: Option<u64>,
+    /// The engine that produced it when it is not the one the job was routed to (a remote
+    /// pool failed over); `None` otherwise. Recorded as the media item's provenance.
+    pub engine: Option<String>,
 }
 
 /// Why a run did not produce outputs.

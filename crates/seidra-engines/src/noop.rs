@@ -112,6 +112,7 @@ impl GenerationEngine for NoopEngine {
                     width: Some(8),
                     height: Some(8),
                     seed: Some(seed + u64::from(i)),
+                    engine: None,
                 });
             }
             progress.report(Progress { fraction: 1.0, stage: "done".into(), preview: None });

@@ -230,7 +230,14 @@ fn generate_one(
         message: format!("PNG encoding failed: {e}"),
         retryable: false,
     })?;
-    Ok(EngineOutput { bytes, mime: "image/png".to_owned(), width: Some(width), height: Some(height), seed: Some(seed) })
+    Ok(EngineOutput {
+        bytes,
+        mime: "image/png".to_owned(),
+        width: Some(width),
+        height: Some(height),
+        seed: Some(seed),
+        engine: None,
+    })
 }
 
 /// A small PNG of the sampler's current prediction; `None` if it could not be made.

@@ -225,7 +225,9 @@ async fn fails_over_from_a_dead_engine_and_the_breaker_opens_then_closes() {
     // Routed to `dead` (first serving sdxl): the attempt fails over to `live` within the same run.
     for _ in 0..2 {
         let (out, _) = run(dead_engine, &request(json!({ "model_name": "sdxl" }))).await;
-        assert_eq!(out.unwrap().len(), 2);
+        let out = out.unwrap();
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|o| o.engine.as_deref() == Some("live")), "outputs name the engine that drew them");
     }
     assert_eq!(live.count("POST /v1/images/generations"), 2);
     let dead_member = pool.get("dead").unwrap();
@@ -240,7 +242,8 @@ async fn fails_over_from_a_dead_engine_and_the_breaker_opens_then_closes() {
     let (code, retryable, message) = failed(&out.unwrap_err());
     assert_eq!((code.as_str(), retryable), ("engine_unavailable", true));
     assert!(message.contains("circuit breaker open"), "{message}");
-    assert!(live_engine.run(&request(json!({})), &Recorder::default(), &CancellationToken::new()).await.is_ok());
+    let direct = live_engine.run(&request(json!({})), &Recorder::default(), &CancellationToken::new()).await;
+    assert!(direct.unwrap().iter().all(|o| o.engine.is_none()), "no fail-over, nothing to record");
 
     // After the cool-down one trial goes through; a failed trial re-opens, a success closes.
     tokio::time::sleep(Duration::from_millis(350)).await;

@@ -833,6 +833,8 @@ pub struct NewMedia {
     pub seed: Option<i64>,
     /// Length of audio and video outputs, milliseconds.
     pub duration_ms: Option<i64>,
+    /// The engine that produced it, when not the job's own (fail-over); the job's otherwise.
+    pub engine: Option<String>,
 }
 
 fn durations(job: &Job, now: DateTime<Utc>) -> (Option<i64>, Option<i64>) {
@@ -939,7 +941,7 @@ pub async fn complete_many(
                 .bind(crate::media::kind_of(&m.mime))
                 .bind(&job.prompt)
                 .bind(&job.negative_prompt)
-                .bind(&job.engine)
+                .bind(m.engine.as_deref().unwrap_or(&job.engine))
                 .bind(&job.model)
                 .bind(Json(&job.request))
                 .bind(job.persona_id)

@@ -89,6 +89,7 @@ async fn claim_and_complete_cycle(backend: Backend) -> anyhow::Result<()> {
         sha256: "ab".repeat(32),
         seed: Some(7),
         duration_ms: None,
+        engine: None,
     }];
     // Another worker cannot complete it.
     assert!(jobs::complete(db, &running, Uuid::new_v4(), &outputs).await?.is_none());
@@ -481,6 +482,7 @@ async fn complete_many_writes_follow_ups_with_the_jobs(backend: Backend) -> anyh
                 sha256: "cd".repeat(32),
                 seed: Some(1),
                 duration_ms: None,
+                engine: None,
             }]
         })
         .collect();

@@ -595,6 +595,7 @@ impl Worker {
                     sha256: obj.sha256_hex,
                     seed: out.seed.and_then(|s| i64::try_from(s).ok()),
                     duration_ms: None,
+                    engine: out.engine,
                 }),
                 Err(err) => {
                     tracing::warn!(%err, "storing an output failed");
@@ -629,6 +630,7 @@ impl Worker {
                     sha256: obj.sha256_hex,
                     seed: None,
                     duration_ms: file.duration_ms,
+                    engine: None,
                 }];
                 self.complete_stored(job, stored).await
             }

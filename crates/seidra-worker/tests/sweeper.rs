@@ -60,6 +60,7 @@ async fn media_row(db: &Db, key: &str) {
         sha256: "ab".repeat(32),
         seed: Some(1),
         duration_ms: None,
+        engine: None,
     };
     jobs::complete(db, &job, worker, &[output]).await.unwrap().expect("completed");
 }

@@ -390,7 +390,7 @@ pub(crate) fn image_output(bytes: Vec<u8>, request: &ImageRequest, index: usize)
     let (mime, size) = sniff(&bytes);
     let (width, height) = size.unwrap_or((request.width, request.height));
     let seed = request.seed.map(|s| s.wrapping_add(index as u64));
-    EngineOutput { bytes, mime: mime.into(), width: Some(width), height: Some(height), seed }
+    EngineOutput { bytes, mime: mime.into(), width: Some(width), height: Some(height), seed, engine: None }
 }
 
 fn sniff(bytes: &[u8]) -> (&'static str, Option<(u32, u32)>) {

@@ -147,6 +147,14 @@ impl GenerationEngine for RoutedEngine {
                             .increment(1);
                         last = Some(err);
                     }
+                    Ok(mut outputs) => {
+                        if engine.name() != primary.name() {
+                            for out in &mut outputs {
+                                out.engine = Some(engine.name().to_owned());
+                            }
+                        }
+                        return Ok(outputs);
+                    }
                     other => return other,
                 }
             }
