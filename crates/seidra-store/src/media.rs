@@ -174,9 +174,41 @@ fn search_words(search: &str) -> Vec<String> {
         .collect()
 }
 
+/// A search on SQLite: the FTS5 query (owner token + words) and how many items of the owner
+/// match it, counted inside the index.
+struct SqliteSearch {
+    query: String,
+    matches: i64,
+}
+
+/// Above this many matches a SQLite search walks the owner's items newest-first and stops at the
+/// page; below it, it reads the matches by rowid and sorts them (cheaper when they are few).
+const SEARCH_WALK_ABOVE: i64 = 256;
+
+impl SqliteSearch {
+    async fn prepare(pool: &sqlx::SqlitePool, owner_id: Uuid, words: &[String]) -> StoreResult<Self> {
+        // Each word quoted (no operators reach the engine), prefix-matched, all required, in
+        // prompt or tags; the owner is a token of its own column (migration 0013).
+        let words = words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" ");
+        let query = format!("owner_token : \"{}\" AND {{prompt tags}} : ({words})", owner_id.simple());
+        let matches = sqlx::query_scalar("SELECT COUNT(*) FROM media_fts WHERE media_fts MATCH $1")
+            .bind(&query)
+            .fetch_one(pool)
+            .await?;
+        Ok(Self { query, matches })
+    }
+}
+
 /// Lists items matching `filter`, with the total.
 pub async fn list(db: &Db, filter: &MediaFilter, limit: i64, offset: i64) -> StoreResult<(Vec<Media>, i64)> {
     let postgres = matches!(db, Db::Postgres(_));
+    let words = filter.search.as_deref().map(search_words).unwrap_or_default();
+    let sqlite_search = match db {
+        Db::Sqlite(sqlite) if !words.is_empty() => {
+            Some(SqliteSearch::prepare(&sqlite.read, filter.owner_id, &words).await?)
+        }
+        _ => None,
+    };
     let mut conditions = Conditions::default();
     let mut push = |cond: &dyn Fn(usize) -> String, value: Bind| conditions.push(cond, value);
     push(&|n| format!("owner_id = ${n}"), Bind::Uuid(filter.owner_id));
@@ -216,20 +248,27 @@ pub async fn list(db: &Db, filter: &MediaFilter, limit: i64, offset: i64) -> Sto
         };
         push(cond, Bind::Text(tags_json));
     }
-    if let Some(search) = &filter.search {
-        let words = search_words(search);
-        if !words.is_empty() {
-            if postgres {
-                push(&|n| format!("search @@ plainto_tsquery('simple', ${n})"), Bind::Text(words.join(" ")));
-            } else {
-                // FTS5: each word quoted (no operators reach the engine), prefix-matched, all required.
-                let query = words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" ");
-                push(
-                    &|n| format!("rowid IN (SELECT rowid FROM media_fts WHERE media_fts MATCH ${n})"),
-                    Bind::Text(query),
-                );
-            }
-        }
+    if let Some(search) = &sqlite_search {
+        // `+rowid` keeps SQLite from driving the query by the matches' rowids, so it walks the
+        // owner's index in page order and stops once the page is full.
+        let cond: &dyn Fn(usize) -> String = if search.matches > SEARCH_WALK_ABOVE {
+            &|n| format!("+rowid IN (SELECT rowid FROM media_fts WHERE media_fts MATCH ${n})")
+        } else {
+            &|n| format!("rowid IN (SELECT rowid FROM media_fts WHERE media_fts MATCH ${n})")
+        };
+        push(cond, Bind::Text(search.query.clone()));
+    } else if !words.is_empty() {
+        // Every word required, prefix-matched (as on SQLite), each quoted as a lexeme so no
+        // tsquery operator gets through.
+        push(
+            &|n| {
+                format!(
+                    "search @@ to_tsquery('simple', (SELECT string_agg(quote_literal(w) || ':*', ' & ') \
+                     FROM unnest(string_to_array(${n}, ' ')) AS w))"
+                )
+            },
+            Bind::Text(words.join(" ")),
+        );
     }
     let where_sql = conditions.where_clause();
     let order = match filter.sort {
@@ -252,7 +291,7 @@ pub async fn list(db: &Db, filter: &MediaFilter, limit: i64, offset: i64) -> Sto
     };
     let count_sql = format!("SELECT COUNT(*) FROM media{where_sql}");
     let binds = &conditions.binds;
-    let counted = counted_total(db, filter).await?;
+    let counted = counted_total(db, filter, sqlite_search.as_ref().map(|s| s.matches)).await?;
     let (rows, total) = with_pool!(db, pool => {
         // The SQL text is assembled only from fixed fragments; every value is a bound parameter.
         let rows: Vec<Media> = bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())), binds).bind(limit).bind(offset).fetch_all(pool).await?;
@@ -265,13 +304,18 @@ pub async fn list(db: &Db, filter: &MediaFilter, limit: i64, offset: i64) -> Sto
     Ok((rows, total))
 }
 
-/// The listing's total from the per-owner counters (`media_counts`, kept by triggers) when the
-/// filter uses nothing but type and favourites; `None` when the matches must be counted.
-async fn counted_total(db: &Db, filter: &MediaFilter) -> StoreResult<Option<i64>> {
+/// The listing's total without counting the matching rows, when it is known already: from the
+/// per-owner counters (`media_counts`, kept by triggers) when the filter uses nothing but type
+/// and favourites, or the SQLite index's own count (`search_matches`) for a plain search.
+/// `None` when the matches must be counted.
+async fn counted_total(db: &Db, filter: &MediaFilter, search_matches: Option<i64>) -> StoreResult<Option<i64>> {
     let MediaFilter { owner_id, kind, favorite, tags, job_id, persona_id, from, to, search, .. } = filter;
-    let searching = search.as_deref().is_some_and(|s| !search_words(s).is_empty());
-    if !tags.is_empty() || job_id.is_some() || persona_id.is_some() || from.is_some() || to.is_some() || searching {
+    if !tags.is_empty() || job_id.is_some() || persona_id.is_some() || from.is_some() || to.is_some() {
         return Ok(None);
+    }
+    if search.as_deref().is_some_and(|s| !search_words(s).is_empty()) {
+        let plain = kind.is_none() && favorite.is_none();
+        return Ok(search_matches.filter(|_| plain));
     }
     let sql = "SELECT CAST(COALESCE(SUM(item_count), 0) AS BIGINT) FROM media_counts \
                WHERE owner_id = $1 AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR favorite = $3)";

@@ -1,0 +1,1 @@
+DROP INDEX media_owner_bytes_idx;
