@@ -124,7 +124,8 @@ pub const MAX_FILENAME_CHARS: usize = 200;
 pub fn sanitize_filename(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = last.chars().filter(|c| !c.is_control()).collect::<String>().replace("..", "");
-    let trimmed = cleaned.trim().trim_start_matches('.').trim();
+    // Dots and spaces together: trimming them one after the other left ". .x" as ".x".
+    let trimmed = cleaned.trim_start_matches(|c: char| c == '.' || c.is_whitespace()).trim_end();
     let name: String = trimmed.chars().take(MAX_FILENAME_CHARS).collect();
     if name.is_empty() { "upload".to_owned() } else { name }
 }
@@ -164,5 +165,8 @@ mod tests {
         assert_eq!(sanitize_filename("dir/"), "upload");
         assert_eq!(sanitize_filename("x..y.png"), "xy.png");
         assert_eq!(sanitize_filename(&"é".repeat(300)).chars().count(), MAX_FILENAME_CHARS);
+        // Found by the `multipart` fuzz target: a space between leading dots kept a dot.
+        assert_eq!(sanitize_filename(". .bashrc"), "bashrc");
+        assert_eq!(sanitize_filename(" . \u{a0}. ..x. "), "x.");
     }
 }
