@@ -4,13 +4,13 @@
 # crate from crates.io. Offline: the advisory check needs the RustSec database from GitHub and
 # runs where GitHub is reachable (SEIDRA_DENY_ADVISORIES=1, as the GitHub workflow does).
 #
-#   scripts/check-deny.sh                       (cargo install --locked cargo-deny first)
+#   scripts/check-deny.sh                       (cargo install --locked cargo-deny@0.20.2 first)
 #   SEIDRA_DENY_ADVISORIES=1 scripts/check-deny.sh   also `advisories`
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if ! cargo deny --version >/dev/null 2>&1; then
-  echo "check-deny: cargo-deny is not installed: cargo install --locked cargo-deny" >&2
+  echo "check-deny: cargo-deny is not installed: cargo install --locked cargo-deny@0.20.2" >&2
   exit 1
 fi
 checks=(licenses bans sources)

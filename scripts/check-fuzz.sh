@@ -11,7 +11,7 @@
 #   SEIDRA_FUZZ_SECONDS=600 scripts/check-fuzz.sh  longer runs
 #   SEIDRA_FUZZ_TARGETS="timeline multipart" scripts/check-fuzz.sh
 #
-# Needs `rustup toolchain install nightly` and `cargo install --locked cargo-fuzz`.
+# Needs `rustup toolchain install nightly` and `cargo install --locked cargo-fuzz@0.13.2`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds="${SEIDRA_FUZZ_SECONDS:-20}"
@@ -21,7 +21,7 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
   exit 1
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-  echo "check-fuzz: cargo-fuzz is not installed: cargo install --locked cargo-fuzz" >&2
+  echo "check-fuzz: cargo-fuzz is not installed: cargo install --locked cargo-fuzz@0.13.2" >&2
   exit 1
 fi
 
