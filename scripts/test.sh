@@ -36,6 +36,9 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "supply chain: cargo deny (licences, banned crates, sources; deny.toml)"
+bash scripts/check-deny.sh
+
 step "tests (PostgreSQL: ${SEIDRA_TEST_DATABASE_URL%%@*}@…, Redis: $SEIDRA_TEST_REDIS_URL, S3: $SEIDRA_TEST_S3_ENDPOINT)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
@@ -44,6 +47,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+step "fuzzing: cargo fuzz, ${SEIDRA_FUZZ_SECONDS:-20} s per target (requests, personas, timelines, uploads)"
+bash scripts/check-fuzz.sh
 
 step "web studio: lint, typecheck, API contract, unit tests, build, e2e in Chromium against seidra up"
 SEIDRA_E2E_BACKEND_SERVES_UI=1 bash scripts/check-frontend.sh

@@ -14,6 +14,7 @@ use axum::Json;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
+use seidra_core::validation::sanitize_filename;
 use seidra_core::ValidationError;
 use seidra_media::probe::{self, ProbeError};
 use seidra_media::sniff::{self, MediaKind, SNIFF_LEN, Sniffed};
@@ -47,21 +48,8 @@ pub struct UploadForm {
     tags: Option<String>,
 }
 
-/// Longest kept display name, characters.
-const MAX_NAME_CHARS: usize = 200;
 /// Largest `tags` field, bytes.
 const MAX_TAGS_FIELD: usize = 4096;
-
-/// A display name from a client-supplied file name: the last path component (either slash),
-/// no control characters, no leading dots, no `..`, at most 200 characters; `upload` when
-/// nothing is left. It is never used to build a storage key.
-pub fn sanitize_filename(raw: &str) -> String {
-    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = last.chars().filter(|c| !c.is_control()).collect::<String>().replace("..", "");
-    let trimmed = cleaned.trim().trim_start_matches('.').trim();
-    let name: String = trimmed.chars().take(MAX_NAME_CHARS).collect();
-    if name.is_empty() { "upload".to_owned() } else { name }
-}
 
 struct Spooled {
     part: String,
@@ -326,23 +314,4 @@ pub async fn upload(
     }
     let items = items.iter().map(|m| MediaView::new(&state, m)).collect();
     Ok((StatusCode::CREATED, Json(UploadResponse { items })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sanitize_filename;
-
-    #[test]
-    fn names_are_sanitised() {
-        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
-        assert_eq!(sanitize_filename("C:\\Users\\me\\cat.png"), "cat.png");
-        assert_eq!(sanitize_filename("..\\..\\x"), "x");
-        assert_eq!(sanitize_filename("a\u{0}b\r\n.png"), "ab.png");
-        assert_eq!(sanitize_filename(".bashrc"), "bashrc");
-        assert_eq!(sanitize_filename("...."), "upload");
-        assert_eq!(sanitize_filename(""), "upload");
-        assert_eq!(sanitize_filename("dir/"), "upload");
-        assert_eq!(sanitize_filename("x..y.png"), "xy.png");
-        assert_eq!(sanitize_filename(&"é".repeat(300)).chars().count(), 200);
-    }
 }
