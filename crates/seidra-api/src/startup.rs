@@ -208,7 +208,7 @@ pub async fn build_state_with(
         // In the background: hashing a large directory must not delay readiness.
         let scanning = state.clone();
         tokio::spawn(async move {
-            if let Err(err) = crate::routes::models::rescan_directory(&scanning).await {
+            if let Err(err) = crate::routes::models::scan_at_startup(&scanning).await {
                 tracing::warn!(error = %err.message, "the model directory could not be scanned at startup");
             }
         });

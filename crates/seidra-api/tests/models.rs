@@ -77,6 +77,24 @@ async fn catalogue_and_downloads(backend: Backend) -> anyhow::Result<()> {
     let (_, again) = server.post("/api/models/rescan", Some(&admin), &Value::Null).await?;
     assert_eq!((again["added"].as_u64(), again["updated"].as_u64()), (Some(0), Some(0)), "a rescan is idempotent");
 
+    // The startup scan runs in one replica at a time: while another holds the lease it skips;
+    // afterwards it runs and gives the lease back.
+    let other = uuid::Uuid::now_v7();
+    let lease = seidra_api::routes::models::STARTUP_SCAN_LEASE;
+    let db = &server.state.db;
+    assert!(seidra_store::workers::try_lead(db, lease, other, chrono::Duration::minutes(5)).await?);
+    assert!(
+        seidra_api::routes::models::scan_at_startup(&server.state)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?
+            .is_none()
+    );
+    seidra_store::workers::resign(db, lease, other).await?;
+    let report =
+        seidra_api::routes::models::scan_at_startup(&server.state).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    assert_eq!(report.map(|r| r.added), Some(0), "scanned (nothing new)");
+    assert!(seidra_store::workers::try_lead(db, lease, other, chrono::Duration::minutes(5)).await?, "given back");
+
     // Everyone signed in reads the catalogue.
     let (status, list) = server.get("/api/models", Some(&alice)).await?;
     assert_eq!((status, list["total"].as_u64()), (200, Some(1)), "{list}");

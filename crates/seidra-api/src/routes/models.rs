@@ -166,6 +166,27 @@ pub async fn rescan(State(state): State<AppState>, _: Admin) -> ApiResult<Json<R
     Ok(Json(rescan_directory(&state).await?))
 }
 
+/// The lease that lets one process at a time run the startup scan.
+pub const STARTUP_SCAN_LEASE: &str = "model-startup-scan";
+
+/// The startup scan, run by one replica at a time: when several API replicas start together
+/// (a rollout), the first takes the lease and the others skip rather than hash the same
+/// directory again. `None` when another process holds the lease.
+pub async fn scan_at_startup(state: &AppState) -> ApiResult<Option<RescanReport>> {
+    let holder = Uuid::now_v7();
+    // Long enough for a first scan of a large directory; given back as soon as it is done.
+    let ttl = chrono::Duration::minutes(30);
+    if !seidra_store::workers::try_lead(&state.db, STARTUP_SCAN_LEASE, holder, ttl).await? {
+        tracing::info!("another process is scanning the model directory; skipping the startup scan");
+        return Ok(None);
+    }
+    let report = rescan_directory(state).await;
+    if let Err(err) = seidra_store::workers::resign(&state.db, STARTUP_SCAN_LEASE, holder).await {
+        tracing::warn!(%err, "could not give back the startup-scan lease; it expires by itself");
+    }
+    report.map(Some)
+}
+
 /// Scans the model directory into the catalogue (also run at startup).
 pub async fn rescan_directory(state: &AppState) -> ApiResult<RescanReport> {
     let known = models::known_hashes(&state.db).await?;
