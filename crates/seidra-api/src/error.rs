@@ -122,6 +122,36 @@ impl ApiError {
             .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("5"))
     }
 
+    /// 507: the server's disk (database or media storage) is full. The cause is logged; the
+    /// client learns that nothing was saved and why. Retryable once space is freed.
+    #[track_caller]
+    pub fn storage_full(what: &str, cause: impl std::fmt::Display) -> Self {
+        let location = std::panic::Location::caller();
+        tracing::error!(%cause, %location, "{what}: no space left");
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage_full",
+            format!("{what}: the server's disk is full (no space left on device); nothing was saved. Retry once space has been freed"),
+        )
+        .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("60"))
+    }
+
+    /// An I/O error while writing server-side files: 507 when the disk is full, else a 500.
+    #[track_caller]
+    pub fn io(what: &str, err: &std::io::Error) -> Self {
+        if seidra_storage::is_disk_full(err) {
+            Self::storage_full(what, err)
+        } else {
+            Self::internal(format!("{what}: {err}"))
+        }
+    }
+
+    /// A storage error while writing objects: 507 when the store is full, else a 500.
+    #[track_caller]
+    pub fn storage(what: &str, err: &seidra_storage::StorageError) -> Self {
+        if err.is_storage_full() { Self::storage_full(what, err) } else { Self::internal(format!("{what}: {err}")) }
+    }
+
     /// 500: logs the cause, tells the client nothing internal.
     #[track_caller]
     pub fn internal(cause: impl std::fmt::Display) -> Self {
@@ -149,6 +179,7 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(%cause, "database unavailable");
                 ApiError::unavailable("database_unavailable", "the database is unavailable; retry shortly")
             }
+            StoreError::StorageFull(cause) => ApiError::storage_full("the database could not save this change", cause),
             StoreError::Schema(cause) => {
                 tracing::error!(%cause, "database schema mismatch");
                 ApiError::unavailable("database_schema_mismatch", "the database schema does not match this server")

@@ -1,7 +1,10 @@
 //! Fixed-window rate limiting, in memory or shared through Redis.
 //!
 //! Redis errors never fail a request: the limiter falls back to its in-memory window for that
-//! call (per-replica limits instead of shared ones) and counts the fallback in metrics.
+//! call (per-replica limits instead of shared ones) and counts the error in metrics. Nor do they
+//! slow requests down: a Redis call gets [`REDIS_TIMEOUT`], and after an error the limiter
+//! stays on its in-memory window for [`REDIS_RETRY_AFTER`] before it asks Redis again (without
+//! that, every request waited for the connection manager's reconnect attempts: seconds each).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,12 +25,19 @@ pub struct Decision {
     pub reset_secs: u64,
 }
 
+/// Longest a request waits for the shared counter before using the in-memory window.
+pub const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long the limiter keeps to its in-memory window after a Redis error.
+pub const REDIS_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// A rate limiter; clones share their counters.
 #[derive(Clone)]
 pub struct RateLimiter {
     memory: Arc<Mutex<MemoryWindows>>,
     redis: Option<(redis::aio::ConnectionManager, Arc<str>)>,
     script: Arc<redis::Script>,
+    /// Until when Redis is skipped after an error (`None`: use it).
+    redis_down_until: Arc<Mutex<Option<Instant>>>,
 }
 
 #[derive(Default)]
@@ -48,7 +58,12 @@ return {c, ttl}
 impl RateLimiter {
     /// An in-memory limiter (single replica).
     pub fn in_memory() -> Self {
-        Self { memory: Arc::default(), redis: None, script: Arc::new(redis::Script::new(REDIS_SCRIPT)) }
+        Self {
+            memory: Arc::default(),
+            redis: None,
+            script: Arc::new(redis::Script::new(REDIS_SCRIPT)),
+            redis_down_until: Arc::default(),
+        }
     }
 
     /// A limiter shared across replicas through Redis, keys under `prefix`.
@@ -64,20 +79,43 @@ impl RateLimiter {
     /// Counts one request for `key` under the named policy.
     pub async fn check(&self, policy_name: &str, key: &str, policy: RateLimitPolicy) -> Decision {
         let window_ms = policy.window_secs.saturating_mul(1000);
-        if let Some((conn, prefix)) = &self.redis {
+        if let Some((conn, prefix)) = &self.redis
+            && self.redis_usable()
+        {
             let mut conn = conn.clone();
             let redis_key = format!("{prefix}rl:{policy_name}:{key}");
-            let result: redis::RedisResult<(u64, i64)> =
-                self.script.key(redis_key).arg(window_ms).invoke_async(&mut conn).await;
-            match result {
-                Ok((count, ttl_ms)) => return decide(policy, count, u64::try_from(ttl_ms).unwrap_or(window_ms)),
-                Err(err) => {
-                    metrics::counter!("seidra_rate_limit_backend_errors_total").increment(1);
-                    tracing::warn!(%err, "redis rate limiter unavailable; using in-memory window");
-                }
+            let mut invocation = self.script.key(redis_key);
+            invocation.arg(window_ms);
+            let call = invocation.invoke_async::<(u64, i64)>(&mut conn);
+            let error = match tokio::time::timeout(REDIS_TIMEOUT, call).await {
+                Ok(Ok((count, ttl_ms))) => return decide(policy, count, u64::try_from(ttl_ms).unwrap_or(window_ms)),
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => format!("no answer within {} ms", REDIS_TIMEOUT.as_millis()),
+            };
+            metrics::counter!("seidra_rate_limit_backend_errors_total").increment(1);
+            tracing::warn!(
+                %error,
+                retry_in_ms = REDIS_RETRY_AFTER.as_millis(),
+                "redis rate limiter unavailable; using the in-memory window"
+            );
+            if let Ok(mut until) = self.redis_down_until.lock() {
+                *until = Some(Instant::now() + REDIS_RETRY_AFTER);
             }
         }
         self.check_memory(policy_name, key, policy)
+    }
+
+    /// False for a moment after a Redis error, so requests do not queue behind reconnects.
+    fn redis_usable(&self) -> bool {
+        let Ok(mut until) = self.redis_down_until.lock() else { return true };
+        match *until {
+            Some(t) if Instant::now() < t => false,
+            Some(_) => {
+                *until = None;
+                true
+            }
+            None => true,
+        }
     }
 
     fn check_memory(&self, policy_name: &str, key: &str, policy: RateLimitPolicy) -> Decision {

@@ -203,6 +203,8 @@ pub async fn build_state_with(
         signer,
         policy: crate::policy::PolicyCache::new(crate::policy::POLICY_REFRESH),
         models,
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        ws_sessions: crate::ws::Sessions::default(),
     };
     if state.settings.models.scan_on_start {
         // In the background: hashing a large directory must not delay readiness.

@@ -8,6 +8,7 @@ use seidra_events::EventBus;
 use seidra_storage::{DownloadSigner, SharedStore};
 use seidra_store::Db;
 use seidra_worker::EngineRegistry;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::jwt::JwtKeys;
 use crate::fanout::EventRouter;
@@ -45,4 +46,9 @@ pub struct AppState {
     pub policy: crate::policy::PolicyCache,
     /// The model directory and download client (shared with in-process workers).
     pub models: Arc<seidra_worker::model_tasks::ModelDownloads>,
+    /// Cancelled when the server starts draining: open WebSockets close with 1001 (going away)
+    /// instead of being cut when the process exits.
+    pub shutdown: CancellationToken,
+    /// The open WebSocket sessions, so a draining server can wait for their close frames.
+    pub ws_sessions: crate::ws::Sessions,
 }

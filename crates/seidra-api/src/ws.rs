@@ -4,9 +4,12 @@
 //! first message `{"type":"auth","token":"…"}` within 10 s. On connect the client gets a
 //! `snapshot` of its active jobs (so a reconnect resynchronises), then live events with a
 //! per-connection increasing `id`. A client too slow to keep up is disconnected with close
-//! code 4008 (it reconnects and gets a fresh snapshot); it never slows anyone else down.
+//! code 4008 (it reconnects and gets a fresh snapshot); it never slows anyone else down. A
+//! server that shuts down closes every socket with 1001 (going away) before it exits.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -19,6 +22,7 @@ use seidra_events::Channel;
 use seidra_store::jobs;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use crate::auth::Principal;
 use crate::auth::principal::{AuthOutcome, authenticate};
@@ -34,6 +38,9 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 const CLOSE_SLOW: u16 = 4008;
 /// Close code for failed authentication.
 const CLOSE_AUTH: u16 = 4001;
+/// Close code when the server shuts down (RFC 6455 "going away"): reconnect to another replica
+/// or after the restart.
+const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// Upgrades to a WebSocket.
 pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
@@ -63,7 +70,59 @@ pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebS
         None => None,
     };
     let ws = if protocol_token.is_some() { ws.protocols(["bearer"]) } else { ws };
-    ws.max_message_size(64 * 1024).on_upgrade(move |socket| session(state, socket, principal))
+    ws.max_message_size(64 * 1024).on_upgrade(move |socket| async move {
+        let _open = state.ws_sessions.enter();
+        session(state, socket, principal).await;
+    })
+}
+
+/// The open WebSocket sessions. The HTTP server does not track upgraded connections, so a
+/// draining server waits here for their close frames before the process exits.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions {
+    open: Arc<AtomicUsize>,
+    all_closed: Arc<Notify>,
+}
+
+/// One open session; dropping it closes it.
+pub struct SessionGuard(Sessions);
+
+impl Sessions {
+    /// Counts a session as open until the guard drops.
+    pub fn enter(&self) -> SessionGuard {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        SessionGuard(self.clone())
+    }
+
+    /// Sessions open now.
+    pub fn len(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Resolves once no session is open.
+    pub async fn closed(&self) {
+        loop {
+            // Created before the check: `notify_waiters` reaches it even before its first poll.
+            let notified = self.all_closed.notified();
+            if self.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.all_closed.notify_waiters();
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +245,10 @@ async fn run(state: &AppState, conn: &mut Conn, principal: &Principal) {
     }
     loop {
         tokio::select! {
+            () = state.shutdown.cancelled() => {
+                conn.close(CLOSE_GOING_AWAY, "server shutting down; reconnect").await;
+                break;
+            }
             incoming = conn.socket.next() => {
                 let Some(Ok(msg)) = incoming else { break };
                 match msg {

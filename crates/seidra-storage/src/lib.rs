@@ -102,6 +102,25 @@ impl StorageError {
             _ => false,
         }
     }
+
+    /// Whether the store is out of space: a full disk or an exhausted quota on the local
+    /// backend, HTTP 507 Insufficient Storage from a remote one. Retryable: space can be freed.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StorageError::Io(e) => is_disk_full(e),
+            StorageError::Backend { status, .. } => *status == Some(507),
+            _ => false,
+        }
+    }
+}
+
+/// Whether an I/O error means "no space left" (`ENOSPC`) or "disk quota exceeded" (`EDQUOT`).
+/// The kind survives errors re-wrapped with context, the raw code does not: check both.
+pub fn is_disk_full(err: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    matches!(err.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        || matches!(err.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
 /// One object as listed by [`ObjectStore::list`].

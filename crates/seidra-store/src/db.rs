@@ -141,6 +141,7 @@ impl Db {
                 let read = SqlitePoolOptions::new()
                     .max_connections(options.max_connections.clamp(2, 16))
                     .acquire_timeout(options.acquire_timeout)
+                    .before_acquire(|conn, _| Box::pin(async move { Ok(!sqlite_tx_left_open(conn)) }))
                     .connect_with(connect.clone())
                     .await?;
                 // An in-memory database exists once per connection: there, one pool does both.
@@ -153,6 +154,7 @@ impl Db {
                         .acquire_timeout(options.acquire_timeout)
                         .idle_timeout(None)
                         .max_lifetime(None)
+                        .before_acquire(|conn, _| Box::pin(async move { Ok(!sqlite_tx_left_open(conn)) }))
                         .connect_with(connect)
                         .await?
                 };
@@ -223,4 +225,20 @@ impl BeginWrite for SqlitePool {
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send {
         self.begin_with("BEGIN IMMEDIATE")
     }
+}
+
+/// Whether sqlx still counts this idle connection as inside a transaction, so the pool must
+/// discard it. After `SQLITE_FULL` (a full disk) SQLite rolls the transaction back by itself;
+/// sqlx's own `ROLLBACK` then fails ("no transaction is active") and its depth counter stays at
+/// 1, and every later `begin` on the connection failed with "attempted to call begin_with at
+/// non-zero transaction depth": one full disk poisoned the single write connection for good.
+/// The pool pings before this check, so a rollback queued when a transaction was dropped has
+/// been processed by then.
+fn sqlite_tx_left_open(conn: &sqlx::SqliteConnection) -> bool {
+    use sqlx::Connection;
+    let open = conn.is_in_transaction();
+    if open {
+        tracing::warn!("discarding a SQLite connection left inside a failed transaction");
+    }
+    open
 }

@@ -18,6 +18,10 @@ pub enum StoreError {
     /// The database cannot be reached or the pool is exhausted: retry later (HTTP 503).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database's disk is full (SQLite `SQLITE_FULL`, PostgreSQL `disk_full`, or `ENOSPC`):
+    /// reads still work, writes fail until space is freed (HTTP 507).
+    #[error("the database's disk is full: {0}")]
+    StorageFull(String),
     /// The database schema is not what this binary expects.
     #[error("{0}")]
     Schema(String),
@@ -30,6 +34,10 @@ impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Io(io) if is_disk_full(io) => StoreError::StorageFull(err.to_string()),
+            sqlx::Error::Database(db) if is_disk_full_code(db.code().as_deref()) => {
+                StoreError::StorageFull(err.to_string())
+            }
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
                 StoreError::Unavailable(err.to_string())
             }
@@ -42,6 +50,19 @@ impl From<sqlx::Error> for StoreError {
             _ => StoreError::Other(err.to_string()),
         }
     }
+}
+
+/// SQLite `SQLITE_FULL` (13) and PostgreSQL `disk_full` (53100). Checked before the
+/// "unavailable" classes: PostgreSQL's class 53 holds both.
+fn is_disk_full_code(code: Option<&str>) -> bool {
+    matches!(code, Some("13" | "53100"))
+}
+
+/// `ENOSPC` or `EDQUOT` (the same test as `seidra_storage::is_disk_full`, which this crate
+/// does not depend on).
+fn is_disk_full(err: &std::io::Error) -> bool {
+    matches!(err.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        || matches!(err.raw_os_error(), Some(28 | 122))
 }
 
 /// PostgreSQL classes meaning "the server or database is not usable right now" (connection

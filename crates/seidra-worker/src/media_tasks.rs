@@ -304,10 +304,10 @@ pub(crate) async fn run_export<S: ProgressSink + Sync>(
     }
     sink.report(Progress { fraction: 0.97, stage: "storing the archive".to_owned(), preview: None });
     let key = format!("exports/{}/{}.zip", job.owner_id, job.id);
-    let stored = deps
-        .storage
-        .put_file(&key, spool.path(), "application/zip")
-        .await
-        .map_err(|e| failed("storage_error", format!("could not store the archive: {e}"), true))?;
+    let stored = deps.storage.put_file(&key, spool.path(), "application/zip").await.map_err(|e| {
+        let (error, _) = crate::runner::storage_failure(&e);
+        // Retried whatever the cause: the archive is rebuilt from the library each time.
+        failed(&error.code, error.message, true)
+    })?;
     Ok(ExportDone { key, bytes: i64::try_from(stored.bytes_len).unwrap_or(i64::MAX), summary })
 }

@@ -10,7 +10,7 @@ use seidra_config::MediaSettings;
 use seidra_core::job::{ImageRequest, JobError, JobEvent, JobStatus, JobType};
 use seidra_engines::{EngineError, EngineOutput, Progress, ProgressSink, SharedEngine};
 use seidra_events::{Event, EventBus};
-use seidra_storage::{DownloadSigner, SharedStore};
+use seidra_storage::{DownloadSigner, SharedStore, StorageError};
 use seidra_store::jobs::{self, Heartbeat, Job, NewMedia, ProgressUpdate};
 use seidra_store::{Db, media_pipeline, workers};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -600,13 +600,7 @@ impl Worker {
                 Err(err) => {
                     tracing::warn!(%err, "storing an output failed");
                     self.delete_objects(&stored).await;
-                    // A refusal (bad S3 credentials, missing bucket) will not pass on a retry.
-                    let retryable = err.is_retryable();
-                    let error = JobError {
-                        code: "storage_error".into(),
-                        message: format!("could not store the output: {err}"),
-                        retryable,
-                    };
+                    let (error, retryable) = storage_failure(&err);
                     return self.settle(job, JobEvent::Fail { retryable }, Some(error)).await;
                 }
             }
@@ -636,12 +630,7 @@ impl Worker {
             }
             Err(err) => {
                 tracing::warn!(%err, "storing an output failed");
-                let retryable = err.is_retryable();
-                let error = JobError {
-                    code: "storage_error".into(),
-                    message: format!("could not store the output: {err}"),
-                    retryable,
-                };
+                let (error, retryable) = storage_failure(&err);
                 self.settle(job, JobEvent::Fail { retryable }, Some(error)).await
             }
         }
@@ -806,6 +795,19 @@ async fn run_engine(
     cancel: CancellationToken,
 ) -> Result<Vec<EngineOutput>, EngineError> {
     engine.run(&request, &sink, &cancel).await
+}
+
+/// The job error for an output that could not be stored. A full disk gets its own code, so
+/// the user and the operator see the cause; it is retried (with back-off) because space can be
+/// freed. A refusal (bad S3 credentials, missing bucket) will not pass on a retry.
+pub(crate) fn storage_failure(err: &StorageError) -> (JobError, bool) {
+    let retryable = err.is_retryable() || err.is_storage_full();
+    let (code, message) = if err.is_storage_full() {
+        ("storage_full", format!("no space left to store the output (the server's disk is full): {err}"))
+    } else {
+        ("storage_error", format!("could not store the output: {err}"))
+    };
+    (JobError { code: code.into(), message, retryable }, retryable)
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {

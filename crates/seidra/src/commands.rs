@@ -160,7 +160,8 @@ async fn serve(settings: Settings, all_in_one: bool) -> anyhow::Result<ExitCode>
 
     print_banner(addr, &bootstrap, all_in_one);
     tracing::info!(%addr, embedded_workers, "listening");
-    let signal = CancellationToken::new();
+    // The state's token: WebSocket sessions watch it and close with 1001 when it fires.
+    let signal = state.shutdown.clone();
     let signal_watch = signal.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -168,6 +169,11 @@ async fn serve(settings: Settings, all_in_one: bool) -> anyhow::Result<ExitCode>
     });
     let http_stop = signal.clone();
     seidra_api::serve(listener, router, async move { http_stop.cancelled().await }, grace).await?;
+    // Upgraded connections are not tracked by the HTTP server: wait for the WebSockets to send
+    // their close frames, or the process exit would cut them.
+    if tokio::time::timeout(Duration::from_secs(2), state.ws_sessions.closed()).await.is_err() {
+        tracing::warn!(open = state.ws_sessions.len(), "WebSocket sessions did not close in time");
+    }
     stop_workers.cancel();
     while let Some(result) = worker_tasks.join_next().await {
         match result {

@@ -112,9 +112,10 @@ fn record(kind: &str, outcome: &'static str) {
 async fn spool(state: &AppState, mut field: Field<'_>, part: String, total: &mut u64) -> ApiResult<Spooled> {
     let name = sanitize_filename(field.file_name().unwrap_or(""));
     let dir = state.settings.data_dir.join("tmp");
-    tokio::fs::create_dir_all(&dir).await.map_err(ApiError::internal)?;
-    let file = tempfile::NamedTempFile::new_in(&dir).map_err(ApiError::internal)?;
-    let mut out = tokio::fs::File::from_std(file.reopen().map_err(ApiError::internal)?);
+    let spool_error = |e: std::io::Error| ApiError::io("spooling the upload", &e);
+    tokio::fs::create_dir_all(&dir).await.map_err(spool_error)?;
+    let file = tempfile::NamedTempFile::new_in(&dir).map_err(spool_error)?;
+    let mut out = tokio::fs::File::from_std(file.reopen().map_err(spool_error)?);
     let max_request = state.settings.media.max_upload_request_bytes;
     let mut head: Vec<u8> = Vec::with_capacity(SNIFF_LEN);
     let mut sniffed: Option<Sniffed> = None;
@@ -141,7 +142,7 @@ async fn spool(state: &AppState, mut field: Field<'_>, part: String, total: &mut
             }
         }
         hasher.update(&chunk);
-        out.write_all(&chunk).await.map_err(ApiError::internal)?;
+        out.write_all(&chunk).await.map_err(spool_error)?;
     }
     if size == 0 {
         return Err(ApiError::validation(ValidationError::new(part, "the file is empty")));
@@ -158,8 +159,8 @@ async fn spool(state: &AppState, mut field: Field<'_>, part: String, total: &mut
             s
         }
     };
-    out.flush().await.map_err(ApiError::internal)?;
-    out.sync_all().await.map_err(ApiError::internal)?;
+    out.flush().await.map_err(spool_error)?;
+    out.sync_all().await.map_err(spool_error)?;
     Ok(Spooled { part, name, sniffed, bytes: size, sha256: hex::encode(hasher.finalize()), file })
 }
 
@@ -280,7 +281,7 @@ pub async fn upload(
         match state.storage.put_file(&u.storage_key, s.file.path(), &u.mime).await {
             Ok(_) => stored.push(&u.storage_key),
             Err(err) => {
-                failure = Some(ApiError::internal(format!("storing an upload failed: {err}")));
+                failure = Some(ApiError::storage("storing the upload", &err));
                 break;
             }
         }
