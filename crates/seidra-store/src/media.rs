@@ -258,17 +258,10 @@ pub async fn list(db: &Db, filter: &MediaFilter, limit: i64, offset: i64) -> Sto
         };
         push(cond, Bind::Text(search.query.clone()));
     } else if !words.is_empty() {
-        // Every word required, prefix-matched (as on SQLite), each quoted as a lexeme so no
-        // tsquery operator gets through.
-        push(
-            &|n| {
-                format!(
-                    "search @@ to_tsquery('simple', (SELECT string_agg(quote_literal(w) || ':*', ' & ') \
-                     FROM unnest(string_to_array(${n}, ' ')) AS w))"
-                )
-            },
-            Bind::Text(words.join(" ")),
-        );
+        // Every word required, prefix-matched (as on SQLite). `search_words` keeps only letters,
+        // digits, `-` and `_`, so each quoted lexeme is literal: no tsquery operator gets through.
+        let query = words.iter().map(|w| format!("'{w}':*")).collect::<Vec<_>>().join(" & ");
+        push(&|n| format!("search @@ to_tsquery('simple', ${n})"), Bind::Text(query));
     }
     let where_sql = conditions.where_clause();
     let order = match filter.sort {

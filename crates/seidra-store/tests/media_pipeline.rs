@@ -194,6 +194,12 @@ async fn search_pages_agree_with_plain_listing(backend: Backend) -> anyhow::Resu
         let favourites = MediaFilter { favorite: Some(false), ..search.clone() };
         assert_eq!(media::list(db, &favourites, 1, 0).await?.1, expected.len() as i64, "{word}: counted total");
     }
+    // Punctuation-only words and query syntax neither fail nor match everything.
+    for odd in ["-", "_ -", "harbour OR", "NEAR(harbour", "harbour:*", "'x' & !y"] {
+        let search = MediaFilter { owner_id: alice, search: Some(odd.to_owned()), ..Default::default() };
+        let (_, total) = media::list(db, &search, 10, 0).await?;
+        assert!(total <= 266, "{odd}: {total}");
+    }
     Ok(())
 }
 
