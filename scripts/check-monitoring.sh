@@ -7,13 +7,17 @@
 #           datasources, units/thresholds, every PromQL expression parsed by promtool, Loki
 #           selectors on Promtail labels); alert labels/annotations/runbook anchors; Compose and
 #           Kubernetes files agree; docker-compose config
-#   live    starts `seidra up` (noop engine, loopback, temp data dir), drives real traffic (jobs
-#           that succeed and one that fails, a WebSocket client, a 404, failed logins up to a
-#           429), checks the JSON log fields, then starts a real Prometheus scraping it every
-#           second with the real alert rules: the finished-job count matches, every rule
-#           evaluates, only Watchdog fires, every dashboard expression evaluates, and every
-#           metric name used by alerts.yml and the dashboards is exported (parsed from the
-#           PromQL, not listed by hand) and documented in docs/METRICS.md
+#   live    starts a fake AUTOMATIC1111 server (monitoring/tools/fake_a1111.py) and `seidra up`
+#           (noop engine + that remote engine, loopback, temp data dir), drives real traffic
+#           (jobs that succeed on both engines and one that fails, a WebSocket client, a 404,
+#           failed logins up to a 429), checks the JSON log fields, then starts a real
+#           Prometheus scraping it every second with the real alert rules: the finished-job
+#           count matches, every rule evaluates, only Watchdog fires, every dashboard
+#           expression evaluates, and every metric name used by alerts.yml and the dashboards
+#           is exported (parsed from the PromQL, not listed by hand) and documented in
+#           docs/METRICS.md. The one exception: the seidra_gpu_* names listed in check.py
+#           (GPU_ONLY) are exported only where NVML sees a GPU; on a GPU-less machine they must
+#           be absent altogether, and the check says so.
 #
 # Tools: promtool/prometheus (Debian `prometheus`), yamllint and docker-compose (sourced from
 # ../shared/tools/install-ci-tools.sh when missing), python3 with PyYAML, amtool (Debian
@@ -109,7 +113,7 @@ EOF
 check "promtool check config (Kubernetes scrape jobs of values-prometheus.yaml)" k8s_prometheus_config
 
 check "promtool check rules" \
-  promtool check rules monitoring/prometheus/alerts.yml monitoring/prometheus/alerts-node.yml monitoring/prometheus/alerts-pending.yml
+  promtool check rules monitoring/prometheus/alerts.yml monitoring/prometheus/alerts-node.yml
 
 check "promtool test rules" promtool test rules monitoring/prometheus/tests/*.yml
 
@@ -159,11 +163,26 @@ live() {
   fi
   [ -x "$bin" ] || { echo "  $bin is not executable" >&2; return 1; }
 
-  local app_port prom_port password=monitoring-check-pass
+  local app_port prom_port engine_port password=monitoring-check-pass
+  # A remote engine speaking the AUTOMATIC1111 protocol, so the seidra_engine_* series exist.
+  engine_port=$(free_port)
+  python3 monitoring/tools/fake_a1111.py "$engine_port" "$TMP/fake-a1111.log" >"$TMP/fake-a1111.out" 2>&1 &
+  PIDS+=($!)
+  local engine_pid=$!
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$engine_port/sdapi/v1/sd-models" >/dev/null 2>&1 && break
+    kill -0 "$engine_pid" 2>/dev/null || { cat "$TMP/fake-a1111.out" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "  fake AUTOMATIC1111 engine on 127.0.0.1:$engine_port"
+
   app_port=$(free_port)
   mkdir -p "$TMP/data"
   echo "  starting seidra up on 127.0.0.1:$app_port"
   env SEIDRA_ENGINES__NOOP=true SEIDRA_ADMIN_PASSWORD="$password" SEIDRA_BIND="127.0.0.1:$app_port" \
+    SEIDRA_ENGINES__REMOTE__0__NAME=fake-a1111 SEIDRA_ENGINES__REMOTE__0__KIND=a1111 \
+    SEIDRA_ENGINES__REMOTE__0__URL="http://127.0.0.1:$engine_port" SEIDRA_ENGINES__REMOTE__0__MODELS=sd15 \
+    SEIDRA_ENGINES__REMOTE__0__TIMEOUT_SECS=30 SEIDRA_ENGINES__HEALTH_INTERVAL_SECS=2 \
     SEIDRA_DATA_DIR="$TMP/data" SEIDRA_LOG_FORMAT=json RUST_LOG="info,tower_http=debug" \
     SEIDRA_RATE_LIMIT__AUTH__REQUESTS=3 SEIDRA_SHUTDOWN_GRACE_SECS=2 SEIDRA_WORKER__GRACE_SECS=2 \
     "$bin" up >"$TMP/seidra.log" 2>&1 &
@@ -176,7 +195,8 @@ live() {
   done
   curl -fsS "http://127.0.0.1:$app_port/healthz" >/dev/null || { echo "  seidra did not become healthy" >&2; return 1; }
 
-  "${CHECK[@]}" traffic "http://127.0.0.1:$app_port" "$password" "$TMP/metrics.txt" || { tail -n 30 "$TMP/seidra.log" >&2; return 1; }
+  "${CHECK[@]}" traffic "http://127.0.0.1:$app_port" "$password" "$TMP/metrics.txt" fake-a1111 "$TMP/fake-a1111.log" ||
+    { tail -n 30 "$TMP/seidra.log" >&2; return 1; }
   "${CHECK[@]}" logs "$TMP/seidra.log" || return 1
 
   prom_port=$(free_port)
@@ -187,7 +207,6 @@ global:
 rule_files:
   - $ROOT/monitoring/prometheus/alerts.yml
   - $ROOT/monitoring/prometheus/alerts-node.yml
-  - $ROOT/monitoring/prometheus/alerts-pending.yml
 scrape_configs:
   - job_name: seidra-backend
     static_configs:
@@ -203,8 +222,8 @@ EOF
     kill -0 "$prom_pid" 2>/dev/null || { tail -n 30 "$TMP/prometheus.log" >&2; return 1; }
     sleep 0.2
   done
-  # 4 jobs finished: 3 succeeded, 1 failed (non-retryable)
-  "${CHECK[@]}" prometheus "$ROOT" "http://127.0.0.1:$prom_port" 4 || { tail -n 20 "$TMP/prometheus.log" >&2; return 1; }
+  # 5 jobs finished: 4 succeeded (3 noop, 1 on the remote engine), 1 failed (non-retryable)
+  "${CHECK[@]}" prometheus "$ROOT" "http://127.0.0.1:$prom_port" 5 || { tail -n 20 "$TMP/prometheus.log" >&2; return 1; }
   "${CHECK[@]}" exported "$ROOT" "$TMP/metrics.txt" "http://127.0.0.1:$prom_port"
 }
 check "live: seidra up + real Prometheus; every metric used is exported" live

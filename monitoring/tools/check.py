@@ -7,13 +7,16 @@ Subcommands (each exits non-zero with a message naming the problem):
                             anchors, Loki/Promtail labels, Compose/Kubernetes consistency; writes
                             every dashboard PromQL expression into OUT_RULES as recording rules
                             so that `promtool check rules` parses them
-  traffic BASE PASSWORD OUT drives a running `seidra up`: WebSocket client, jobs (ok and
-                            failing), a 404, failed logins up to a 429; waits for the jobs, then
-                            saves /metrics to OUT (while the WebSocket is still open)
+  traffic BASE PASSWORD OUT [ENGINE ENGINE_LOG]
+                            drives a running `seidra up`: WebSocket client, jobs (ok and
+                            failing; one on the remote engine ENGINE, whose request log is
+                            ENGINE_LOG), a 404, failed logins up to a 429; waits for the jobs,
+                            then saves /metrics to OUT (while the WebSocket is still open)
   exported ROOT METRICS PROM
                             every metric name used by alerts.yml and the dashboards is exported
-                            (METRICS) or synthesised by the live Prometheus (PROM); every
-                            exported metric is documented in docs/METRICS.md
+                            (METRICS) or synthesised by the live Prometheus (PROM), GPU_ONLY
+                            names excepted on a machine without GPU; every exported metric and
+                            every GPU_ONLY one is documented in docs/METRICS.md
   prometheus ROOT PROM N    the live Prometheus: finished-job count reaches N, the app target is
                             up, every rule evaluates without error, only Watchdog fires, and
                             every dashboard expression evaluates without error
@@ -38,14 +41,27 @@ from pathlib import Path
 
 import yaml
 
-# Rule files checked against the metrics the binary exports. The other rule files are
-# alerts-pending.yml (metrics still to be exported) and alerts-node.yml (node-exporter).
+# Rule files checked against the metrics the binary exports. The other rule file is
+# alerts-node.yml (node-exporter).
 EXPORTED_RULE_FILES = ["monitoring/prometheus/alerts.yml"]
 ALL_RULE_FILES = [
     "monitoring/prometheus/alerts.yml",
-    "monitoring/prometheus/alerts-pending.yml",
     "monitoring/prometheus/alerts-node.yml",
 ]
+# The one exception to "every metric used is exported": the NVML gauges
+# (crates/seidra-api/src/metrics/gpu.rs) exist only in processes that see an NVIDIA GPU, and the
+# machines running this check have none. Names, not a prefix, so a misspelt or new seidra_gpu_*
+# name in a dashboard or alert still fails; the list must equal the gauges metrics.rs describes;
+# and without a GPU the app must export none of them (absent, not zeros).
+GPU_ONLY = {
+    "seidra_gpu_info",
+    "seidra_gpu_utilization_ratio",
+    "seidra_gpu_memory_used_bytes",
+    "seidra_gpu_memory_total_bytes",
+    "seidra_gpu_temperature_celsius",
+    "seidra_gpu_power_watts",
+}
+METRICS_RS = "crates/seidra-api/src/metrics.rs"
 DASHBOARD_DIR = "monitoring/grafana/dashboards"
 DATASOURCES = "monitoring/grafana/provisioning/datasources/datasources.yml"
 RUNBOOK = "monitoring/runbook.md"
@@ -649,17 +665,20 @@ class WebSocket:
         self.sock.close()
 
 
-def cmd_traffic(base: str, password: str, out: Path) -> None:
+def cmd_traffic(base: str, password: str, out: Path, engine: str | None = None,
+                engine_log: Path | None = None) -> None:
     status, raw = http("POST", f"{base}/api/auth/login", {"username": "admin", "password": password})
     if status != 200:
         raise SystemExit(f"login failed: {status} {raw[:200]!r}")
     token = json.loads(raw)["access_token"]
     ws = WebSocket(base, token)
 
-    prompts = ["a lighthouse", "a harbour at dusk", "a red fox", "!fail on purpose"]
+    jobs = [("a lighthouse", "noop"), ("a harbour at dusk", "noop"), ("a red fox", "noop"), ("!fail on purpose", "noop")]
+    if engine:
+        jobs.append(("a lighthouse drawn remotely", engine))
     ids = []
-    for p in prompts:
-        status, raw = http("POST", f"{base}/api/generate/single", {"prompt": p, "engine": "noop"}, token)
+    for p, eng in jobs:
+        status, raw = http("POST", f"{base}/api/generate/single", {"prompt": p, "engine": eng}, token)
         if status != 202:
             raise SystemExit(f"submit {p!r}: {status} {raw[:300]!r}")
         ids.extend(json.loads(raw)["job_ids"])
@@ -689,7 +708,7 @@ def cmd_traffic(base: str, password: str, out: Path) -> None:
             break
         time.sleep(0.3)
     outcomes = sorted(final.values())
-    if outcomes != ["failed", "succeeded", "succeeded", "succeeded"]:
+    if outcomes != ["failed"] + ["succeeded"] * (len(jobs) - 1):
         raise SystemExit(f"jobs did not finish as expected: {final}")
 
     # events reach the WebSocket client
@@ -705,6 +724,19 @@ def cmd_traffic(base: str, password: str, out: Path) -> None:
         raise SystemExit(f"/metrics answered {status}")
     out.write_bytes(raw)
     ws.close()
+    if engine:
+        # The remote job went through the protocol, and its series are exported.
+        calls = engine_log.read_text(encoding="utf-8").splitlines() if engine_log else []
+        if "POST /sdapi/v1/txt2img" not in calls:
+            raise SystemExit(f"the remote engine {engine} got no txt2img call (its log: {calls[-10:]})")
+        text = raw.decode("utf-8", "replace")
+        for series in (f'seidra_engine_requests_total{{engine="{engine}",outcome="ok"}} 1',
+                       f'seidra_engine_up{{engine="{engine}"}} 1',
+                       f'seidra_engine_request_seconds_count{{engine="{engine}"}} 1'):
+            if series not in text:
+                raise SystemExit(f"/metrics lacks `{series}`")
+        print(f"  remote engine {engine}: {len(calls)} requests served "
+              f"({calls.count('POST /sdapi/v1/txt2img')} txt2img, {calls.count('GET /sdapi/v1/progress')} progress polls)")
     print(f"  traffic: jobs {outcomes}, logins {codes}, WebSocket messages {kinds}")
 
 
@@ -750,13 +782,30 @@ def cmd_exported(root: Path, metrics_file: Path, prom: str) -> None:
     # the app did not expose
     synthesised = set(prom_get(prom, "/api/v1/label/__name__/values")) - samples
     used = used_names(root)
+
+    # GPU_ONLY is exactly the GPU gauges the binary describes; without a GPU none is exported.
+    described = set(re.findall(r'describe_gauge!\(\s*"(seidra_gpu_[a-z0-9_]+)"', (root / METRICS_RS).read_text(encoding="utf-8")))
+    if described != GPU_ONLY:
+        fail(f"GPU_ONLY {sorted(GPU_ONLY)} differs from the GPU gauges described in {METRICS_RS} {sorted(described)}")
+    gpu_exported = sorted(n for n in types if n.startswith("seidra_gpu_")) + sorted(
+        n for n in samples if n.startswith("seidra_gpu_") and n not in types)
+    has_gpu = bool(gpu_exported)
+    expected_absent: list[str] = []
     for name, where in sorted(used.items()):
         base = re.sub(r"_(bucket|sum|count)$", "", name)
         ok = name in samples or name in synthesised
         if not ok and base != name and types.get(base) in ("histogram", "summary"):
             ok = True
+        if not ok and name in GPU_ONLY and not has_gpu:
+            expected_absent.append(name)
+            ok = True
         if not ok:
             fail(f"metric {name} is used but not exported (used by: {'; '.join(sorted(where)[:3])})")
+    if has_gpu:
+        print(f"  GPU present: {gpu_exported} exported and checked like the rest")
+    else:
+        print(f"  no GPU here: {len(expected_absent)} GPU-only names used and absent as expected "
+              f"(GPU_ONLY in monitoring/tools/check.py): {expected_absent}")
     seidra_used = sorted(n for n in used if n.startswith("seidra_"))
     print(f"  {len(used)} metric names used ({len(seidra_used)} seidra_*, others: "
           f"{sorted(n for n in used if not n.startswith('seidra_'))}); {len(types)} metrics exported")
@@ -767,10 +816,8 @@ def cmd_exported(root: Path, metrics_file: Path, prom: str) -> None:
     for name in sorted(types):
         if name.startswith("seidra_") and name not in documented:
             fail(f"{name} is exported but not documented in {METRICS_DOC}")
-    for rel, group, r in alert_rules(root, ["monitoring/prometheus/alerts-pending.yml"]):
-        for name in metric_names(r["expr"]):
-            if name not in documented:
-                fail(f"{name} (alerts-pending.yml) is not documented in {METRICS_DOC}")
+    for name in sorted(GPU_ONLY - documented):
+        fail(f"{name} (GPU_ONLY) is not documented in {METRICS_DOC}")
     finish("exported-metric check")
 
 
@@ -797,6 +844,16 @@ def cmd_prometheus(root: Path, prom: str, expected: int) -> None:
     by_outcome = {r["metric"].get("outcome"): float(r["value"][1]) for r in res["result"]}
     if by_outcome != {"succeeded": expected - 1, "failed": 1.0}:
         fail(f"finished jobs by outcome {by_outcome}, expected {expected - 1} succeeded and 1 failed")
+    res = prom_get(prom, "/api/v1/query", {"query": 'seidra_engine_up{job="seidra-backend"}'})
+    engines_up = {r["metric"].get("engine"): r["value"][1] for r in res["result"]}
+    if not engines_up or set(engines_up.values()) != {"1"}:
+        fail(f"seidra_engine_up = {engines_up}, expected the remote engine up")
+    res = prom_get(prom, "/api/v1/query", {"query": 'sum(seidra_engine_requests_total{job="seidra-backend", outcome="ok"})'})
+    if not res["result"] or float(res["result"][0]["value"][1]) < 1:
+        fail(f"sum(seidra_engine_requests_total{{outcome=\"ok\"}}) = {res['result']}, expected at least 1")
+    else:
+        print(f"  Prometheus: remote engines up {engines_up}, "
+              f"{float(res['result'][0]['value'][1]):g} successful engine request(s)")
     res = prom_get(prom, "/api/v1/query", {"query": 'up{job="seidra-backend"}'})
     if [r["value"][1] for r in res["result"]] != ["1"]:
         fail(f"up{{job=\"seidra-backend\"}} = {res['result']}, expected one target at 1")
@@ -881,7 +938,8 @@ def main(argv: list[str]) -> None:
     if cmd == "static":
         cmd_static(Path(args[0]), Path(args[1]))
     elif cmd == "traffic":
-        cmd_traffic(args[0].rstrip("/"), args[1], Path(args[2]))
+        cmd_traffic(args[0].rstrip("/"), args[1], Path(args[2]), args[3] if len(args) > 3 else None,
+                    Path(args[4]) if len(args) > 4 else None)
     elif cmd == "exported":
         cmd_exported(Path(args[0]), Path(args[1]), args[2].rstrip("/"))
     elif cmd == "prometheus":

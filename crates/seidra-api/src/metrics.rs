@@ -1,5 +1,7 @@
 //! The Prometheus recorder (one per process) and metric descriptions.
 
+pub mod gpu;
+
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -42,6 +44,8 @@ pub fn handle() -> Option<PrometheusHandle> {
             ] {
                 metrics::counter!(name).increment(0);
             }
+            // GPU gauges come from a sampling thread (absent on hosts without NVML or a GPU).
+            gpu::start();
             Some(handle)
         })
         .clone()
@@ -99,6 +103,15 @@ fn describe() {
     describe_histogram!("seidra_engine_health_check_seconds", Unit::Seconds, "Remote engine health check round trip");
     describe_gauge!("seidra_engine_up", "1 when the last health check of a remote engine passed, else 0");
     describe_gauge!("seidra_engine_breaker_state", "Remote engine circuit breaker: 0 closed, 1 half-open, 2 open");
+    describe_gauge!("seidra_gpu_info", "Always 1 per GPU; the name and uuid labels say which device the gpu index is");
+    describe_gauge!(
+        "seidra_gpu_utilization_ratio",
+        "Share of the last sample period in which a kernel ran on the GPU (0-1)"
+    );
+    describe_gauge!("seidra_gpu_memory_used_bytes", Unit::Bytes, "GPU memory allocated");
+    describe_gauge!("seidra_gpu_memory_total_bytes", Unit::Bytes, "GPU memory installed");
+    describe_gauge!("seidra_gpu_temperature_celsius", "GPU core temperature in degrees Celsius");
+    describe_gauge!("seidra_gpu_power_watts", "GPU board power draw in watts");
     describe_gauge!("seidra_queue_depth", "Jobs waiting (queued or retrying), by priority class");
     describe_gauge!("seidra_queue_oldest_age_seconds", Unit::Seconds, "Age of the oldest waiting job (0 when none)");
     describe_gauge!("seidra_jobs_running", "Jobs running now");

@@ -131,6 +131,12 @@ async fn remote_engines_end_to_end(backend: Backend) -> anyhow::Result<()> {
     assert!(metrics.contains("seidra_engine_requests_total{engine=\"comfy\",outcome=\"ok\"}"), "metrics exported");
     assert!(metrics.contains("seidra_engine_up{engine=\"dead\"} 0"), "{metrics}");
     assert!(metrics.contains("seidra_engine_up{engine=\"comfy\"} 1"), "{metrics}");
+    // Error counters exist from the start, so error-ratio alerts see 0%, not "no data".
+    for kind in ["unavailable", "error"] {
+        let series = format!("seidra_engine_errors_total{{engine=\"oai\",kind=\"{kind}\"}}");
+        assert!(metrics.contains(&series), "missing {series} in {metrics}");
+    }
+    assert!(metrics.contains("seidra_engine_breaker_state{engine=\"comfy\"} 0"), "{metrics}");
     server.stop().await
 }
 

@@ -163,6 +163,13 @@ impl RemoteEngine {
         let permits = tokio::sync::Semaphore::new(config.max_concurrency.max(1));
         let breaker = Breaker::new(config.breaker_failures, config.breaker_cooldown);
         metrics::gauge!("seidra_engine_breaker_state", "engine" => config.name.clone()).set(0.0);
+        // Error counters exist from the start at 0, so the first failure counts in rate() and
+        // the error-ratio alert sees an engine that has never failed as 0%, not "no data".
+        for kind in ["unavailable", "error"] {
+            metrics::counter!("seidra_engine_errors_total", "engine" => config.name.clone(), "kind" => kind)
+                .increment(0);
+        }
+        metrics::counter!("seidra_engine_failovers_total", "engine" => config.name.clone()).increment(0);
         Ok(Self { config, capabilities, http, protocol, permits, breaker, health: Mutex::new(HealthState::default()) })
     }
 
