@@ -946,6 +946,14 @@ async function main() {
     await page.mouse.move(box.x + 130, box.y + box.height / 2, { steps: 5 });
     await page.mouse.up();
     await waitFor(async () => /from 0:00\.0 to 0:04\.0/.test((await clips.nth(0).getAttribute('aria-label')) ?? ''), 'the first clip resized to 4 s');
+    // Dragged onto the second clip (4–7 s), the first one goes to the nearest gap: after it, at 7 s.
+    const first = await clips.nth(0).boundingBox();
+    if (!first) throw new Error('the first clip is not visible');
+    await page.mouse.move(first.x + first.width / 2, first.y + first.height / 2);
+    await page.mouse.down();
+    for (const dx of [20, 120, 240, 360]) await page.mouse.move(first.x + first.width / 2 + dx, first.y + first.height / 2, { steps: 4 });
+    await page.mouse.up();
+    await waitFor(async () => /from 0:07\.0 to 0:11\.0/.test((await clips.nth(1).getAttribute('aria-label')) ?? ''), 'the dragged clip placed after the other');
     // The server's validation error is shown on the field it names.
     await page.fill('#tl-fps', '0');
     await page.keyboard.press('Enter');
@@ -961,7 +969,7 @@ async function main() {
     const id = new URL(page.url()).searchParams.get('id');
     const saved = await (await apiAs(token, `/api/video/timelines/${id}`)).json();
     const starts = saved.spec.tracks[0].clips.map((c) => [c.start, c.duration]);
-    assert(JSON.stringify(starts) === '[[0,4],[4,3]]', `saved clips ${JSON.stringify(starts)}`);
+    assert(JSON.stringify(starts) === '[[4,3],[7,4]]', `saved clips ${JSON.stringify(starts)}`);
   });
 
   await step('Video Studio: narration becomes a sound clip with its waveform', async () => {
@@ -979,8 +987,12 @@ async function main() {
     const player = page.locator('.video-player video');
     await player.waitFor({ timeout: 120_000 });
     assert(((await player.getAttribute('src')) ?? '').length > 0, 'the player has a source');
-    await waitFor(() => player.evaluate((v) => v instanceof HTMLVideoElement && v.readyState >= 1 && v.duration > 6.5), 'the MP4 loads (7 s)', 30_000);
+    await waitFor(() => player.evaluate((v) => v instanceof HTMLVideoElement && v.readyState >= 1 && v.duration > 10.5), 'the MP4 loads (11 s)', 30_000);
     await page.getByRole('link', { name: 'Download MP4' }).waitFor();
+    const token = await storedToken();
+    const renders = await (await apiAs(token, '/api/jobs?type=storyboard&limit=1')).json();
+    assert(renders.items[0]?.status === 'succeeded', `the render job succeeded (${renders.items[0]?.status})`);
+    assert((await page.locator('.render-row').filter({ hasText: 'Render MP4' }).locator('.badge-succeeded').count()) === 1, 'the render row says Succeeded');
     await screen('21d-video-studio');
     await page.getByRole('button', { name: 'Proxy preview' }).click();
     await page.getByRole('figure').getByText('Proxy preview of Fox story').waitFor({ timeout: 120_000 });

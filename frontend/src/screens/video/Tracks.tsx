@@ -1,7 +1,7 @@
 // The ruler and the tracks: clips placed by time, dragged to move, their edges dragged to
 // resize (pointer events, snapping unless Alt is held), and the same by keyboard on the focused
 // clip. Every edit goes through the pure functions of `timeline.ts`.
-import { useEffect, useRef, type KeyboardEvent, type PointerEvent } from 'react';
+import { useEffect, useRef, useState, type KeyboardEvent, type PointerEvent } from 'react';
 import type { MediaView } from '../../api/types';
 import { useServices } from '../../app/hooks';
 import { ConfirmButton } from '../../components/ui';
@@ -74,6 +74,10 @@ export function Tracks({ timeline, zoom, snap, selected, invalidClip, media, onS
   const { t } = useT();
   const drag = useRef<Drag | null>(null);
   const focusAfter = useRef<string | null>(null);
+  // While dragging, clips keep their DOM order: React moving the dragged node would drop its
+  // pointer capture (and end the drag) when it passes a neighbour.
+  const [frozen, setFrozen] = useState<ReadonlyMap<string, number> | null>(null);
+  const inOrder = (clips: EditorClip[]) => (frozen ? [...clips].sort((a, b) => (frozen.get(a.key) ?? 0) - (frozen.get(b.key) ?? 0)) : clips);
   const total = timelineDuration(timeline);
   // Room to grow: the timeline plus a margin, at least 30 s.
   const span = Math.max(30, Math.ceil(total + 10));
@@ -110,6 +114,7 @@ export function Tracks({ timeline, zoom, snap, selected, invalidClip, media, onS
     if (!d) return;
     const dx = e.clientX - d.x0;
     if (!d.moved && Math.abs(dx) < DRAG_SLOP) return;
+    if (!d.moved) setFrozen(new Map(d.origin.tracks.flatMap((tr) => tr.clips.map((c, i) => [c.key, i] as const))));
     d.moved = true;
     const dt = dx / zoom;
     const s = snap && !e.altKey ? { targets: snapTargets(d.origin, d.key, span), threshold: SNAP_PX / zoom } : null;
@@ -121,11 +126,13 @@ export function Tracks({ timeline, zoom, snap, selected, invalidClip, media, onS
     const d = drag.current;
     drag.current = null;
     if (e.currentTarget.hasPointerCapture(e.pointerId)) e.currentTarget.releasePointerCapture(e.pointerId);
+    setFrozen(null);
     if (d?.moved) onPreview(null, true);
   };
   const onPointerCancel = () => {
     if (drag.current?.moved) onPreview(null);
     drag.current = null;
+    setFrozen(null);
   };
 
   const onKeyDown = (e: KeyboardEvent<HTMLButtonElement>, track: EditorTrack, clip: EditorClip) => {
@@ -223,7 +230,7 @@ export function Tracks({ timeline, zoom, snap, selected, invalidClip, media, onS
               </span>
             </div>
             <div className={`tl-lane tl-lane-${track.kind}`} style={{ width }} role="group" aria-label={t('video.track_label', { n: i + 1, kind: t(KIND_LABEL[track.kind]), count: track.clips.length })}>
-              {track.clips.map((clip) => {
+              {inOrder(track.clips).map((clip) => {
                 const item = clip.media_id ? media.get(clip.media_id) : undefined;
                 const label = clip.text ?? mediaLabel(item, t(KIND_LABEL[track.kind]));
                 return (
