@@ -989,6 +989,11 @@ async function main() {
     assert(((await player.getAttribute('src')) ?? '').length > 0, 'the player has a source');
     await waitFor(() => player.evaluate((v) => v instanceof HTMLVideoElement && v.readyState >= 1 && v.duration > 10.5), 'the MP4 loads (11 s)', 30_000);
     await page.getByRole('link', { name: 'Download MP4' }).waitFor();
+    // Seeking the player draws its position across the tracks (at 5 s: 300 px at 60 px/s).
+    await player.evaluate((v) => {
+      if (v instanceof HTMLVideoElement) v.currentTime = 5;
+    });
+    await page.locator('.tl-playhead').waitFor();
     const token = await storedToken();
     const renders = await (await apiAs(token, '/api/jobs?type=storyboard&limit=1')).json();
     assert(renders.items[0]?.status === 'succeeded', `the render job succeeded (${renders.items[0]?.status})`);

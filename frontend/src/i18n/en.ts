@@ -666,7 +666,7 @@ export const en = {
   'video.track_down': "Move track {n} down",
   'video.track_remove': "Remove track {n}",
   'video.track_remove_confirm': "Remove",
-  'video.track_label': "Track {n}: {kind}, {count} clips",
+  'video.track_label': "Track {n}: {kind}, clips: {count}",
   'video.track_n': "track {n}",
   'video.track_full': "This track is full (or the timeline would pass one hour).",
   'video.max_tracks': "A timeline has at most {n} tracks.",

@@ -668,7 +668,7 @@ export const fr: Record<keyof typeof en, string> = {
   'video.track_down': "Descendre la piste {n}",
   'video.track_remove': "Retirer la piste {n}",
   'video.track_remove_confirm': "Retirer",
-  'video.track_label': "Piste {n} : {kind}, {count} clips",
+  'video.track_label': "Piste {n} : {kind}, clips : {count}",
   'video.track_n': "piste {n}",
   'video.track_full': "Cette piste est pleine (ou la timeline dépasserait une heure).",
   'video.max_tracks': "Une timeline a au plus {n} pistes.",

@@ -81,6 +81,8 @@ export function Editor({ initial, onSaved }: { initial: TimelineView; onSaved: (
   const [announce, setAnnounce] = useState('');
   const [jobIds, setJobIds] = useState<Partial<Record<RenderKind, string>>>({});
   const [showing, setShowing] = useState<RenderKind>('render');
+  /** Where the player is, seconds (drawn across the tracks while a render plays). */
+  const [playhead, setPlayhead] = useState<number | null>(null);
 
   // Lengths of the sounds and videos used (they bound resizes).
   const raw = preview ?? hist.present;
@@ -126,7 +128,7 @@ export function Editor({ initial, onSaved }: { initial: TimelineView; onSaved: (
   }, [api, jobs, id]);
 
   const change = (next: Timeline) => {
-    if (next === hist.present) return;
+    if (next === hist.present || next === tl) return;
     setHist((h) => ({ past: [...h.past.slice(-99), h.present], present: next, future: [] }));
     setDirty(true);
   };
@@ -344,6 +346,7 @@ export function Editor({ initial, onSaved }: { initial: TimelineView; onSaved: (
             zoom={zoom}
             snap={snap}
             selected={selected}
+            playhead={playhead}
             invalidClip={fieldError?.clipKey ?? null}
             media={media}
             onSelect={setSelected}
@@ -383,7 +386,7 @@ export function Editor({ initial, onSaved }: { initial: TimelineView; onSaved: (
         )}
         <Narration onReady={addNarration} />
       </div>
-      <RenderPanel name={tl.name} jobIds={jobIds} showing={showing} busy={busy} onShow={setShowing} onRender={(k) => void render(k)} />
+      <RenderPanel name={tl.name} jobIds={jobIds} showing={showing} busy={busy} onShow={setShowing} onRender={(k) => void render(k)} onTime={setPlayhead} />
       {pickingTrack && pickKind && (
         <MediaPicker
           kind={pickKind}
@@ -663,6 +666,7 @@ function RenderPanel({
   busy,
   onShow,
   onRender,
+  onTime,
 }: {
   name: string;
   jobIds: Partial<Record<RenderKind, string>>;
@@ -670,6 +674,7 @@ function RenderPanel({
   busy: string | null;
   onShow: (kind: RenderKind) => void;
   onRender: (kind: RenderKind) => void;
+  onTime: (secs: number | null) => void;
 }) {
   const { t } = useT();
   const renderJob = useJob(jobIds.render ?? null);
@@ -682,7 +687,7 @@ function RenderPanel({
         <RenderRow kind="proxy" job={proxyJob} busy={busy} showing={showing === 'proxy'} onShow={onShow} onRender={onRender} />
         <RenderRow kind="render" job={renderJob} busy={busy} showing={showing === 'render'} onShow={onShow} onRender={onRender} />
       </div>
-      <Player job={shown} kind={showing} name={name} />
+      <Player job={shown} kind={showing} name={name} onTime={onTime} />
     </section>
   );
 }
@@ -716,7 +721,7 @@ function RenderRow({ kind, job, busy, showing, onShow, onRender }: { kind: Rende
   );
 }
 
-function Player({ job, kind, name }: { job: JobView | undefined; kind: RenderKind; name: string }) {
+function Player({ job, kind, name, onTime }: { job: JobView | undefined; kind: RenderKind; name: string; onTime: (secs: number | null) => void }) {
   const { t } = useT();
   const { loadJob } = useServices();
   const out = videoOutput(job);
@@ -737,6 +742,8 @@ function Player({ job, kind, name }: { job: JobView | undefined; kind: RenderKin
         preload="metadata"
         src={out.url}
         aria-label={t(kind === 'render' ? 'video.player_render' : 'video.player_proxy', { name })}
+        onTimeUpdate={(e) => onTime(e.currentTarget.currentTime > 0 ? e.currentTarget.currentTime : null)}
+        onEmptied={() => onTime(null)}
         onError={() => {
           // Signed URLs expire: get fresh ones once per URL.
           if (failed !== out.url) {

@@ -58,6 +58,8 @@ export interface TracksProps {
   zoom: number;
   snap: boolean;
   selected: string | null;
+  /** The player's position, seconds, or null. */
+  playhead: number | null;
   invalidClip: string | null;
   media: ReadonlyMap<string, MediaView>;
   onSelect: (clipKey: string | null) => void;
@@ -70,7 +72,7 @@ export interface TracksProps {
   onAnnounce: (text: string) => void;
 }
 
-export function Tracks({ timeline, zoom, snap, selected, invalidClip, media, onSelect, onChange, onPreview, onAddMedia, onAddText, onAnnounce }: TracksProps) {
+export function Tracks({ timeline, zoom, snap, selected, playhead, invalidClip, media, onSelect, onChange, onPreview, onAddMedia, onAddText, onAnnounce }: TracksProps) {
   const { t } = useT();
   const drag = useRef<Drag | null>(null);
   const focusAfter = useRef<string | null>(null);
@@ -264,6 +266,7 @@ export function Tracks({ timeline, zoom, snap, selected, invalidClip, media, onS
             </div>
           </div>
         ))}
+        {playhead !== null && <div className="tl-playhead" style={{ left: `calc(var(--tl-head) + ${playhead * zoom}px)` }} aria-hidden="true" />}
         {timeline.tracks.length >= MAX_TRACKS && <p className="hint">{t('video.max_tracks', { n: MAX_TRACKS })}</p>}
       </div>
     </div>
