@@ -128,7 +128,8 @@ export function Editor({ initial, onSaved }: { initial: TimelineView; onSaved: (
   }, [api, jobs, id]);
 
   const change = (next: Timeline) => {
-    if (next === hist.present || next === tl) return;
+    // An edit that changed nothing (a clamped move) is no undo step; a committed drag always is.
+    if (next === hist.present || (!preview && next === tl)) return;
     setHist((h) => ({ past: [...h.past.slice(-99), h.present], present: next, future: [] }));
     setDirty(true);
   };
