@@ -892,10 +892,120 @@ async function main() {
     await page.unroute('**/api/media?*');
   });
 
-  await step('placeholders for the screens still to come', async () => {
+  let timelineUrl = '';
+  await step('Video Studio: timelines are created, renamed and deleted from the list', async () => {
     await go('/video');
-    await page.getByText('Soon', { exact: true }).first().waitFor();
-    await axe('/video');
+    await page.getByText('No timelines yet').waitFor();
+    assert(!(await page.locator('.soon-tag').count()), 'no "Soon" tag left in the navigation');
+    await page.getByRole('button', { name: 'Create', exact: true }).click();
+    await page.locator('#new-timeline-name-error').waitFor();
+    await page.fill('#new-timeline-name', 'Scratch');
+    await page.getByRole('button', { name: 'Create', exact: true }).click();
+    await page.waitForURL(/\/video\?id=/);
+    await page.getByRole('heading', { name: 'Editing “Scratch”' }).waitFor();
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Video Studio' }).click();
+    await page.waitForURL(/\/video$/);
+    await page.getByRole('button', { name: 'Rename Scratch' }).click();
+    await page.locator('.video-rename input').fill('Scratch two');
+    await page.keyboard.press('Enter');
+    await page.locator('.video-open', { hasText: 'Scratch two' }).waitFor();
+    await page.getByRole('button', { name: 'Delete Scratch two' }).click();
+    await page.getByRole('button', { name: 'Delete for good' }).click();
+    await page.getByText('No timelines yet').waitFor();
+  });
+
+  await step('Video Studio: 2 library images on a timeline, moved by keyboard and pointer, saved (a 422 lands on its field)', async () => {
+    await page.fill('#new-timeline-name', 'Fox story');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/\/video\?id=/);
+    timelineUrl = new URL(page.url()).pathname + new URL(page.url()).search;
+    await page.getByRole('heading', { name: 'Editing “Fox story”' }).waitFor();
+    for (const [field, value] of [['#tl-width', '320'], ['#tl-height', '180']]) {
+      await page.fill(field, value);
+      await page.keyboard.press('Enter');
+    }
+    for (const n of [0, 1]) {
+      await page.getByRole('button', { name: 'Add to track 1 (Images) from the library' }).click();
+      const dialog = page.getByRole('dialog');
+      await dialog.locator('.picker-item').nth(n).click();
+      await dialog.waitFor({ state: 'detached' });
+    }
+    const clips = page.locator('.tl-clip-image');
+    await waitFor(async () => (await clips.count()) === 2, '2 clips on the image track');
+    // Keyboard: the second clip (3–6 s) moves 1 s later with Shift+→.
+    await clips.nth(1).focus();
+    await page.keyboard.press('Shift+ArrowRight');
+    await waitFor(async () => /from 0:04\.0 to 0:07\.0/.test((await clips.nth(1).getAttribute('aria-label')) ?? ''), 'the clip moved to 4 s');
+    // Pointer: dragging the first clip's end edge 2 s to the right stops at the next clip (4 s).
+    const edge = clips.nth(0).locator('.tl-edge-end');
+    const box = await edge.boundingBox();
+    if (!box) throw new Error('the end edge is not visible');
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + 60, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.move(box.x + 130, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.up();
+    await waitFor(async () => /from 0:00\.0 to 0:04\.0/.test((await clips.nth(0).getAttribute('aria-label')) ?? ''), 'the first clip resized to 4 s');
+    // Dragged onto the second clip (4–7 s), the first one goes to the nearest gap: after it, at 7 s.
+    const first = await clips.nth(0).boundingBox();
+    if (!first) throw new Error('the first clip is not visible');
+    await page.mouse.move(first.x + first.width / 2, first.y + first.height / 2);
+    await page.mouse.down();
+    for (const dx of [20, 120, 240, 360]) await page.mouse.move(first.x + first.width / 2 + dx, first.y + first.height / 2, { steps: 4 });
+    await page.mouse.up();
+    await waitFor(async () => /from 0:07\.0 to 0:11\.0/.test((await clips.nth(1).getAttribute('aria-label')) ?? ''), 'the dragged clip placed after the other');
+    // The server's validation error is shown on the field it names.
+    await page.fill('#tl-fps', '0');
+    await page.keyboard.press('Enter');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.locator('#tl-fps-error').waitFor();
+    assert((await page.locator('#tl-fps').getAttribute('aria-invalid')) === 'true', 'fps marked invalid');
+    await page.getByRole('alert').filter({ hasText: 'At fps:' }).waitFor();
+    await page.fill('#tl-fps', '25');
+    await page.keyboard.press('Enter');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.getByText(/“Fox story” saved \(revision 2\)/).waitFor();
+    const token = await storedToken();
+    const id = new URL(page.url()).searchParams.get('id');
+    const saved = await (await apiAs(token, `/api/video/timelines/${id}`)).json();
+    const starts = saved.spec.tracks[0].clips.map((c) => [c.start, c.duration]);
+    assert(JSON.stringify(starts) === '[[4,3],[7,4]]', `saved clips ${JSON.stringify(starts)}`);
+  });
+
+  await step('Video Studio: narration becomes a sound clip with its waveform', async () => {
+    await page.fill('#narration-text', 'Once upon a time, a red fox crossed the snow.');
+    await page.getByRole('button', { name: 'Speak and add' }).click();
+    const audio = page.locator('.tl-clip-audio');
+    await audio.waitFor({ timeout: 30_000 });
+    await page.locator('.tl-clip-audio .tl-wave path').waitFor({ timeout: 15_000 });
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.getByText(/“Fox story” saved \(revision 3\)/).waitFor();
+  });
+
+  await step('Video Studio: render → live progress → the MP4 plays; the proxy preview too', async () => {
+    await page.getByRole('button', { name: 'Render MP4' }).click();
+    const player = page.locator('.video-player video');
+    await player.waitFor({ timeout: 120_000 });
+    assert(((await player.getAttribute('src')) ?? '').length > 0, 'the player has a source');
+    await waitFor(() => player.evaluate((v) => v instanceof HTMLVideoElement && v.readyState >= 1 && v.duration > 10.5), 'the MP4 loads (11 s)', 30_000);
+    await page.getByRole('link', { name: 'Download MP4' }).waitFor();
+    // Seeking the player draws its position across the tracks (at 5 s: 300 px at 60 px/s).
+    await player.evaluate((v) => {
+      if (v instanceof HTMLVideoElement) v.currentTime = 5;
+    });
+    await page.locator('.tl-playhead').waitFor();
+    const token = await storedToken();
+    const renders = await (await apiAs(token, '/api/jobs?type=storyboard&limit=1')).json();
+    assert(renders.items[0]?.status === 'succeeded', `the render job succeeded (${renders.items[0]?.status})`);
+    assert((await page.locator('.render-row').filter({ hasText: 'Render MP4' }).locator('.badge-succeeded').count()) === 1, 'the render row says Succeeded');
+    await screen('21d-video-studio');
+    await page.getByRole('button', { name: 'Proxy preview' }).click();
+    await page.getByRole('figure').getByText('Proxy preview of Fox story').waitFor({ timeout: 120_000 });
+    await waitFor(() => player.evaluate((v) => v instanceof HTMLVideoElement && v.readyState >= 1 && v.videoHeight === 180), 'the proxy loads', 30_000);
+    await axe('/video (editor)');
+  });
+
+  await step('unknown addresses get a page of their own', async () => {
     await go('/no-such-page');
     await axe('/no-such-page');
   });
@@ -910,6 +1020,7 @@ async function main() {
       ['/system', '21-mobile-system'],
       ['/personas', '21b-mobile-personas'],
       ['/library', '21c-mobile-library'],
+      [timelineUrl, '21e-mobile-video'],
     ]) {
       await go(path);
       await page.waitForLoadState('networkidle').catch(() => undefined);

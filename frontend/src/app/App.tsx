@@ -1,6 +1,7 @@
-import { useEffect, type ReactNode } from 'react';
+import { lazy, Suspense, useEffect, type ReactNode } from 'react';
 import { ApiError } from '../api/client';
 import { Toaster } from '../components/toasts';
+import { Loading } from '../components/ui';
 import { useT, type MessageKey } from '../i18n';
 import { navigate, useLocation } from '../lib/router';
 import { Generate } from '../screens/generate/Generate';
@@ -10,7 +11,7 @@ import { Models } from '../screens/Models';
 import { Library } from '../screens/library/Library';
 import { Notifications } from '../screens/Notifications';
 import { Personas } from '../screens/personas/Personas';
-import { NotFound, Placeholder } from '../screens/Placeholder';
+import { NotFound } from '../screens/Placeholder';
 import { Settings } from '../screens/Settings';
 import { System } from '../screens/System';
 import { Users } from '../screens/Users';
@@ -23,6 +24,9 @@ interface Route {
   render: () => ReactNode;
 }
 
+// The timeline editor is the largest screen and most visits never open it: its own chunk.
+const Video = lazy(() => import('../screens/video/Video').then((m) => ({ default: m.Video })));
+
 const ROUTES: Record<string, Route> = {
   '/generate': { title: 'nav.generate', render: () => <Generate /> },
   '/jobs': { title: 'nav.jobs', render: () => <Jobs /> },
@@ -31,7 +35,14 @@ const ROUTES: Record<string, Route> = {
   '/admin/users': { title: 'nav.users', render: () => <Users /> },
   '/personas': { title: 'nav.personas', render: () => <Personas /> },
   '/library': { title: 'nav.library', render: () => <Library /> },
-  '/video': { title: 'nav.video', render: () => <Placeholder title="nav.video" what="soon.video" /> },
+  '/video': {
+    title: 'nav.video',
+    render: () => (
+      <Suspense fallback={<Loading />}>
+        <Video />
+      </Suspense>
+    ),
+  },
   '/notifications': { title: 'nav.notifications', render: () => <Notifications /> },
   '/models': { title: 'nav.models', render: () => <Models /> },
 };

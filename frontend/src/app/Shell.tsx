@@ -17,7 +17,7 @@ export const NAV: { group: MessageKey; items: NavItem[] }[] = [
       { to: '/generate', key: 'nav.generate' },
       { to: '/personas', key: 'nav.personas' },
       { to: '/library', key: 'nav.library' },
-      { to: '/video', key: 'nav.video', soon: true },
+      { to: '/video', key: 'nav.video' },
     ],
   },
   {
