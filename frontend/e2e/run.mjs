@@ -982,6 +982,26 @@ async function main() {
     await page.getByText(/“Fox story” saved \(revision 3\)/).waitFor();
   });
 
+  await step('Video Studio: a save made elsewhere meanwhile is caught (409), then overwritten on request', async () => {
+    const token = await storedToken();
+    const id = new URL(page.url()).searchParams.get('id');
+    const current = await (await apiAs(token, `/api/video/timelines/${id}`)).json();
+    const elsewhere = await apiAs(token, `/api/video/timelines/${id}`, {
+      method: 'PUT',
+      headers: { 'if-match': `"${current.revision}"` },
+      body: JSON.stringify({ ...current.spec, name: 'Fox story (other tab)' }),
+    });
+    assert(elsewhere.status === 200, `the other tab's save: ${elsewhere.status}`);
+    await page.fill('#tl-fps', '24');
+    await page.keyboard.press('Enter');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.getByRole('alert').filter({ hasText: 'saved elsewhere meanwhile (now revision 4)' }).waitFor();
+    const untouched = await (await apiAs(token, `/api/video/timelines/${id}`)).json();
+    assert(untouched.spec.fps === 25 && untouched.revision === 4, `the other save stands (${untouched.spec.fps} fps, revision ${untouched.revision})`);
+    await page.getByRole('button', { name: 'Overwrite' }).click();
+    await page.getByText(/“Fox story” saved \(revision 5\)/).waitFor();
+  });
+
   await step('Video Studio: render → live progress → the MP4 plays; the proxy preview too', async () => {
     await page.getByRole('button', { name: 'Render MP4' }).click();
     const player = page.locator('.video-player video');

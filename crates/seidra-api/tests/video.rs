@@ -254,6 +254,27 @@ async fn timeline_crud_and_validation(backend: Backend) -> anyhow::Result<()> {
     let (_, page) = server.get("/api/video/timelines", Some(&alice)).await?;
     assert_eq!(page["total"], 1);
 
+    // If-Match: a save from a stale revision is refused and changes nothing; the current one goes.
+    let url = server.url(&format!("/api/video/timelines/{id}"));
+    let put_if = |revision: &'static str| {
+        server.client.put(&url).bearer_auth(&alice).header("if-match", revision).json(&good).send()
+    };
+    let stale = put_if("\"1\"").await?;
+    assert_eq!(stale.status().as_u16(), 409);
+    let err: Value = stale.json().await?;
+    assert_eq!(
+        (err["error"]["code"].as_str(), err["error"]["field"].as_str()),
+        (Some("revision_conflict"), Some("If-Match"))
+    );
+    let (_, still) = server.get(&format!("/api/video/timelines/{id}"), Some(&alice)).await?;
+    assert_eq!((still["revision"].as_i64(), still["name"].as_str()), (Some(2), Some("Trip (cut 2)")), "unchanged");
+    let bad = put_if("yesterday").await?;
+    assert_eq!(bad.status().as_u16(), 422);
+    let fresh = put_if("W/\"2\"").await?;
+    assert_eq!(fresh.status().as_u16(), 200);
+    let saved: Value = fresh.json().await?;
+    assert_eq!(saved["revision"].as_i64(), Some(3));
+
     // Others see nothing: 404 on every route, and their list is empty.
     let (status, _) = server.get(&format!("/api/video/timelines/{id}"), Some(&bob)).await?;
     assert_eq!(status, 404);

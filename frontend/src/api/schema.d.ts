@@ -834,7 +834,11 @@ export interface paths {
         };
         /** One of your timelines. */
         get: operations["video_get"];
-        /** Replace a timeline's content (its revision goes up by one). */
+        /**
+         * Replace a timeline's content (its revision goes up by one).
+         *     With `If-Match: "<revision>"` the save only happens if nobody saved since that revision
+         *     (409 `revision_conflict` otherwise), so two editors never silently overwrite each other.
+         */
         put: operations["video_update"];
         post?: never;
         /** Delete a timeline (videos rendered from it stay in the library). */
@@ -4772,7 +4776,10 @@ export interface operations {
     video_update: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description the revision the edit started from, e.g. `"3"` */
+                "If-Match"?: string | null;
+            };
             path: {
                 /** @description timeline id */
                 id: string;
@@ -4794,6 +4801,14 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

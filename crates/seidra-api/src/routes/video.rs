@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use seidra_core::ValidationError;
@@ -227,21 +227,48 @@ pub async fn get(
 }
 
 /// Replace a timeline's content (its revision goes up by one).
+/// With `If-Match: "<revision>"` the save only happens if nobody saved since that revision
+/// (409 `revision_conflict` otherwise), so two editors never silently overwrite each other.
 #[utoipa::path(put, path = "/api/video/timelines/{id}", tag = "video", request_body = TimelineSpec,
-    params(("id" = Uuid, Path, description = "timeline id")), security(("bearer" = []), ("api_key" = ["generate"])),
-    responses((status = 200, body = TimelineView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("id" = Uuid, Path, description = "timeline id"),
+        ("If-Match" = Option<String>, Header, description = "the revision the edit started from, e.g. `\"3\"`")),
+    security(("bearer" = []), ("api_key" = ["generate"])),
+    responses((status = 200, body = TimelineView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     CanGenerate(principal): CanGenerate,
     Path(id): Path<String>,
+    headers: HeaderMap,
     AppJson(spec): AppJson<TimelineSpec>,
 ) -> ApiResult<Json<TimelineView>> {
+    let expected = if_match_revision(&headers)?;
     let current = owned(&state, &principal, &id).await?;
     let spec = validated(&state, principal.user.id, spec).await?;
-    let t = timelines::update(&state.db, principal.user.id, current.id, &spec, None)
-        .await
-        .map_err(ApiError::or_not_found("timeline"))?;
+    let t =
+        timelines::update(&state.db, principal.user.id, current.id, &spec, expected).await.map_err(|e| {
+            match e {
+        StoreError::Conflict { .. } => ApiError::conflict(
+            "revision_conflict",
+            "the timeline was saved elsewhere since this revision; reload it (or save without If-Match to overwrite)",
+        )
+        .with_field("If-Match"),
+        other => ApiError::or_not_found("timeline")(other),
+    }
+        })?;
     Ok(Json(TimelineView::from(&t)))
+}
+
+/// The revision named by `If-Match` (`"3"`, `W/"3"` or `3`); `None` without the header.
+fn if_match_revision(headers: &HeaderMap) -> ApiResult<Option<i32>> {
+    let Some(value) = headers.get(http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    bare.parse::<i32>()
+        .map(Some)
+        .map_err(|_| ValidationError::new("If-Match", "must be the timeline's revision, e.g. \"3\"").into())
 }
 
 /// Delete a timeline (videos rendered from it stay in the library).

@@ -173,15 +173,10 @@ export function Editor({ initial, onSaved }: { initial: TimelineView; onSaved: (
     setFieldError(null);
     setConflict(null);
     try {
-      if (!force) {
-        // The API takes no revision on PUT: check here that nobody saved meanwhile (another tab).
-        const current = await api.get('/api/video/timelines/{id}', { path: { id } });
-        if (current.revision !== revision) {
-          setConflict(current.revision);
-          return false;
-        }
-      }
-      const saved = await api.put('/api/video/timelines/{id}', { path: { id }, body: toSpec(tl) });
+      // If-Match makes the server refuse (409) when someone saved meanwhile (another tab);
+      // "overwrite" saves without it.
+      const headers = force ? undefined : { 'If-Match': `"${revision}"` };
+      const saved = await api.put('/api/video/timelines/{id}', { path: { id }, body: toSpec(tl), headers });
       setRevision(saved.revision);
       setDirty(false);
       drafts.delete(id);
@@ -189,7 +184,12 @@ export function Editor({ initial, onSaved }: { initial: TimelineView; onSaved: (
       toast(t('video.saved', { name: saved.name, v: saved.revision }), 'success');
       return true;
     } catch (err) {
-      showError(err);
+      if (err instanceof ApiError && err.code === 'revision_conflict') {
+        const current = await api.get('/api/video/timelines/{id}', { path: { id } }).catch(() => null);
+        setConflict(current?.revision ?? revision + 1);
+      } else {
+        showError(err);
+      }
       return false;
     } finally {
       setBusy(null);
