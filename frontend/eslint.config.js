@@ -30,7 +30,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['*.{js,ts}', 'scripts/**/*.mjs', 'e2e/**/*.mjs'],
+    files: ['*.{js,ts}', 'scripts/**/*.mjs', 'e2e/**/*.mjs', 'bench/**/*.mjs'],
     languageOptions: {
       // e2e code also runs callbacks inside the page (page.evaluate).
       globals: { ...globals.node, ...globals.browser },

@@ -24,7 +24,15 @@ fn not_found() -> Response {
 /// The fallback service: the app when `dir/index.html` exists, else JSON 404s.
 pub fn fallback(dir: &Path) -> BoxCloneSyncService<Request<Body>, Response, Infallible> {
     let index = dir.join("index.html");
-    let app = index.is_file().then(|| ServeDir::new(dir).fallback(ServeFile::new(&index)));
+    // The build writes `.br` and `.gz` beside each asset (frontend/vite.config.ts); they are sent
+    // to browsers that accept them, so the app costs its compressed size without compressing
+    // on every request.
+    let app = index.is_file().then(|| {
+        ServeDir::new(dir)
+            .precompressed_br()
+            .precompressed_gzip()
+            .fallback(ServeFile::new(&index).precompressed_br().precompressed_gzip())
+    });
     if app.is_some() {
         tracing::info!(dir = %dir.display(), "serving the web app");
     }

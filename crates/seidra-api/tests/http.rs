@@ -253,6 +253,16 @@ async fn serves_the_web_app_with_spa_fallback() -> anyhow::Result<()> {
     assert!(
         asset.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("javascript"))
     );
+    // Precompressed copies are sent to browsers that accept them, with the original's type.
+    std::fs::write(dist.path().join("assets/app-3f2a1b.js.gz"), b"gzipped bytes")?;
+    let gz = s.client.get(s.url("/assets/app-3f2a1b.js")).header("accept-encoding", "br, gzip").send().await?;
+    let header =
+        |r: &reqwest::Response, name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(header(&gz, "content-encoding").as_deref(), Some("gzip"));
+    assert!(header(&gz, "content-type").is_some_and(|v| v.contains("javascript")));
+    assert_eq!(gz.bytes().await?.as_ref(), b"gzipped bytes");
+    let plain = s.client.get(s.url("/assets/app-3f2a1b.js")).send().await?;
+    assert_eq!(header(&plain, "content-encoding"), None, "no encoding unless asked");
     let (status, body) = s.get("/api/unknown", None).await?;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("route_not_found")), "API paths never get the app");
     s.stop().await
