@@ -1146,16 +1146,28 @@ pub struct QueueDepth {
 /// Current queue depth.
 pub async fn queue_depth(db: &Db) -> StoreResult<QueueDepth> {
     type Depth = (Vec<(String, i64)>, i64, Option<DateTime<Utc>>);
+    // Every scrape of /metrics runs these, so they must read only the waiting and running jobs
+    // (the partial indexes), never the finished history. SQLite's planner otherwise walks
+    // `jobs_queued_at_idx` through every finished job for the MIN, and counts running jobs by
+    // scanning `jobs_owner_status_idx`: `+queued_at` and `INDEXED BY` keep it on the partial ones.
+    let (running_sql, oldest_sql) = match db {
+        Db::Postgres(_) => (
+            "SELECT COUNT(*) FROM jobs WHERE status = 'running'",
+            "SELECT MIN(queued_at) FROM jobs WHERE status IN ('queued', 'retrying')",
+        ),
+        Db::Sqlite(_) => (
+            "SELECT COUNT(*) FROM jobs INDEXED BY jobs_lease_idx WHERE status = 'running'",
+            "SELECT MIN(+queued_at) FROM jobs WHERE status IN ('queued', 'retrying')",
+        ),
+    };
     let (classes, running, oldest): Depth = with_pool!(db, pool => {
         let classes = sqlx::query_as(
             "SELECT priority, COUNT(*) FROM jobs WHERE status IN ('queued', 'retrying') GROUP BY priority",
         )
         .fetch_all(pool)
         .await?;
-        let running = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'running'").fetch_one(pool).await?;
-        let oldest = sqlx::query_scalar("SELECT MIN(queued_at) FROM jobs WHERE status IN ('queued', 'retrying')")
-            .fetch_one(pool)
-            .await?;
+        let running = sqlx::query_scalar(running_sql).fetch_one(pool).await?;
+        let oldest = sqlx::query_scalar(oldest_sql).fetch_one(pool).await?;
         (classes, running, oldest)
     });
     let by_class = classes.into_iter().filter_map(|(c, n)| PriorityClass::parse(&c).map(|c| (c, n))).collect();
