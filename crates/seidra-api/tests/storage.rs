@@ -152,3 +152,43 @@ async fn s3_backend_serves_presigned_outputs_and_deletes_objects() {
     server.stop().await.unwrap();
     s3.cleanup().await.unwrap();
 }
+
+/// S3 unreachable while a job runs: storing its output fails, the attempt is retried with
+/// back-off, then the job fails with `storage_error` naming the cause; no media row is left
+/// (nothing half-written is visible) and the API keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_unreachable_jobs_retry_then_fail_clearly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = TestServer::builder(Backend::Sqlite)
+        .with_workers(1)
+        .settings(move |s| {
+            s.storage.backend = StorageBackend::S3;
+            s.s3.endpoint = format!("http://127.0.0.1:{port}");
+            s.s3.bucket = "nowhere".to_owned();
+            s.s3.region = "us-east-1".to_owned();
+            s.s3.path_style = true;
+            s.s3.access_key_id = "key".to_owned();
+            s.s3.secret_access_key = Some(Secret::new("secret".to_owned()));
+            s.queue.max_attempts = 2;
+        })
+        .start()
+        .await
+        .unwrap();
+    let token = server.register("alice", "a-long-enough-passphrase").await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = json!({ "prompt": "nowhere to go", "width": 64, "height": 64, "num_inference_steps": 1 });
+    let (status, resp) = server.post("/api/generate/single", Some(&token), &body).await.unwrap();
+    assert_eq!(status, 202, "{resp}");
+    let id = resp["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let job = server.wait_job(&token, &id, WAIT, |j| j["status"] == "failed").await.unwrap();
+    assert_eq!(job["error"]["code"], "storage_error", "{job}");
+    assert!(job["error"]["message"].as_str().unwrap_or_default().contains("could not store"), "{job}");
+    assert_eq!(job["attempt"], 2, "retried once before failing: {job}");
+    let (status, media) = server.get(&format!("/api/media?job_id={id}"), Some(&token)).await.unwrap();
+    assert_eq!((status, media["total"].as_i64()), (200, Some(0)), "no item without its object: {media}");
+    let (status, _) = server.get("/api/jobs", Some(&token)).await.unwrap();
+    assert_eq!(status, 200, "the API keeps answering");
+    server.stop().await.unwrap();
+}
