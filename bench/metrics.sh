@@ -39,7 +39,7 @@ TOKEN="$(curl -fsS -X POST "$BASE/api/auth/login" -H 'content-type: application/
 
 # Submit in batches of 8 (the API's largest batch), 4 at a time.
 job='{"prompt":"metrics","engine":"noop","width":64,"height":64,"num_inference_steps":1}'
-batch="{\"requests\":[$(printf '%s,' $(for _ in 1 2 3 4 5 6 7 8; do echo "$job"; done) | sed 's/,$//')]}"
+batch="{\"requests\":[$job,$job,$job,$job,$job,$job,$job,$job]}"
 printf '%s\n' "$batch" >"$WORK/batch.json"
 seq $(((JOBS + 7) / 8)) | xargs -P4 -I{} curl -fsS -o /dev/null -X POST "$BASE/api/generate/batch" \
   -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' --data-binary "@$WORK/batch.json"
