@@ -264,7 +264,8 @@ export function Library() {
           onDrop={onDrop}
         >
           <div className="section-head library-head">
-            <h2 id="library-gallery-title">{t('library.count', { n: count })}</h2>
+            {/* No count until the first page answers: "0 items" while loading would be a lie. */}
+            <h2 id="library-gallery-title">{list.total === null ? t('state.loading') : t('library.count', { n: count })}</h2>
             <div className="inline upload">
               <label className="sr-only" htmlFor="upload-tags">
                 {t('library.upload_tags')}
