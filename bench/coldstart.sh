@@ -18,17 +18,14 @@ while [[ $# -gt 0 ]]; do
     *) echo "usage: bench/coldstart.sh [--runs N] [--idle-secs S]" >&2; exit 2 ;;
   esac
 done
-if [[ -n ${SEIDRA_BENCH_BIN:-} ]]; then
-  BIN="$SEIDRA_BENCH_BIN"
-else
-  cargo build --quiet --release -p seidra --manifest-path "$ROOT/Cargo.toml"
-  BIN="$ROOT/target/release/seidra"
-fi
+# shellcheck source=bench/lib/common.sh
+source "$ROOT/bench/lib/common.sh"
+BIN="$(bench_seidra_bin)"
 starts=()
 rss=()
 for run in $(seq "$RUNS"); do
   work="$(mktemp -d)"
-  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  port="$(bench_free_port)"
   t0="$(date +%s%N)"
   SEIDRA_BIND="127.0.0.1:$port" SEIDRA_DATA_DIR="$work/data" SEIDRA_ADMIN_PASSWORD="a-long-enough-passphrase" \
     SEIDRA_LOG_LEVEL=warn "$BIN" up >"$work/server.log" 2>&1 &

@@ -12,6 +12,11 @@ use seidra_store::{Backend, StoreError, media};
 use seidra_testkit::{TestDb, dual_test};
 use uuid::Uuid;
 
+async fn user(db: &seidra_store::Db, name: &str) -> anyhow::Result<Uuid> {
+    let new = NewUser { username: name.into(), password_hash: "$argon2id$fake".into(), role: Role::User };
+    Ok(accounts::create_user(db, &new).await?.id)
+}
+
 fn upload(owner: Uuid, mime: &str) -> NewUpload {
     let id = Uuid::now_v7();
     NewUpload {
@@ -31,10 +36,8 @@ fn upload(owner: Uuid, mime: &str) -> NewUpload {
 async fn thumbnail_sweep_and_exports(backend: Backend) -> anyhow::Result<()> {
     let t = TestDb::migrated(backend).await?;
     let db = &t.db;
-    let new = NewUser { username: "alice".into(), password_hash: "$argon2id$fake".into(), role: Role::User };
-    let alice = accounts::create_user(db, &new).await?.id;
-    let new = NewUser { username: "bob".into(), password_hash: "$argon2id$fake".into(), role: Role::User };
-    let bob = accounts::create_user(db, &new).await?.id;
+    let alice = user(db, "alice").await?;
+    let bob = user(db, "bob").await?;
 
     let items =
         media_pipeline::insert_uploads(db, alice, &[upload(alice, "image/png"), upload(alice, "audio/wav")]).await?;
@@ -126,10 +129,8 @@ async fn assert_totals_match(db: &seidra_store::Db, owner: Uuid) -> anyhow::Resu
 async fn library_totals_follow_counters(backend: Backend) -> anyhow::Result<()> {
     let t = TestDb::migrated(backend).await?;
     let db = &t.db;
-    let new = NewUser { username: "alice".into(), password_hash: "$argon2id$fake".into(), role: Role::User };
-    let alice = accounts::create_user(db, &new).await?.id;
-    let new = NewUser { username: "bob".into(), password_hash: "$argon2id$fake".into(), role: Role::User };
-    let bob = accounts::create_user(db, &new).await?.id;
+    let alice = user(db, "alice").await?;
+    let bob = user(db, "bob").await?;
 
     let uploads = [upload(alice, "image/png"), upload(alice, "image/png"), upload(alice, "audio/wav")];
     let items = media_pipeline::insert_uploads(db, alice, &uploads).await?;
@@ -165,10 +166,8 @@ dual_test!(library_totals_follow_counters);
 async fn search_pages_agree_with_plain_listing(backend: Backend) -> anyhow::Result<()> {
     let t = TestDb::migrated(backend).await?;
     let db = &t.db;
-    let new = NewUser { username: "alice".into(), password_hash: "$argon2id$fake".into(), role: Role::User };
-    let alice = accounts::create_user(db, &new).await?.id;
-    let new = NewUser { username: "bob".into(), password_hash: "$argon2id$fake".into(), role: Role::User };
-    let bob = accounts::create_user(db, &new).await?.id;
+    let alice = user(db, "alice").await?;
+    let bob = user(db, "bob").await?;
     let tagged = |owner: Uuid, tag: &str| NewUpload { tags: vec![tag.to_owned()], ..upload(owner, "image/png") };
     for chunk in 0..4 {
         let batch: Vec<NewUpload> =

@@ -679,12 +679,12 @@ async fn full_data_disk_fails_clearly_and_recovers() -> anyhow::Result<()> {
     }
     let media_root = disk.outside("media");
     let keys: Vec<&str> = rows.iter().map(|(k, _, _)| k.as_str()).collect();
-    for file in files_under(&media_root) {
+    for file in seidra_testkit::files_under(&media_root) {
         if file.starts_with("jobs/") || file.starts_with("uploads/") {
             assert!(keys.contains(&file.as_str()), "an object without its media row: {file}");
         }
     }
-    let in_flight = files_under(&media_root.join(".tmp"));
+    let in_flight = seidra_testkit::files_under(&media_root.join(".tmp"));
     assert!(in_flight.is_empty(), "half-written objects left behind: {in_flight:?}");
     eprintln!("{} media rows, all whole; {} jobs", rows.len(), ids.len());
     pool.close().await;
@@ -693,24 +693,6 @@ async fn full_data_disk_fails_clearly_and_recovers() -> anyhow::Result<()> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Every file under `dir`, as paths relative to it.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(rel) = path.strip_prefix(dir) {
-                out.push(rel.to_string_lossy().into_owned());
-            }
-        }
-    }
-    out
 }
 
 // --- SIGTERM under load ---------------------------------------------------------------------

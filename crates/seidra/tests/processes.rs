@@ -261,24 +261,6 @@ async fn sigterm_drains_then_releases_unfinished_jobs() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every stored file under `dir`, as paths relative to it.
-fn files_under(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(rel) = path.strip_prefix(dir) {
-                out.push(rel.to_string_lossy().into_owned());
-            }
-        }
-    }
-    out
-}
-
 /// Workers are SIGKILLed again and again while 200 jobs run: every job still ends exactly once,
 /// with exactly one set of outputs whose files exist, and the killed attempts are counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,7 +327,7 @@ async fn repeated_sigkills_while_200_jobs_run() -> anyhow::Result<()> {
     assert_eq!(wrong_sets, 0, "each job has exactly one set of two outputs");
     let keys: Vec<String> = sqlx::query_scalar("SELECT storage_key FROM media").fetch_all(pool).await?;
     assert_eq!(keys.len(), 400);
-    let on_disk = files_under(&dir.path().join("media"));
+    let on_disk = seidra_testkit::files_under(&dir.path().join("media"));
     for key in &keys {
         assert!(on_disk.contains(key), "the file of every output exists: {key}");
     }
