@@ -17,11 +17,14 @@ while [[ $# -gt 0 ]]; do
     *) echo "usage: bench/metrics.sh [--jobs N] [--samples N]" >&2; exit 2 ;;
   esac
 done
-# shellcheck source=bench/lib/common.sh
-source "$ROOT/bench/lib/common.sh"
-BIN="$(bench_seidra_bin)"
+if [[ -n ${SEIDRA_BENCH_BIN:-} ]]; then
+  BIN="$SEIDRA_BENCH_BIN"
+else
+  cargo build --quiet --release -p seidra --manifest-path "$ROOT/Cargo.toml"
+  BIN="$ROOT/target/release/seidra"
+fi
 WORK="$(mktemp -d)"
-PORT="$(bench_free_port)"
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 BASE="http://127.0.0.1:$PORT"
 PASSWORD="a-long-enough-passphrase"
 SEIDRA_BIND="127.0.0.1:$PORT" SEIDRA_DATA_DIR="$WORK/data" SEIDRA_ADMIN_PASSWORD="$PASSWORD" \
