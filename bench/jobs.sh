@@ -7,6 +7,9 @@
 #   list        GET /api/jobs?limit=50 with 100,000 jobs: max req/s and p99 at 1,000 req/s
 #   media       GET /api/media?limit=50 with 100,000 items: max req/s; full-text search p99
 #               (issue 4)
+#   mixed       everyday API traffic of 8 users, 25 % writes (list/get/search media and jobs,
+#               submit, tag, edit persona, notifications, stats): max req/s, per-operation
+#               latency at a fixed rate (issue 9)
 #
 # Results: bench/results/jobs-latest.json and a Markdown table on stdout.
 # Method and measured numbers: docs/BENCHMARKS-jobs.md.
@@ -18,7 +21,8 @@ usage() {
   cat <<'EOF'
 usage: bench/jobs.sh [options]
 
-  --only LIST            scenarios, comma-separated: latency,throughput,ws,list,media (default: all)
+  --only LIST            scenarios, comma-separated: latency,throughput,ws,list,media,mixed
+                         (default: all)
   --backend NAME         sqlite | postgres | both (default: both)
   --jobs N               jobs per throughput run (default: 5000; a run stops after 90 s)
   --sqlite-configs LIST  throughput settings on SQLite, EMBEDDED_WORKERSxCONCURRENCY
@@ -31,6 +35,10 @@ usage: bench/jobs.sh [options]
   --list-jobs N          jobs seeded for the list scenario (default: 100000)
   --media-items N        library items seeded for the media scenario (default: 100000)
   --search-rate N        requests/s of the fixed-rate full-text search run (default: 200)
+  --mixed-rate N         requests/s of the fixed-rate mixed run (default: 300)
+  --noop-models LIST     noop-engine models of the throughput runs: `empty` (no output: the
+                         queue alone) and/or `noop` (an 8×8 PNG per job: storage, media row and
+                         thumbnails included) (default: empty,noop)
   --duration SECONDS     measured seconds of each list run (default: 10)
   --rev REV               benchmark a committed revision (git archive, built in its own target
                          dir) instead of the working tree
@@ -60,11 +68,13 @@ note() {
 # ------------------------------------------------------------------------------------------
 # Options
 
-ONLY="latency,throughput,ws,list,media"
+ONLY="latency,throughput,ws,list,media,mixed"
+MIXED_RATE=300
 BACKEND="both"
 JOBS=5000
 SQLITE_CONFIGS="1x8,1x32,2x16"
 PG_CONFIGS="1x16,2x16"
+NOOP_MODELS="empty,noop"
 WS_CLIENTS=1000
 WS_SPREAD_MS=1000
 SAMPLES=600
@@ -98,13 +108,15 @@ while [[ $# -gt 0 ]]; do
     --output) need_value "$@"; OUTPUT="$2"; shift 2 ;;
     --rev) need_value "$@"; REV="$2"; shift 2 ;;
     --wait-idle) need_value "$@"; WAIT_IDLE="$2"; shift 2 ;;
+    --mixed-rate) need_value "$@"; MIXED_RATE="$2"; shift 2 ;;
+    --noop-models) need_value "$@"; NOOP_MODELS="$2"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
 
 for s in ${ONLY//,/ }; do
-  case "$s" in latency | throughput | ws | list | media) ;; *) die "--only: unknown scenario $s" ;; esac
+  case "$s" in latency | throughput | ws | list | media | mixed) ;; *) die "--only: unknown scenario $s" ;; esac
 done
 case "$BACKEND" in
   sqlite) BACKENDS=(sqlite) ;;
@@ -112,7 +124,7 @@ case "$BACKEND" in
   both) BACKENDS=(sqlite postgres) ;;
   *) die "--backend must be sqlite, postgres or both" ;;
 esac
-for n in "$JOBS" "$WS_CLIENTS" "$WS_SPREAD_MS" "$SAMPLES" "$LIST_JOBS" "$MEDIA_ITEMS" "$SEARCH_RATE" "$DURATION" "$WAIT_IDLE"; do
+for n in "$JOBS" "$WS_CLIENTS" "$WS_SPREAD_MS" "$SAMPLES" "$LIST_JOBS" "$MEDIA_ITEMS" "$SEARCH_RATE" "$DURATION" "$WAIT_IDLE" "$MIXED_RATE"; do
   [[ $n =~ ^[0-9]+$ ]] || die "not a number: $n"
 done
 
@@ -524,30 +536,42 @@ run_main_scenarios() {
       --warmup 3 --connections 16 --rate "$SEARCH_RATE" --pids "$pids" --postgres "$pg" >"$WORK/out.json"
     record "$backend" media_search "$load" "$settings" "$WORK/out.json"
   fi
+
+  if wants mixed; then
+    "$LOADGEN" users --base "$BASE" --count 8 --prefix mixed --password "$USER_PASSWORD" \
+      --concurrency 8 --out "$WORK/mixed-users.txt" >/dev/null
+    load="$(measure_load)"
+    note "$backend mixed (load $load)"
+    "$LOADGEN" mixed --base "$BASE" --tokens "$WORK/mixed-users.txt" --duration "$DURATION" --warmup 3 \
+      --connections 16 --rate "$MIXED_RATE" --pids "$pids" --postgres "$pg" >"$WORK/out.json"
+    record "$backend" mixed "$load" "$settings" "$WORK/out.json"
+  fi
   stop_server
 }
 
 run_throughput() {
-  local backend="$1" configs="$2" config workers concurrency load settings
+  local backend="$1" configs="$2" config workers concurrency load settings model
   for config in ${configs//,/ }; do
     [[ $config =~ ^([0-9]+)x([0-9]+)$ ]] || die "bad throughput config $config (want NxC)"
     workers="${BASH_REMATCH[1]}"
     concurrency="${BASH_REMATCH[2]}"
-    start_server "$backend" "$workers" "$concurrency"
-    "$LOADGEN" users --base "$BASE" --count 8 --prefix tp --password "$USER_PASSWORD" \
-      --concurrency 8 --out "$WORK/tp-users.txt" >/dev/null
-    settings="$(jq -nc --arg b "$backend" --argjson w "$workers" --argjson c "$concurrency" \
-      'if $b == "sqlite" then {server: "seidra up", embedded_workers: $w, concurrency: $c}
-       else {server: "seidra serve + seidra worker", worker_processes: $w, concurrency: $c} end
-       + {clients: 8, batch: 8}')"
-    load="$(measure_load)"
-    note "$backend throughput ${workers}x$concurrency, $JOBS jobs (load $load)"
-    "$LOADGEN" throughput --base "$BASE" --tokens "$WORK/tp-users.txt" --admin-token "$ADMIN_TOKEN" \
-      --clients 8 --batch 8 --jobs "$JOBS" --timeout 90 --pids "$(pids_csv)" --postgres "$(pg_flag "$backend")" \
-      >"$WORK/out.json"
-    note "$backend throughput ${workers}x$concurrency: $(jq -c '{jobs_per_s, partial_jobs_per_s, submit_jobs_per_s, completed}' "$WORK/out.json")"
-    record "$backend" throughput "$load" "$settings" "$WORK/out.json"
-    stop_server
+    for model in ${NOOP_MODELS//,/ }; do
+      start_server "$backend" "$workers" "$concurrency"
+      "$LOADGEN" users --base "$BASE" --count 8 --prefix tp --password "$USER_PASSWORD" \
+        --concurrency 8 --out "$WORK/tp-users.txt" >/dev/null
+      settings="$(jq -nc --arg b "$backend" --argjson w "$workers" --argjson c "$concurrency" --arg m "$model" \
+        'if $b == "sqlite" then {server: "seidra up", embedded_workers: $w, concurrency: $c}
+         else {server: "seidra serve + seidra worker", worker_processes: $w, concurrency: $c} end
+         + {clients: 8, batch: 8, model: $m}')"
+      load="$(measure_load)"
+      note "$backend throughput ${workers}x$concurrency model $model, $JOBS jobs (load $load)"
+      "$LOADGEN" throughput --base "$BASE" --tokens "$WORK/tp-users.txt" --admin-token "$ADMIN_TOKEN" \
+        --clients 8 --batch 8 --jobs "$JOBS" --timeout 90 --model "$model" --pids "$(pids_csv)" \
+        --postgres "$(pg_flag "$backend")" >"$WORK/out.json"
+      note "$backend throughput ${workers}x$concurrency $model: $(jq -c '{jobs_per_s, partial_jobs_per_s, submit_jobs_per_s, completed}' "$WORK/out.json")"
+      record "$backend" throughput "$load" "$settings" "$WORK/out.json"
+      stop_server
+    done
   done
 }
 
@@ -560,7 +584,7 @@ for backend in "${BACKENDS[@]}"; do
     fi
     die "PostgreSQL at $PG_URL is not reachable"
   fi
-  if wants latency || wants ws || wants list || wants media; then
+  if wants latency || wants ws || wants list || wants media || wants mixed; then
     run_main_scenarios "$backend"
   fi
   if wants throughput; then
@@ -608,7 +632,7 @@ jq -r '
   def verdict(ok): if ok then "met" else "**NOT met**" end;
   def f(x): if x == null then "–" else (x * 10 | round / 10 | tostring) end;
   def load: "load \(.load_before.loadavg_1m), \(.load_before.cpu_busy_pct) % busy";
-  (.runs | map(select(.scenario == "throughput")) | group_by(.backend)
+  (.runs | map(select(.scenario == "throughput")) | group_by([.backend, (.settings.model // "noop")])
     | map(max_by(.result.jobs_per_s // .result.partial_jobs_per_s // 0))) as $best
   | ["| scenario | backend | measured | goal | verdict | conditions |", "|---|---|---|---|---|---|"]
   + [.runs[] | select(.scenario == "latency") | .result as $r
@@ -617,7 +641,7 @@ jq -r '
   + [$best[] | .result as $r | .settings as $s
      | (if .backend == "sqlite" then 1000 else 2000 end) as $goal
      | (if $r.completed then "\(f($r.jobs_per_s)) jobs/s" else "≤ \(f($r.partial_jobs_per_s)) jobs/s (timed out, \($r.succeeded) of \($r.accepted) done)" end) as $rate
-     | "| throughput (noop) | \(.backend) | \($rate) (\($s.embedded_workers // $s.worker_processes)×\($s.concurrency), \($r.accepted) jobs, submit \(f($r.submit_jobs_per_s))/s) | ≥ \($goal) jobs/s | \(verdict(($r.jobs_per_s // 0) >= $goal and $r.completed)) | \(load) |"]
+     | "| throughput (noop engine, model `\(.settings.model // "noop")`) | \(.backend) | \($rate) (\($s.embedded_workers // $s.worker_processes)×\($s.concurrency), \($r.accepted) jobs, submit \(f($r.submit_jobs_per_s))/s) | ≥ \($goal) jobs/s | \(verdict(($r.jobs_per_s // 0) >= $goal and $r.completed)) | \(load) |"]
   + [.runs[] | select(.scenario == "ws") | .result as $r
      | ($r.missing_events | to_entries | map(.value) | add // 0) as $miss
      | (($r.submit_statuses | to_entries | map(select(.key != "202") | .value) | add) // 0) as $refused
@@ -629,4 +653,7 @@ jq -r '
      | "| GET /api/media?limit=50, \($r.total_jobs) items: max | \(.backend) | \(f($r.max.requests_per_s)) req/s (p99 \(f($r.max.latency.p99_ms)) ms, \($r.max.connections) conns) | ≥ 2000 req/s | \(verdict(($r.max.requests_per_s // 0) >= 2000)) | \(load) |"]
   + [.runs[] | select(.scenario == "media_search") | .result as $r
      | "| media full-text search (\($r.total_jobs) hits) @ \($r.fixed.rate_per_s)/s | \(.backend) | p50 \(f($r.fixed.latency.p50_ms)) ms, p99 \(f($r.fixed.latency.p99_ms)); max \(f($r.max.requests_per_s)) req/s | p99 ≤ 30 ms | \(verdict(($r.fixed.latency.p99_ms // 1e9) <= 30)) | \(load) |"]
+  + [.runs[] | select(.scenario == "mixed") | .result as $r
+     | "| mixed API, 25 % writes, \($r.accounts) users: max | \(.backend) | \(f($r.max.requests_per_s)) req/s (p99 \(f($r.max.latency.p99_ms)) ms, \($r.max.unexpected_statuses) unexpected statuses) | no goal | – | \(load) |",
+       "| mixed API @ \($r.fixed.rate_per_s)/s | \(.backend) | p50 \(f($r.fixed.latency.p50_ms)) ms, p99 \(f($r.fixed.latency.p99_ms)); slowest op p99: \($r.fixed.ops | to_entries | max_by(.value.latency.p99_ms) | "\(.key) \(f(.value.latency.p99_ms)) ms") | no goal | – | \(load) |"]
   | .[]' "$OUTPUT"

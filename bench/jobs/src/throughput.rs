@@ -4,7 +4,9 @@
 //! with `--batch` requests each until `--jobs` jobs are queued. Each user also holds one
 //! WebSocket, on which its `job.succeeded` / `job.failed` events are counted: the run ends at
 //! the event that completes the last accepted job. jobs/s = accepted / (that moment − the
-//! first submit). As a fallback against lost events (and to cross-check the count),
+//! first submit). `--model` picks the noop engine's model: `noop` (a tiny PNG per job, so the
+//! library path — storage, media row, thumbnails — is included) or `empty` (no output: the
+//! queue, workers and events alone). As a fallback against lost events (and to cross-check the count),
 //! `GET /api/jobs/stats?all=true` is read every `--poll-ms` (default 2 s; it scans the whole
 //! table, so polling it fast would itself load a 2-core machine).
 
@@ -35,6 +37,8 @@ pub async fn run(flags: &Flags) -> Result<()> {
     let clients: usize = flags.num("clients", 8)?;
     let jobs: usize = flags.num("jobs", 10_000)?;
     let batch: usize = flags.num("batch", 8)?;
+    // `noop`: an 8×8 PNG per job (storage, media row, thumbnails); `empty`: no output at all.
+    let model = Arc::new(flags.opt("model").unwrap_or_else(|| "noop".to_owned()));
     let timeout = Duration::from_secs(flags.num("timeout", 180)?);
     let poll = Duration::from_millis(flags.num("poll-ms", 2000)?);
     let pids = parse_pids(flags);
@@ -93,7 +97,8 @@ pub async fn run(flags: &Flags) -> Result<()> {
     let t0 = Instant::now();
     let mut submitters = tokio::task::JoinSet::new();
     for (c, (_, token, _)) in accounts.iter().take(clients).enumerate() {
-        let (client, base, token, next) = (client.clone(), base.clone(), token.clone(), next.clone());
+        let (client, base, token, next, model) =
+            (client.clone(), base.clone(), token.clone(), next.clone(), model.clone());
         submitters.spawn(async move {
             let mut statuses: HashMap<u16, usize> = HashMap::new();
             let mut accepted = 0usize;
@@ -103,8 +108,13 @@ pub async fn run(flags: &Flags) -> Result<()> {
                     break;
                 }
                 let n = batch.min(jobs - from);
-                let requests: Vec<Value> =
-                    (0..n).map(|k| noop_request(&format!("throughput c{c} j{}", from + k))).collect();
+                let requests: Vec<Value> = (0..n)
+                    .map(|k| {
+                        let mut r = noop_request(&format!("throughput c{c} j{}", from + k));
+                        r["model_name"] = json!(model.as_str());
+                        r
+                    })
+                    .collect();
                 let res =
                     post_json(&client, &format!("{base}/api/generate/batch"), &token, &json!({ "requests": requests }))
                         .await;
@@ -172,6 +182,7 @@ pub async fn run(flags: &Flags) -> Result<()> {
         "clients": clients,
         "batch": batch,
         "jobs": jobs,
+        "model": model.as_str(),
         "accepted": accepted,
         "http_statuses": statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "submit_seconds": round3(submit_secs),

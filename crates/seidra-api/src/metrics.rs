@@ -8,6 +8,27 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// Turns metrics off for this process (`metrics_enabled = false`): no recorder is installed, so
+/// every `metrics::*!` call is a no-op, and [`handle`] answers `None`. Call before the first
+/// [`handle`]; afterwards it changes nothing.
+pub fn disable() {
+    let _ = HANDLE.set(None);
+}
+
+/// Installs the recorder, or turns metrics off, as the settings say.
+pub fn init(settings: &seidra_config::Settings) {
+    if settings.metrics_enabled {
+        let _ = handle();
+    } else {
+        disable();
+    }
+}
+
+/// Whether this process records metrics.
+pub fn enabled() -> bool {
+    handle().is_some()
+}
+
 /// Job wait/run buckets in seconds: 10 ms … 1 h.
 const JOB_BUCKETS: &[f64] =
     &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
@@ -46,9 +67,29 @@ pub fn handle() -> Option<PrometheusHandle> {
             }
             // GPU gauges come from a sampling thread (absent on hosts without NVML or a GPU).
             gpu::start();
+            start_upkeep(handle.clone());
             Some(handle)
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The exporter keeps every histogram sample until it is folded into buckets, which happens on
+/// a scrape or an upkeep; without a scraper (or with a slow one) memory would grow with every
+/// request. One thread folds them every [`UPKEEP_INTERVAL`].
+fn start_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("seidra-metrics-upkeep".to_owned()).spawn(move || {
+        loop {
+            #[expect(clippy::disallowed_methods, reason = "this thread is ours, outside any async runtime")]
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(err) = spawned {
+        tracing::warn!(%err, "cannot start the metrics upkeep thread; histograms are folded only when scraped");
+    }
 }
 
 fn describe() {

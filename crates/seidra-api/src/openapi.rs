@@ -4,8 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    admin, api_keys, auth, exports, health, jobs, media, models, notifications, personas, settings, speech, uploads,
-    video, webhooks,
+    admin, api_keys, auth, exports, health, jobs, media, models, notifications, personas, settings, speech,
+    talking_head, uploads, video, webhooks,
 };
 
 /// The API description.
@@ -28,7 +28,7 @@ use crate::routes::{
         webhooks::deliveries,
         settings::get, settings::patch, settings::get_policy, settings::put_policy,
         models::list, models::get, models::register, models::rescan, models::delete, models::download,
-        speech::generate_speech,
+        speech::generate_speech, talking_head::generate_video,
         video::list, video::create, video::get, video::update, video::delete, video::render, video::proxy,
         video::waveform,
     ),

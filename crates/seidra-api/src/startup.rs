@@ -164,7 +164,7 @@ pub fn url_signer(settings: &Settings) -> anyhow::Result<UrlSigner> {
 pub async fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
     let bus = open_bus(&settings, &db).await?;
     // The recorder first: remote engines record their first health check at once.
-    let _ = crate::metrics::handle();
+    crate::metrics::init(&settings);
     let engines = EngineRegistry::from_config(&settings);
     build_state_with(settings, db, bus, engines).await
 }
@@ -186,7 +186,7 @@ pub async fn build_state_with(
         Some(conn) => RateLimiter::redis(conn.clone(), &settings.redis_prefix),
         None => RateLimiter::in_memory(),
     };
-    let _ = crate::metrics::handle();
+    crate::metrics::init(&settings);
     let models = seidra_worker::model_tasks::ModelDownloads::from_settings(&settings).map_err(anyhow::Error::msg)?;
     let state = AppState {
         db,
@@ -202,6 +202,7 @@ pub async fn build_state_with(
         storage,
         signer,
         policy: crate::policy::PolicyCache::new(crate::policy::POLICY_REFRESH),
+        accounts: crate::auth::account_cache::AccountCache::default(),
         models,
         shutdown: tokio_util::sync::CancellationToken::new(),
         ws_sessions: crate::ws::Sessions::default(),

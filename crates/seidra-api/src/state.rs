@@ -42,6 +42,8 @@ pub struct AppState {
     pub signer: DownloadSigner,
     /// Hands bus events to the WebSocket connections of their owner.
     pub ws_router: EventRouter,
+    /// Account rows of authenticated requests, kept for a second (see `auth::account_cache`).
+    pub accounts: crate::auth::account_cache::AccountCache,
     /// The instance content policy, cached (see `crate::policy`).
     pub policy: crate::policy::PolicyCache,
     /// The model directory and download client (shared with in-process workers).

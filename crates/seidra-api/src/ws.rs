@@ -234,7 +234,7 @@ async fn run(state: &AppState, conn: &mut Conn, principal: &Principal) {
         return;
     }
     let snapshot = match jobs::active_for_owner(&state.db, principal.user.id).await {
-        Ok(active) => active.iter().map(|j| JobView::new(state, j, None)).collect::<Vec<_>>(),
+        Ok(active) => active.into_iter().map(|j| JobView::new(state, j, None)).collect::<Vec<_>>(),
         Err(err) => {
             tracing::warn!(%err, "snapshot failed");
             Vec::new()

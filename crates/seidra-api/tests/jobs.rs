@@ -298,7 +298,27 @@ async fn websocket_events_reach_only_their_owner(backend: Backend) -> anyhow::Re
     server.stop().await
 }
 
+/// The noop engine's `empty` model (used by the throughput benchmark) succeeds with no output
+/// and leaves nothing in the library; its `noop` model stores one tiny PNG per image.
+async fn noop_empty_model_succeeds_without_outputs(backend: Backend) -> anyhow::Result<()> {
+    let server = TestServer::builder(backend).settings(|s| s.engines.noop = true).with_workers(1).start().await?;
+    let token = user(&server, "nina").await;
+    let body = |model: &str| json!({ "prompt": "queue only", "engine": "noop", "model_name": model, "num_images": 2 });
+    let empty = submit(&server, &token, &body("empty")).await;
+    let png = submit(&server, &token, &body("noop")).await;
+    let empty = server.wait_job(&token, &s(&empty["id"]), WAIT, |j| j["status"] == "succeeded").await?;
+    let png = server.wait_job(&token, &s(&png["id"]), WAIT, |j| j["status"] == "succeeded").await?;
+    assert_eq!(empty["outputs"].as_array().map(Vec::len), Some(0), "{empty}");
+    assert_eq!(png["outputs"].as_array().map(Vec::len), Some(2), "{png}");
+    let (status, page) = server.get("/api/media?limit=50", Some(&token)).await?;
+    assert_eq!((status, page["total"].as_i64()), (200, Some(2)), "only the PNG job's items: {page}");
+    let (status, err) = server.post("/api/generate/single", Some(&token), &body("nothing")).await?;
+    assert_eq!((status, err["error"]["field"].as_str()), (422, Some("model_name")), "{err}");
+    server.stop().await
+}
+
 dual_test!(
+    noop_empty_model_succeeds_without_outputs,
     single_job_produces_real_deterministic_images,
     every_validation_error_names_its_field,
     batch_idempotency_and_quota,

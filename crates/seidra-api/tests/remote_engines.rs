@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use seidra_config::{RemoteEngineKind, RemoteEngineSettings, Secret};
+use seidra_config::{RemoteEngineKind, Secret};
 use seidra_store::Backend;
 use seidra_testkit::fake_engines::{Behavior, FakeEngine, dead_url};
 use seidra_testkit::{TestServer, dual_test};
@@ -18,18 +18,7 @@ fn s(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_owned()
 }
 
-fn remote(name: &str, kind: RemoteEngineKind, url: &str, models: &[&str]) -> RemoteEngineSettings {
-    RemoteEngineSettings {
-        name: name.into(),
-        kind,
-        url: url.into(),
-        api_key: None,
-        models: models.iter().map(|m| (*m).to_owned()).collect(),
-        max_concurrency: 2,
-        timeout_secs: 60,
-        workflow: None,
-    }
-}
+use seidra_testkit::fake_engines::remote_engine as remote;
 
 async fn remote_engines_end_to_end(backend: Backend) -> anyhow::Result<()> {
     let steady = Behavior { steps: 6, step_delay: Duration::from_millis(80), ..Behavior::default() };

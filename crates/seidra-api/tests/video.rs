@@ -59,26 +59,7 @@ fn tone(secs: u32) -> Vec<u8> {
 }
 
 async fn upload(server: &TestServer, token: &str, name: &str, mime: &str, body: Vec<u8>) -> Value {
-    let boundary = "----seidra-video-test-boundary";
-    let mut b = Vec::new();
-    b.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {mime}\r\n\r\n")
-            .as_bytes(),
-    );
-    b.extend_from_slice(&body);
-    b.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let resp = server
-        .client
-        .post(server.url("/api/media/uploads"))
-        .bearer_auth(token)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(b)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
-    let v: Value = resp.json().await.unwrap();
-    v["items"][0].clone()
+    server.upload(token, name, mime, &body).await
 }
 
 async fn put(server: &TestServer, path: &str, token: &str, body: &Value) -> (u16, Value) {
@@ -99,41 +80,6 @@ fn wav_samples(bytes: &[u8]) -> (Vec<i16>, u32) {
     let rate = u32::from_le_bytes(bytes[24..28].try_into().unwrap());
     let pos = bytes.windows(4).position(|w| w == b"data").unwrap() + 8;
     (bytes[pos..].chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect(), rate)
-}
-
-/// `ffprobe` of a file: (duration, [(codec_type, codec_name, width, height)]).
-fn ffprobe(bytes: &[u8]) -> (f64, Vec<(String, String, i64, i64)>) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("probe.bin");
-    std::fs::write(&path, bytes).unwrap();
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration:stream=codec_type,codec_name,width,height",
-            "-of",
-            "json",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let duration = s(&v["format"]["duration"]).parse().unwrap();
-    let streams = v["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|st| {
-            (
-                s(&st["codec_type"]),
-                s(&st["codec_name"]),
-                st["width"].as_i64().unwrap_or(0),
-                st["height"].as_i64().unwrap_or(0),
-            )
-        })
-        .collect();
-    (duration, streams)
 }
 
 async fn speech_jobs_and_waveforms(backend: Backend) -> anyhow::Result<()> {
@@ -196,7 +142,7 @@ async fn speech_jobs_and_waveforms(backend: Backend) -> anyhow::Result<()> {
         .wait_job(&alice, &s(&resp["job_ids"][0]), WAIT, |j| j["status"] == "succeeded" || j["status"] == "failed")
         .await?;
     assert_eq!(job["outputs"][0]["mime"], "audio/mpeg", "{job}");
-    let (duration, streams) = ffprobe(&download(&server, &job["outputs"][0]["url"]).await);
+    let (duration, streams) = seidra_testkit::ffprobe(&download(&server, &job["outputs"][0]["url"]).await);
     assert!(duration > 0.5, "{duration}");
     assert_eq!(streams[0].1, "mp3");
 
@@ -383,7 +329,7 @@ async fn storyboard_renders_an_mp4(backend: Backend) -> anyhow::Result<()> {
         (out["mime"].as_str(), out["width"].as_i64(), out["height"].as_i64()),
         (Some("video/mp4"), Some(320), Some(180))
     );
-    let (duration, streams) = ffprobe(&download(&server, &out["url"]).await);
+    let (duration, streams) = seidra_testkit::ffprobe(&download(&server, &out["url"]).await);
     assert!((duration - 4.0).abs() <= 0.1, "duration {duration}");
     let video: Vec<_> = streams.iter().filter(|st| st.0 == "video").collect();
     let audio: Vec<_> = streams.iter().filter(|st| st.0 == "audio").collect();
@@ -406,7 +352,7 @@ async fn storyboard_renders_an_mp4(backend: Backend) -> anyhow::Result<()> {
         .wait_job(&alice, &s(&resp["job_ids"][0]), WAIT, |j| j["status"] == "succeeded" || j["status"] == "failed")
         .await?;
     assert_eq!((job["status"].as_str(), job["job_type"].as_str()), (Some("succeeded"), Some("video_proxy")), "{job}");
-    let (duration, streams) = ffprobe(&download(&server, &job["outputs"][0]["url"]).await);
+    let (duration, streams) = seidra_testkit::ffprobe(&download(&server, &job["outputs"][0]["url"]).await);
     assert!((duration - 4.0).abs() <= 0.1, "proxy duration {duration}");
     assert_eq!(streams.len(), 2, "{streams:?}");
     server.stop().await

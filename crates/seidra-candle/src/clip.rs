@@ -1,4 +1,4 @@
-//! The CLIP text encoder of SD 1.x/2.x, sized from `text_encoder/config.json`.
+//! The CLIP text encoders of SD 1.x/2.x and SDXL, sized from `text_encoder{,_2}/config.json`.
 //!
 //! candle's `stable_diffusion::clip::Config` keeps its sizes private (presets only), so a
 //! tiny test encoder cannot be described with it; this is the same transformer (weight names
@@ -36,13 +36,23 @@ struct Layer {
     fc2: Linear,
 }
 
-/// A CLIP text transformer returning the last hidden state `(batch, tokens, hidden)`.
+/// What one forward pass gives.
+#[derive(Debug)]
+pub struct Encoded {
+    /// Last hidden state after the final layer norm `(batch, tokens, hidden)` (SD 1.x/2.x).
+    pub last: Tensor,
+    /// Output of the second-to-last layer, not normalised (SDXL's `hidden_states[-2]`).
+    pub penultimate: Tensor,
+}
+
+/// A CLIP text transformer (`CLIPTextModel`, or `CLIPTextModelWithProjection` with `projection`).
 #[derive(Debug)]
 pub struct ClipTextEncoder {
     token_embedding: Embedding,
     position_embedding: Embedding,
     layers: Vec<Layer>,
     final_norm: LayerNorm,
+    projection: Option<Linear>,
     heads: usize,
     activation: Activation,
     /// Tokens per prompt.
@@ -50,8 +60,15 @@ pub struct ClipTextEncoder {
 }
 
 impl ClipTextEncoder {
-    /// Builds the encoder from weights under `text_model.`.
-    pub fn new(vb: VarBuilder, c: &ClipJson) -> Result<Self> {
+    /// Builds the encoder from weights under `text_model.` (and `text_projection` when
+    /// `with_projection`, sized by the config's `projection_dim`).
+    pub fn new(vb: VarBuilder, c: &ClipJson, with_projection: bool) -> Result<Self> {
+        let projection = if with_projection {
+            let width = c.projection_dim.unwrap_or(c.hidden_size);
+            Some(candle_nn::linear_no_bias(c.hidden_size, width, vb.pp("text_projection"))?)
+        } else {
+            None
+        };
         let vb = vb.pp("text_model");
         let emb = vb.pp("embeddings");
         let token_embedding = embedding(c.vocab_size, c.hidden_size, emb.pp("token_embedding"))?;
@@ -80,14 +97,35 @@ impl ClipTextEncoder {
             position_embedding,
             layers,
             final_norm,
+            projection,
             heads: c.num_attention_heads,
             activation,
             max_positions: c.max_position_embeddings,
         })
     }
 
-    /// Encodes token ids `(batch, tokens)`.
+    /// Encodes token ids `(batch, tokens)` into the last hidden state (SD 1.x/2.x conditioning).
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(self.encode(ids)?.last)
+    }
+
+    /// The pooled, projected embedding `(batch, projection)` of SDXL's second encoder: the
+    /// normalised last hidden state at each row's end-of-text position, through `text_projection`.
+    pub fn pooled(&self, last: &Tensor, end_positions: &[u32]) -> Result<Tensor> {
+        let rows = end_positions
+            .iter()
+            .enumerate()
+            .map(|(row, &pos)| last.get(row)?.get(pos as usize))
+            .collect::<Result<Vec<_>>>()?;
+        let pooled = Tensor::stack(&rows, 0)?;
+        match &self.projection {
+            Some(projection) => projection.forward(&pooled),
+            None => Ok(pooled),
+        }
+    }
+
+    /// Encodes token ids `(batch, tokens)`, keeping the penultimate layer's output too.
+    pub fn encode(&self, ids: &Tensor) -> Result<Encoded> {
         let (batch, seq) = ids.dims2()?;
         let device = ids.device();
         let positions = Tensor::arange(0u32, seq as u32, device)?.unsqueeze(0)?;
@@ -96,7 +134,11 @@ impl ClipTextEncoder {
         let hidden = xs.dim(D::Minus1)?;
         let head_dim = hidden / self.heads;
         let scale = (head_dim as f64).powf(-0.5);
-        for layer in &self.layers {
+        let mut penultimate = xs.clone();
+        for (index, layer) in self.layers.iter().enumerate() {
+            if index + 1 == self.layers.len() {
+                penultimate = xs.clone();
+            }
             let residual = xs.clone();
             let x = layer.norm1.forward(&xs)?;
             let shape = |t: Tensor| t.reshape((batch, seq, self.heads, head_dim))?.transpose(1, 2)?.contiguous();
@@ -112,7 +154,7 @@ impl ClipTextEncoder {
             let x = layer.fc2.forward(&self.activation.forward(&layer.fc1.forward(&x)?)?)?;
             xs = (x + residual)?;
         }
-        self.final_norm.forward(&xs)
+        Ok(Encoded { last: self.final_norm.forward(&xs)?, penultimate })
     }
 }
 

@@ -1,6 +1,6 @@
-//! The in-process Stable Diffusion engine (`candle`): SD 1.x / 2.x diffusers-layout
-//! directories from the model directory, run with candle on the CPU (or CUDA with the `cuda`
-//! feature). Schedulers `ddim`, `euler`, `euler_a`; seed, steps, guidance with the negative
+//! The in-process Stable Diffusion engine (`candle`): SD 1.x / 2.x, SDXL and SDXL-Turbo
+//! diffusers-layout directories from the model directory, run with candle on the CPU (or CUDA
+//! with the `cuda` feature). Schedulers `ddim`, `euler`, `euler_a`; seed, steps, guidance with the negative
 //! prompt, size, batch, LoRAs (kohya or diffusers names); progress per step and cancellation
 //! between steps; an LRU of loaded models bounded by a byte budget.
 
@@ -148,6 +148,7 @@ impl CandleEngine {
                 max_steps: 150,
                 supports_loras: true,
                 supports_negative_prompt: true,
+                supports_img2img: false,
             },
             cache,
             listing: Mutex::new(None),
@@ -250,7 +251,11 @@ impl CandleEngine {
         let merged = if loras.is_empty() {
             None
         } else {
-            Some(model.with_loras(&loras).map_err(CandleError::into_engine_error)?)
+            // A LoRA that does not fit this model is the request's fault: a 422, never a partial merge.
+            Some(model.with_loras(&loras).map_err(|e| match e {
+                CandleError::Lora(message) => EngineError::Invalid(ValidationError::new("loras", message)),
+                other => other.into_engine_error(),
+            })?)
         };
         let (steps, count) = (request.num_inference_steps, request.num_images);
         let mut outputs = Vec::with_capacity(count as usize);
@@ -295,6 +300,23 @@ impl CandleEngine {
         }
         Ok(outputs)
     }
+}
+
+/// A model's catalogue line: its family (from `model_index.json`, the second text encoder and
+/// the scheduler's spacing) and its directory.
+fn describe(path: &Path) -> String {
+    let index: config::ModelIndex = config::read_json(&path.join("model_index.json")).unwrap_or_default();
+    let sdxl = index.class_name.contains("XL") || path.join("text_encoder_2").exists();
+    let spacing = config::read_json::<config::SchedulerJson>(&path.join("scheduler").join("scheduler_config.json"))
+        .map(|s| s.timestep_spacing)
+        .unwrap_or_default();
+    let family = match (sdxl, spacing.as_str()) {
+        // sdxl-turbo ships a trailing-spacing Euler-ancestral scheduler.
+        (true, "trailing") => "SDXL-Turbo (512×512, guidance_scale 0, 1–4 steps, euler_a)",
+        (true, _) => "Stable Diffusion XL (1024×1024)",
+        (false, _) => "Stable Diffusion 1.x/2.x",
+    };
+    format!("{family}, diffusers directory {} on candle", path.display())
 }
 
 /// Depth-limited directory walk skipping hidden entries; `visit(path, is_dir)` returns
@@ -346,13 +368,7 @@ impl GenerationEngine for CandleEngine {
     }
 
     fn models(&self) -> Vec<ModelInfo> {
-        self.list()
-            .into_iter()
-            .map(|(name, path)| ModelInfo {
-                description: format!("Stable Diffusion (diffusers directory {}) on candle", path.display()),
-                name,
-            })
-            .collect()
+        self.list().into_iter().map(|(name, path)| ModelInfo { description: describe(&path), name }).collect()
     }
 
     fn check(&self, request: &ImageRequest) -> Result<(), ValidationError> {
@@ -369,12 +385,22 @@ impl GenerationEngine for CandleEngine {
             return Err(ValidationError::new("scheduler", format!("must be one of: {}", scheduler::NAMES.join(", "))));
         }
         caps.check_bounds(request)?;
-        self.model_dir(request)?;
+        let (_, dir) = self.model_dir(request)?;
+        // SDXL pipelines have a second text encoder; a LoRA naming one does not fit SD 1.x/2.x.
+        let text_encoders = if dir.join("text_encoder_2").exists() { 2 } else { 1 };
         for (i, lora) in request.loras.iter().enumerate() {
-            if self.lora_path(&lora.name).is_none() {
+            let field = format!("loras[{i}].name");
+            let Some(path) = self.lora_path(&lora.name) else {
                 return Err(ValidationError::new(
-                    format!("loras[{i}].name"),
+                    field,
                     format!("no LoRA {:?} in {}", lora.name, self.config.models_dir.display()),
+                ));
+            };
+            let names = lora::tensor_names(&path).map_err(|e| ValidationError::new(field.clone(), e.to_string()))?;
+            if let Some(why) = lora::incompatible(names.iter().map(String::as_str), text_encoders) {
+                return Err(ValidationError::new(
+                    field,
+                    format!("LoRA {:?} cannot apply to this model: {why}", lora.name),
                 ));
             }
         }

@@ -2,9 +2,9 @@
 //!
 //! candle ships DDIM and Euler-ancestral too, but its CPU random generator cannot be seeded
 //! (`Device::Cpu.set_seed` fails), so Euler-ancestral would never repeat itself. These follow
-//! diffusers' `DDIMScheduler` (eta 0) and `Euler(Ancestral)DiscreteScheduler` with "leading"
-//! timestep spacing, and draw all noise from [`Noise`] on the host, so a seed gives the same
-//! latents on every device.
+//! diffusers' `DDIMScheduler` (eta 0) and `Euler(Ancestral)DiscreteScheduler` with the
+//! config's timestep spacing ("leading"; "trailing" for SDXL-Turbo; "linspace"), and draw all
+//! noise from [`Noise`] on the host, so a seed gives the same latents on every device.
 
 use candle_core::{Device, Result, Tensor};
 
@@ -111,8 +111,19 @@ impl Sampler {
             })
             .collect();
         let step_ratio = t / steps;
-        let timesteps: Vec<usize> =
-            (0..steps).rev().map(|i| (i * step_ratio + config.steps_offset).min(t - 1)).collect();
+        let timesteps: Vec<usize> = match config.timestep_spacing.as_str() {
+            // t = 999, 749, … for 4 steps: a single step starts from pure noise (SDXL-Turbo).
+            "trailing" => {
+                let ratio = t as f64 / steps as f64;
+                (0..steps).map(|i| ((t as f64 - i as f64 * ratio).round() as usize).saturating_sub(1)).collect()
+            }
+            "linspace" if steps > 1 => {
+                (0..steps).rev().map(|i| (i as f64 * (t - 1) as f64 / (steps - 1) as f64).round() as usize).collect()
+            }
+            "linspace" => vec![t - 1],
+            // "leading" (validated when the model loads).
+            _ => (0..steps).rev().map(|i| (i * step_ratio + config.steps_offset).min(t - 1)).collect(),
+        };
         let mut sigmas: Vec<f64> =
             timesteps.iter().map(|&ts| ((1.0 - alphas_cumprod[ts]) / alphas_cumprod[ts]).sqrt()).collect();
         sigmas.push(0.0);
@@ -208,6 +219,12 @@ mod tests {
         let c = Noise::new(4).tensor(&[5], &Device::Cpu).unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
+        // Trailing spacing (SDXL-Turbo) starts at the noisiest timestep, even for one step.
+        let trailing = SchedulerJson { timestep_spacing: "trailing".into(), ..SchedulerJson::default() };
+        assert_eq!(Sampler::new(Kind::EulerAncestral, &trailing, 1).timesteps(), [999]);
+        assert_eq!(Sampler::new(Kind::EulerAncestral, &trailing, 4).timesteps(), [999, 749, 499, 249]);
+        let linspace = SchedulerJson { timestep_spacing: "linspace".into(), ..SchedulerJson::default() };
+        assert_eq!(Sampler::new(Kind::Euler, &linspace, 3).timesteps(), [999, 500, 0]);
         let e = Sampler::new(Kind::EulerAncestral, &SchedulerJson::default(), 10);
         assert!(e.init_noise_sigma() > 1.0, "{}", e.init_noise_sigma());
     }

@@ -210,3 +210,133 @@ fn the_cache_keeps_models_within_the_budget() {
             .is_err()
     );
 }
+
+fn setup_sdxl(turbo: bool) -> (tempfile::TempDir, CandleEngine) {
+    let dir = tempfile::tempdir().unwrap();
+    tiny::write_sdxl_model(&dir.path().join("tiny-sdxl"), turbo).unwrap();
+    let engine = CandleEngine::new(CandleConfig {
+        models_dir: dir.path().to_path_buf(),
+        device: "cpu".into(),
+        cache_bytes: 1 << 30,
+    })
+    .unwrap();
+    (dir, engine)
+}
+
+fn step_reports(recorder: &Recorder) -> usize {
+    recorder.0.lock().unwrap().iter().filter(|p| p.stage.starts_with("step")).count()
+}
+
+#[test]
+fn sdxl_generates_deterministic_images_with_both_text_encoders() {
+    let (_dir, engine) = setup_sdxl(false);
+    let models = engine.models();
+    assert_eq!(models[0].name, "tiny-sdxl");
+    assert!(models[0].description.starts_with("Stable Diffusion XL"), "{}", models[0].description);
+    let r = |seed| ImageRequest { scheduler: "euler".into(), ..request(seed) };
+    let recorder = Recorder::default();
+    let outputs = engine.generate_blocking(&r(7), &recorder, &CancellationToken::new()).unwrap();
+    assert_eq!(png_size(&outputs[0].bytes), (64, 80));
+    assert_eq!(step_reports(&recorder), 3);
+    let first = outputs[0].bytes.clone();
+    assert_eq!(run(&engine, &r(7)).unwrap()[0], first, "same seed, same bytes");
+    assert_ne!(run(&engine, &r(8)).unwrap()[0], first, "another seed, other bytes");
+    let prompt = run(&engine, &ImageRequest { prompt: "a blue whale".into(), ..r(7) }).unwrap();
+    assert_ne!(prompt[0], first, "the prompt conditions the UNet");
+    // The empty negative prompt is SDXL's zero embedding, not the encoding of "".
+    let empty = run(&engine, &ImageRequest { negative_prompt: String::new(), ..r(7) }).unwrap();
+    assert_ne!(empty[0], first);
+    // Every sampler is deterministic on SDXL too.
+    for scheduler in ["ddim", "euler_a"] {
+        let a = run(&engine, &ImageRequest { scheduler: scheduler.into(), ..r(3) }).unwrap();
+        assert_eq!(run(&engine, &ImageRequest { scheduler: scheduler.into(), ..r(3) }).unwrap(), a, "{scheduler}");
+    }
+}
+
+#[test]
+fn sdxl_turbo_runs_one_unguided_step() {
+    let (_dir, engine) = setup_sdxl(true);
+    assert!(engine.models()[0].description.starts_with("SDXL-Turbo"), "{}", engine.models()[0].description);
+    let turbo = |negative: &str| ImageRequest {
+        num_inference_steps: 1,
+        guidance_scale: 0.0,
+        scheduler: "euler_a".into(),
+        negative_prompt: negative.into(),
+        width: 64,
+        height: 64,
+        ..request(5)
+    };
+    let recorder = Recorder::default();
+    let outputs = engine.generate_blocking(&turbo("blurry"), &recorder, &CancellationToken::new()).unwrap();
+    assert_eq!(png_size(&outputs[0].bytes), (64, 64));
+    assert_eq!(step_reports(&recorder), 1, "a single denoising step");
+    // Guidance 0 skips the unconditional pass: the negative prompt cannot matter.
+    assert_eq!(run(&engine, &turbo("sharp")).unwrap()[0], outputs[0].bytes);
+    assert_eq!(run(&engine, &turbo("blurry")).unwrap()[0], outputs[0].bytes, "deterministic");
+    let guided = run(&engine, &ImageRequest { guidance_scale: 2.0, ..turbo("blurry") }).unwrap();
+    assert_ne!(guided[0], outputs[0].bytes, "guidance > 1 adds the unconditional pass");
+}
+
+fn save_lora(dir: &std::path::Path, name: &str, modules: &[(&str, usize, usize)], peft: bool) {
+    let device = candle_core::Device::Cpu;
+    let t = |dims: &[usize]| candle_core::Tensor::randn(0f32, 1.0, dims, &device).unwrap();
+    let mut tensors = std::collections::HashMap::new();
+    for &(module, out, input) in modules {
+        let (down, up) = if peft { ("lora_A.weight", "lora_B.weight") } else { ("lora_down.weight", "lora_up.weight") };
+        tensors.insert(format!("{module}.{down}"), t(&[2, input]));
+        tensors.insert(format!("{module}.{up}"), t(&[out, 2]));
+    }
+    std::fs::create_dir_all(dir.join("loras")).unwrap();
+    candle_core::safetensors::save(&tensors, dir.join("loras").join(format!("{name}.safetensors"))).unwrap();
+}
+
+#[test]
+fn sdxl_loras_merge_or_are_refused() {
+    let (dir, engine) = setup_sdxl(false);
+    // diffusers/PEFT names on the UNet's cross-attention and the second text encoder, kohya te1.
+    let attn = "unet.down_blocks.1.attentions.0.transformer_blocks.1.attn2.to_k";
+    let te2 = "text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj";
+    save_lora(dir.path(), "xl-style", &[(attn, 64, 64), (te2, 32, 32)], true);
+    // Layer 0 of two: SDXL conditions on the penultimate layer's output, which the last layer does not reach.
+    save_lora(dir.path(), "xl-te1", &[("lora_te1_text_model_encoder_layers_0_mlp_fc1", 64, 32)], false);
+    save_lora(dir.path(), "xl-te1-last", &[("lora_te1_text_model_encoder_layers_1_mlp_fc1", 64, 32)], false);
+    let lora = |name: &str, weight: f32| ImageRequest {
+        loras: vec![LoraRef { name: name.into(), weight }],
+        scheduler: "euler".into(),
+        ..request(5)
+    };
+    let plain = run(&engine, &ImageRequest { scheduler: "euler".into(), ..request(5) }).unwrap();
+    let styled = run(&engine, &lora("xl-style", 1.0)).unwrap();
+    assert_ne!(styled, plain, "the LoRA changes the image");
+    assert_eq!(run(&engine, &lora("xl-style", 0.0)).unwrap(), plain, "weight 0 is the base model");
+    assert!(run(&engine, &lora("xl-te1", 1.0)).unwrap() != plain, "kohya te1 names reach the first encoder");
+    assert!(run(&engine, &lora("xl-te1-last", 1.0)).unwrap() == plain, "SDXL skips the last CLIP layer");
+
+    // kohya SDXL files in the original UNet layout: refused by the check (a 422), never half-applied.
+    save_lora(dir.path(), "sgm", &[("lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q", 64, 64)], false);
+    let err = engine.check(&lora("sgm", 1.0)).unwrap_err();
+    assert_eq!(err.field, "loras[0].name");
+    assert!(err.message.contains("SGM"), "{}", err.message);
+    // A module this model lacks (the first SDXL block has no attention): a 422 on `loras` at run time.
+    save_lora(dir.path(), "sd15-ish", &[("unet.down_blocks.0.attentions.0.proj_in", 32, 32)], true);
+    match engine.generate_blocking(&lora("sd15-ish", 1.0), &Recorder::default(), &CancellationToken::new()) {
+        Err(EngineError::Invalid(e)) => assert_eq!(e.field, "loras", "{e:?}"),
+        other => panic!("expected a 422, got {:?}", other.map(|o| o.len())),
+    }
+}
+
+#[test]
+fn an_sdxl_lora_on_sd_and_a_broken_sdxl_directory_are_clear_errors() {
+    let (dir, engine) = setup();
+    save_lora(dir.path(), "xl-only", &[("lora_te2_text_model_encoder_layers_0_mlp_fc1", 64, 32)], false);
+    let r = ImageRequest { loras: vec![LoraRef { name: "xl-only".into(), weight: 1.0 }], ..request(1) };
+    let err = engine.check(&r).unwrap_err();
+    assert!(err.field == "loras[0].name" && err.message.contains("second text encoder"), "{err:?}");
+
+    let (dir, engine) = setup_sdxl(false);
+    std::fs::remove_file(dir.path().join("tiny-sdxl").join("tokenizer_2").join("merges.txt")).unwrap();
+    match engine.generate_blocking(&request(1), &Recorder::default(), &CancellationToken::new()) {
+        Err(EngineError::Failed { message, .. }) => assert!(message.contains("tokenizer_2/merges.txt"), "{message}"),
+        other => panic!("expected a model error, got {:?}", other.map(|o| o.len())),
+    }
+}

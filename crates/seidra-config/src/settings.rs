@@ -73,6 +73,9 @@ pub struct Settings {
     pub ui_dir: PathBuf,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Whether this process records Prometheus metrics and serves `/metrics` (off: no recorder,
+    /// no per-request accounting, `/metrics` answers 404).
+    pub metrics_enabled: bool,
     /// Database pool settings.
     pub database: DatabaseSettings,
     /// Rate-limit policies.
@@ -278,6 +281,8 @@ pub enum RemoteEngineKind {
     A1111,
     /// An OpenAI-compatible images API (`/v1/images/generations`).
     Openai,
+    /// A SadTalker-compatible talking-head server (`POST /generate`, `GET /health`; see docs/ENGINES.md).
+    Sadtalker,
 }
 
 /// One remote generation server.
@@ -286,7 +291,7 @@ pub enum RemoteEngineKind {
 pub struct RemoteEngineSettings {
     /// Engine name used in requests and metrics (unique; `[a-z0-9_-]`).
     pub name: String,
-    /// `comfyui`, `a1111` or `openai`.
+    /// `comfyui`, `a1111`, `openai` or `sadtalker`.
     pub kind: RemoteEngineKind,
     /// Base URL (`http://gpu-1:8188`); paths are appended to it.
     pub url: String,
@@ -418,6 +423,7 @@ impl Default for Settings {
             max_body_bytes: 2 * 1024 * 1024,
             ui_dir: PathBuf::from("frontend/dist"),
             shutdown_grace_secs: 30,
+            metrics_enabled: true,
             database: DatabaseSettings::default(),
             rate_limit: RateLimitSettings::default(),
             queue: QueueSettings::default(),

@@ -21,6 +21,8 @@ pub enum JobType {
     Storyboard,
     /// A fast low-resolution preview of a timeline (run by the worker itself with ffmpeg).
     VideoProxy,
+    /// A talking-head MP4 from a portrait and speech (a SadTalker-compatible remote engine).
+    TalkingHead,
 }
 
 impl JobType {
@@ -33,6 +35,7 @@ impl JobType {
             JobType::Tts => "tts",
             JobType::Storyboard => "storyboard",
             JobType::VideoProxy => "video_proxy",
+            JobType::TalkingHead => "talking_head",
         }
     }
 
@@ -45,6 +48,7 @@ impl JobType {
             "tts" => Some(JobType::Tts),
             "storyboard" => Some(JobType::Storyboard),
             "video_proxy" => Some(JobType::VideoProxy),
+            "talking_head" => Some(JobType::TalkingHead),
             _ => None,
         }
     }
@@ -262,6 +266,14 @@ pub struct ImageRequest {
     /// Free client metadata kept with the job (≤ 16 KiB as JSON).
     #[serde(default)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Image-to-image: id of an image in the caller's library to start from (resized to
+    /// `width`×`height`); only engines whose capabilities have `supports_img2img` accept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_image: Option<uuid::Uuid>,
+    /// Image-to-image denoising strength, 0 < s ≤ 1 (1 ignores the init image, small values stay
+    /// close to it); 0.75 when `init_image` is set without it. Requires `init_image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f32>,
 }
 
 fn default_size() -> u32 {
@@ -280,12 +292,20 @@ fn default_scheduler() -> String {
     "ddim".to_owned()
 }
 
+/// Denoising strength of an image-to-image request that does not give one.
+pub const DEFAULT_STRENGTH: f32 = 0.75;
+
 /// Longest prompt, characters.
 pub const MAX_PROMPT_CHARS: usize = 2000;
 /// Largest metadata object, bytes of JSON.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 impl ImageRequest {
+    /// The denoising strength of an image-to-image request (`None` for text-to-image).
+    pub fn img2img_strength(&self) -> Option<f32> {
+        self.init_image.map(|_| self.strength.unwrap_or(DEFAULT_STRENGTH))
+    }
+
     /// Engine-independent checks; `prefix` is prepended to field names (`requests[2].`).
     pub fn validate(&self, prefix: &str) -> Result<(), ValidationError> {
         let f = |name: &str| format!("{prefix}{name}");
@@ -325,6 +345,14 @@ impl ImageRequest {
             }
             if !lora.weight.is_finite() || !(-2.0..=2.0).contains(&lora.weight) {
                 return Err(ValidationError::new(f(&format!("loras[{i}].weight")), "must be between -2 and 2"));
+            }
+        }
+        if let Some(strength) = self.strength {
+            if self.init_image.is_none() {
+                return Err(ValidationError::new(f("strength"), "applies only with `init_image` (image-to-image)"));
+            }
+            if !strength.is_finite() || strength <= 0.0 || strength > 1.0 {
+                return Err(ValidationError::new(f("strength"), "must be greater than 0 and at most 1"));
             }
         }
         if let Some(meta) = &self.metadata {
@@ -401,5 +429,31 @@ mod tests {
         assert_eq!(field(ImageRequest { prompt: " ".into(), ..request() }), Some("requests[1].prompt".into()));
         let lora = LoraRef { name: "x".into(), weight: 5.0 };
         assert_eq!(field(ImageRequest { loras: vec![lora], ..request() }), Some("requests[1].loras[0].weight".into()));
+    }
+
+    #[test]
+    fn img2img_fields() {
+        let init = Some(uuid::Uuid::nil());
+        let field = |r: ImageRequest| r.validate("requests[0].").err().map(|e| e.field);
+        assert_eq!(field(ImageRequest { strength: Some(0.5), ..request() }), Some("requests[0].strength".into()));
+        for bad in [0.0, -0.1, 1.01, f32::NAN] {
+            let r = ImageRequest { init_image: init, strength: Some(bad), ..request() };
+            assert_eq!(field(r), Some("requests[0].strength".into()), "{bad}");
+        }
+        for good in [0.01, 0.5, 1.0] {
+            assert!(ImageRequest { init_image: init, strength: Some(good), ..request() }.validate("").is_ok());
+        }
+        let r = ImageRequest { init_image: init, ..request() };
+        assert!(r.validate("").is_ok());
+        assert_eq!(r.img2img_strength(), Some(DEFAULT_STRENGTH));
+        assert_eq!(request().img2img_strength(), None);
+        // Absent fields stay out of the stored request (text-to-image requests are unchanged).
+        let json = serde_json::to_value(request()).unwrap_or_default();
+        assert!(json.get("init_image").is_none() && json.get("strength").is_none());
+        let parsed: ImageRequest = serde_json::from_value(
+            serde_json::json!({ "prompt": "p", "init_image": uuid::Uuid::nil(), "strength": 0.3 }),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((parsed.init_image, parsed.strength), (init, Some(0.3)));
     }
 }

@@ -6,6 +6,7 @@ pub mod job;
 pub mod persona;
 pub mod policy;
 pub mod speech;
+pub mod talking_head;
 pub mod timeline;
 pub mod user_settings;
 pub mod validation;

@@ -85,6 +85,10 @@ pub struct VideoDefaults {
     /// Style keyword.
     #[serde(default)]
     pub style: Option<String>,
+    /// The persona's portrait: media id of one of the owner's images, the default face of its
+    /// talking-head videos.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<uuid::Uuid>,
 }
 
 /// The editable content of a persona (what each version snapshots).
@@ -187,6 +191,7 @@ impl PersonaSpec {
 ///   only where the request did not set the field (`explicit` lists the keys the client sent).
 /// * LoRAs: the union by name; for a name in both, the request's weight wins.
 /// * Seed: the request's; else the persona's fixed seed; else left for the server to draw.
+/// * Image-to-image (`init_image`, `strength`): always the request's; a persona has none.
 pub fn merge_image_request(spec: &PersonaSpec, mut request: ImageRequest, explicit: &[&str]) -> ImageRequest {
     let given = |k: &str| explicit.contains(&k);
     let template = spec.prompt_template.trim();
@@ -311,6 +316,15 @@ mod tests {
         // An explicit value equal to the serde default still wins over the persona.
         let r = merge(serde_json::json!({ "prompt": "x", "num_inference_steps": 30 }));
         assert_eq!(r.num_inference_steps, 30);
+    }
+
+    #[test]
+    fn img2img_fields_are_kept() {
+        let init = uuid::Uuid::now_v7();
+        let r = merge(serde_json::json!({ "prompt": "x", "init_image": init, "strength": 0.4 }));
+        assert_eq!((r.init_image, r.strength), (Some(init), Some(0.4)));
+        let r = merge(serde_json::json!({ "prompt": "x" }));
+        assert_eq!((r.init_image, r.strength), (None, None));
     }
 
     #[test]

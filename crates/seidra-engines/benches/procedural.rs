@@ -33,6 +33,8 @@ fn request(size: u32, steps: u32) -> ImageRequest {
         persona_id: None,
         priority: None,
         metadata: None,
+        init_image: None,
+        strength: None,
     }
 }
 

@@ -39,6 +39,8 @@ fn main() -> ExitCode {
         persona_id: None,
         priority: None,
         metadata: None,
+        init_image: None,
+        strength: None,
     };
     let engine = ProceduralEngine::new();
     if let Err(e) = engine.check(&request) {

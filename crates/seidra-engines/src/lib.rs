@@ -2,9 +2,14 @@
 //! output files, reporting progress and stopping between steps when cancelled.
 //!
 //! CONTRACT (used by the worker; keep these signatures):
-//! - `GenerationEngine::name`, `capabilities`, `models`, `check` (engine-specific 422s), `run`.
-//! - `run` must call `progress.report` at least once per step with a fraction in 0..=1, and
-//!   return `EngineError::Cancelled` promptly (between steps) once `cancel.is_cancelled()`.
+//! - `GenerationEngine::name`, `capabilities`, `models`, `check` (engine-specific 422s), `run`,
+//!   `run_img2img`.
+//! - `run` (text-to-image) and `run_img2img` (image-to-image: `request.init_image` is set and the
+//!   worker hands over the decoded [`InitImage`], already resized to the request's width×height)
+//!   must call `progress.report` at least once per step with a fraction in 0..=1, and return
+//!   `EngineError::Cancelled` promptly (between steps) once `cancel.is_cancelled()`.
+//! - An engine whose capabilities say `supports_img2img: false` keeps the default `run_img2img`,
+//!   which refuses with a 422 on `init_image`; the API refuses such requests before queueing.
 
 use std::sync::Arc;
 
@@ -13,10 +18,12 @@ use seidra_core::ValidationError;
 use seidra_core::job::ImageRequest;
 pub use tokio_util::sync::CancellationToken;
 
+pub mod init_image;
 pub mod noop;
 pub mod procedural;
 pub mod remote;
 
+pub use init_image::InitImage;
 pub use procedural::ProceduralEngine;
 
 /// What an engine can do; the API refuses requests outside it with a 422 naming the field.
@@ -40,6 +47,8 @@ pub struct EngineCapabilities {
     pub supports_loras: bool,
     /// Whether a negative prompt is used.
     pub supports_negative_prompt: bool,
+    /// Whether it can start from an image (`init_image`, `strength`: image-to-image).
+    pub supports_img2img: bool,
 }
 
 impl EngineCapabilities {
@@ -64,6 +73,18 @@ impl EngineCapabilities {
             return Err(ValidationError::new(
                 "num_inference_steps",
                 format!("must be between 1 and {}", self.max_steps),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses an image-to-image request (`init_image` set) when `engine` cannot run one, with a
+    /// 422 on `init_image`: the init image must never be silently ignored.
+    pub fn check_img2img(&self, engine: &str, request: &ImageRequest) -> Result<(), ValidationError> {
+        if request.init_image.is_some() && !self.supports_img2img {
+            return Err(ValidationError::new(
+                "init_image",
+                format!("the engine `{engine}` cannot start from an image (no image-to-image support)"),
             ));
         }
         Ok(())
@@ -152,6 +173,31 @@ pub trait GenerationEngine: Send + Sync {
         progress: &'a dyn ProgressSink,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<Vec<EngineOutput>, EngineError>>;
+    /// Runs an image-to-image request starting from `init` (the image `request.init_image` names,
+    /// resized to the request's size; strength from [`ImageRequest::img2img_strength`]). The
+    /// default refuses, for engines without `supports_img2img`.
+    fn run_img2img<'a>(
+        &'a self,
+        request: &'a ImageRequest,
+        init: &'a InitImage,
+        progress: &'a dyn ProgressSink,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<Vec<EngineOutput>, EngineError>> {
+        let _ = (init, progress, cancel);
+        let refused = self.capabilities().check_img2img(self.name(), request).err().unwrap_or_else(|| {
+            ValidationError::new("init_image", format!("the engine `{}` cannot start from an image", self.name()))
+        });
+        Box::pin(async move { Err(EngineError::Invalid(refused)) })
+    }
+}
+
+/// The error of a text-to-image `run` given an image-to-image request: the worker must call
+/// [`GenerationEngine::run_img2img`] with the loaded image instead.
+pub fn init_image_not_loaded() -> EngineError {
+    EngineError::Invalid(ValidationError::new(
+        "init_image",
+        "the init image was not loaded; image-to-image requests run through `run_img2img`",
+    ))
 }
 
 /// A shared engine handle.

@@ -1,7 +1,8 @@
-//! The `noop` engine: answers at once with a tiny flat PNG per image. It measures the job
-//! system itself (queue, workers, events) without rendering cost, and gives operators a way to
-//! exercise failures: a prompt starting with `!fail` fails (non-retryable), `!flaky` fails
-//! with a retryable error. Off unless `SEIDRA_ENGINES__NOOP=true`; never a default engine.
+//! The `noop` engine: answers at once with a tiny flat PNG per image (model `noop`), or with no
+//! output at all (model `empty`). It measures the job system itself (queue, workers, events)
+//! without rendering cost — `empty` also without storage and thumbnails — and gives operators a
+//! way to exercise failures: a prompt starting with `!fail` fails (non-retryable), `!flaky`
+//! fails with a retryable error. Off unless `SEIDRA_ENGINES__NOOP=true`; never a default engine.
 
 use futures_util::future::BoxFuture;
 use seidra_core::ValidationError;
@@ -13,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Engine name.
 pub const ENGINE_NAME: &str = "noop";
-/// Its only model.
+/// Its default model: a tiny PNG per image.
 pub const MODEL_NAME: &str = "noop";
+/// The model that succeeds with no output (the queue alone, without storage).
+pub const EMPTY_MODEL_NAME: &str = "empty";
 
 /// See the module docs.
 #[derive(Debug, Clone)]
@@ -42,6 +45,7 @@ impl NoopEngine {
                 max_steps: 150,
                 supports_loras: false,
                 supports_negative_prompt: true,
+                supports_img2img: false,
             },
         }
     }
@@ -57,10 +61,16 @@ impl GenerationEngine for NoopEngine {
     }
 
     fn models(&self) -> Vec<ModelInfo> {
-        vec![ModelInfo {
-            name: MODEL_NAME.into(),
-            description: "Diagnostics: an 8×8 flat PNG per image, at once".into(),
-        }]
+        vec![
+            ModelInfo {
+                name: MODEL_NAME.into(),
+                description: "Diagnostics: an 8×8 flat PNG per image, at once".into(),
+            },
+            ModelInfo {
+                name: EMPTY_MODEL_NAME.into(),
+                description: "Diagnostics: succeeds at once with no output (the queue alone)".into(),
+            },
+        ]
     }
 
     fn check(&self, request: &ImageRequest) -> Result<(), ValidationError> {
@@ -96,6 +106,10 @@ impl GenerationEngine for NoopEngine {
                     message: "requested transient failure (!flaky)".into(),
                     retryable: true,
                 });
+            }
+            if request.model_name.as_deref() == Some(EMPTY_MODEL_NAME) {
+                progress.report(Progress { fraction: 1.0, stage: "done".into(), preview: None });
+                return Ok(Vec::new());
             }
             let seed = request.seed.unwrap_or(0);
             let mut outputs = Vec::new();

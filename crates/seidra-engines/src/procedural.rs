@@ -13,7 +13,11 @@
 //! - the scheduler picks the sampler's update rule and the final-pass style (`ddim` smooth,
 //!   `euler` posterised contours, `euler_a` grainy, `dpmpp_2m` folded veins).
 //!
-//! Same request and seed, same bytes: no clock, no threads, no hash-map iteration.
+//! - image-to-image (`init_image`, `strength` s): the sampler runs ⌈s × steps⌉ steps (as a
+//!   diffusion model skips the noisiest part of its schedule) and the render is mixed with the
+//!   init image by s, so s → 1 is the text-to-image render and a small s stays close to the image.
+//!
+//! Same request, seed and init image, same bytes: no clock, no threads, no hash-map iteration.
 
 mod noise;
 mod plan;
@@ -25,8 +29,8 @@ use seidra_core::job::ImageRequest;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
-    CancellationToken, EngineCapabilities, EngineError, EngineOutput, GenerationEngine, ModelInfo, Progress,
-    ProgressSink,
+    CancellationToken, EngineCapabilities, EngineError, EngineOutput, GenerationEngine, InitImage, ModelInfo, Progress,
+    ProgressSink, init_image_not_loaded,
 };
 use plan::{Plan, Scheduler};
 use render::{Latent, Sampler, encode_png, render_rgb};
@@ -64,6 +68,7 @@ impl ProceduralEngine {
                 max_steps: 150,
                 supports_loras: false,
                 supports_negative_prompt: true,
+                supports_img2img: true,
             },
         }
     }
@@ -77,7 +82,54 @@ impl ProceduralEngine {
         cancel: &CancellationToken,
     ) -> Result<Vec<EngineOutput>, EngineError> {
         self.check(request).map_err(EngineError::Invalid)?;
-        generate(request, progress, cancel)
+        if request.init_image.is_some() {
+            return Err(init_image_not_loaded());
+        }
+        generate(request, None, progress, cancel)
+    }
+
+    /// Runs `request` (the init image set) from `init`, on the calling thread; see
+    /// [`Self::generate_blocking`].
+    pub fn generate_img2img_blocking(
+        &self,
+        request: &ImageRequest,
+        init: &InitImage,
+        progress: &dyn ProgressSink,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<EngineOutput>, EngineError> {
+        self.check(request).map_err(EngineError::Invalid)?;
+        generate(request, Some(init), progress, cancel)
+    }
+
+    /// Runs the blocking generation on Tokio's blocking pool, relaying progress.
+    async fn spawn(
+        &self,
+        request: &ImageRequest,
+        init: Option<&InitImage>,
+        progress: &dyn ProgressSink,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<EngineOutput>, EngineError> {
+        self.check(request).map_err(EngineError::Invalid)?;
+        let request = request.clone();
+        let init = init.cloned();
+        // A child token so that dropping this future (worker shutdown, aborted task) also
+        // stops the blocking work instead of leaving it to run to the end.
+        let work_cancel = cancel.child_token();
+        let _stop_on_drop = work_cancel.clone().drop_guard();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let task =
+            tokio::task::spawn_blocking(move || generate(&request, init.as_ref(), &ChannelSink(tx), &work_cancel));
+        // The sink is borrowed, so progress crosses back to this task to be reported.
+        while let Some(update) = rx.recv().await {
+            progress.report(update);
+        }
+        task.await.unwrap_or_else(|e| {
+            Err(EngineError::Failed {
+                code: "engine_error".to_owned(),
+                message: format!("the procedural engine stopped unexpectedly: {e}"),
+                retryable: false,
+            })
+        })
     }
 }
 
@@ -128,6 +180,7 @@ impl GenerationEngine for ProceduralEngine {
             return Err(ValidationError::new("loras", "the procedural engine cannot apply LoRAs"));
         }
         caps.check_bounds(request)?;
+        caps.check_img2img(ENGINE_NAME, request)?;
         Ok(())
     }
 
@@ -138,26 +191,21 @@ impl GenerationEngine for ProceduralEngine {
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<Vec<EngineOutput>, EngineError>> {
         Box::pin(async move {
-            self.check(request).map_err(EngineError::Invalid)?;
-            let request = request.clone();
-            // A child token so that dropping this future (worker shutdown, aborted task) also
-            // stops the blocking work instead of leaving it to run to the end.
-            let work_cancel = cancel.child_token();
-            let _stop_on_drop = work_cancel.clone().drop_guard();
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let task = tokio::task::spawn_blocking(move || generate(&request, &ChannelSink(tx), &work_cancel));
-            // The sink is borrowed, so progress crosses back to this task to be reported.
-            while let Some(update) = rx.recv().await {
-                progress.report(update);
+            if request.init_image.is_some() {
+                return Err(init_image_not_loaded());
             }
-            task.await.unwrap_or_else(|e| {
-                Err(EngineError::Failed {
-                    code: "engine_error".to_owned(),
-                    message: format!("the procedural engine stopped unexpectedly: {e}"),
-                    retryable: false,
-                })
-            })
+            self.spawn(request, None, progress, cancel).await
         })
+    }
+
+    fn run_img2img<'a>(
+        &'a self,
+        request: &'a ImageRequest,
+        init: &'a InitImage,
+        progress: &'a dyn ProgressSink,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<Vec<EngineOutput>, EngineError>> {
+        Box::pin(self.spawn(request, Some(init), progress, cancel))
     }
 }
 
@@ -174,6 +222,7 @@ impl ProgressSink for ChannelSink {
 /// Generates every image of a checked request on the calling thread.
 fn generate(
     request: &ImageRequest,
+    init: Option<&InitImage>,
     progress: &dyn ProgressSink,
     cancel: &CancellationToken,
 ) -> Result<Vec<EngineOutput>, EngineError> {
@@ -181,19 +230,35 @@ fn generate(
     let seed = request
         .seed
         .ok_or_else(|| EngineError::Invalid(ValidationError::new("seed", "must be chosen before the engine runs")))?;
+    let start = match init {
+        Some(image) => {
+            if (image.width(), image.height()) != (request.width, request.height) {
+                return Err(EngineError::Invalid(ValidationError::new(
+                    "init_image",
+                    format!("the init image must be resized to {}×{} first", request.width, request.height),
+                )));
+            }
+            Some((image, request.img2img_strength().unwrap_or(seidra_core::job::DEFAULT_STRENGTH)))
+        }
+        None => None,
+    };
     let mut outputs = Vec::with_capacity(request.num_images as usize);
     for index in 0..request.num_images {
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
         }
         let image_seed = seed.wrapping_add(u64::from(index));
-        outputs.push(generate_one(request, scheduler, image_seed, index, progress, cancel)?);
+        outputs.push(generate_one(request, start, scheduler, image_seed, index, progress, cancel)?);
     }
     Ok(outputs)
 }
 
+/// Image-to-image input: the init image and the strength.
+type Start<'a> = Option<(&'a InitImage, f32)>;
+
 fn generate_one(
     request: &ImageRequest,
+    start: Start<'_>,
     scheduler: Scheduler,
     seed: u64,
     index: u32,
@@ -201,7 +266,11 @@ fn generate_one(
     cancel: &CancellationToken,
 ) -> Result<EngineOutput, EngineError> {
     let (width, height) = (request.width, request.height);
-    let steps = request.num_inference_steps;
+    // Image-to-image skips the noisiest part of the schedule, like a diffusion model would.
+    let steps = match start {
+        Some((_, strength)) => img2img_steps(request.num_inference_steps, strength),
+        None => request.num_inference_steps,
+    };
     let count = request.num_images;
     let plan = Plan::new(request, scheduler, seed);
     let latent = Latent::new(&plan, width, height);
@@ -213,7 +282,7 @@ fn generate_one(
         }
         sampler.step();
         let preview = (step % preview_every == 0 && step < steps)
-            .then(|| preview_png(&plan, &latent, sampler.preview_latent(), width, height, cancel))
+            .then(|| preview_png(&plan, &latent, sampler.preview_latent(), start, width, height, cancel))
             .flatten();
         // Over the whole batch the fraction only grows; for one image it is step / steps.
         let fraction = (index * steps + step) as f32 / (count * steps) as f32;
@@ -224,7 +293,10 @@ fn generate_one(
         };
         progress.report(Progress { fraction, stage, preview });
     }
-    let rgb = render_rgb(&plan, &latent, sampler.result(), width, height, cancel).ok_or(EngineError::Cancelled)?;
+    let mut rgb = render_rgb(&plan, &latent, sampler.result(), width, height, cancel).ok_or(EngineError::Cancelled)?;
+    if let Some((init, strength)) = start {
+        mix(&mut rgb, init.rgb(), strength);
+    }
     let bytes = encode_png(&rgb, width, height).map_err(|e| EngineError::Failed {
         code: "engine_error".to_owned(),
         message: format!("PNG encoding failed: {e}"),
@@ -245,6 +317,7 @@ fn preview_png(
     plan: &Plan,
     latent: &Latent,
     state: &[f32],
+    start: Start<'_>,
     width: u32,
     height: u32,
     cancel: &CancellationToken,
@@ -252,6 +325,25 @@ fn preview_png(
     let longest = width.max(height);
     let pw = (width * PREVIEW_SIZE / longest).max(8);
     let ph = (height * PREVIEW_SIZE / longest).max(8);
-    let rgb = render_rgb(plan, latent, state, pw, ph, cancel)?;
+    let mut rgb = render_rgb(plan, latent, state, pw, ph, cancel)?;
+    if let Some((init, strength)) = start {
+        mix(&mut rgb, &init.resized_rgb(pw, ph), strength);
+    }
     encode_png(&rgb, pw, ph).ok()
+}
+
+/// Steps an image-to-image run takes: ⌈strength × steps⌉, at least one.
+pub fn img2img_steps(steps: u32, strength: f32) -> u32 {
+    let scaled = (f64::from(steps) * f64::from(strength.clamp(0.0, 1.0))).ceil();
+    // In 0..=steps by the clamp above, so the conversion cannot truncate.
+    (scaled as u32).clamp(1, steps.max(1))
+}
+
+/// `render` becomes `init + strength × (render − init)`, per channel.
+fn mix(render: &mut [u8], init: &[u8], strength: f32) {
+    let s = strength.clamp(0.0, 1.0);
+    for (out, &base) in render.iter_mut().zip(init) {
+        let v = f32::from(base) + s * (f32::from(*out) - f32::from(base));
+        *out = v.round().clamp(0.0, 255.0) as u8;
+    }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use seidra_core::job::{ImageRequest, LoraRef};
 use seidra_engines::{
-    CancellationToken, EngineError, EngineOutput, GenerationEngine, ProceduralEngine, Progress, ProgressSink,
+    CancellationToken, EngineError, EngineOutput, GenerationEngine, InitImage, ProceduralEngine, Progress, ProgressSink,
 };
 use sha2::{Digest, Sha256};
 
@@ -28,6 +28,8 @@ fn request(prompt: &str) -> ImageRequest {
         persona_id: None,
         priority: None,
         metadata: None,
+        init_image: None,
+        strength: None,
     }
 }
 
@@ -336,4 +338,72 @@ fn advertises_name_model_and_capabilities() {
     assert_eq!((caps.max_images, caps.max_steps), (8, 150));
     assert!(!caps.supports_loras);
     assert!(caps.supports_negative_prompt);
+    assert!(caps.supports_img2img);
+}
+
+/// A 128×128 init image unlike anything the engine draws: a blue-to-yellow diagonal gradient.
+fn init_image() -> InitImage {
+    let mut rgb = Vec::with_capacity(128 * 128 * 3);
+    for y in 0..128u32 {
+        for x in 0..128u32 {
+            let t = ((x + y) * 255 / 254) as u8;
+            rgb.extend_from_slice(&[t, t, 255 - t]);
+        }
+    }
+    InitImage::from_rgb(128, 128, rgb).unwrap()
+}
+
+fn img2img_request(strength: f32) -> ImageRequest {
+    ImageRequest { init_image: Some(uuid::Uuid::nil()), strength: Some(strength), ..request("a red fox in the snow") }
+}
+
+async fn img2img(req: &ImageRequest, init: &InitImage, recorder: &Recorder) -> Vec<u8> {
+    ProceduralEngine::new().run_img2img(req, init, recorder, &CancellationToken::new()).await.unwrap().remove(0).bytes
+}
+
+/// Mean absolute difference of two equally long RGB buffers.
+fn pixel_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| f64::from(x.abs_diff(*y))).sum::<f64>() / a.len() as f64
+}
+
+#[tokio::test]
+async fn img2img_is_deterministic_and_follows_strength() {
+    let init = init_image();
+    let rec = Recorder::default();
+    let a = img2img(&img2img_request(0.5), &init, &rec).await;
+    let b = img2img(&img2img_request(0.5), &init, &rec).await;
+    assert_eq!(hex::encode(Sha256::digest(&a)), hex::encode(Sha256::digest(&b)), "same inputs, same bytes");
+    let txt = one(&request("a red fox in the snow")).await;
+    assert_ne!(a, txt, "img2img differs from text-to-image");
+
+    let (w, h, low) = decode(&img2img(&img2img_request(0.1), &init, &rec).await);
+    assert_eq!((w, h), (128, 128));
+    let (_, _, high) = decode(&img2img(&img2img_request(0.95), &init, &rec).await);
+    let (_, _, pure) = decode(&txt);
+    let low_diff = pixel_diff(&low, init.rgb());
+    let high_diff = pixel_diff(&high, init.rgb());
+    assert!(low_diff < 12.0, "strength 0.1 stays close to the init image: {low_diff}");
+    assert!(high_diff > 4.0 * low_diff, "strength 0.95 moves far from it: {high_diff} vs {low_diff}");
+    assert!(pixel_diff(&high, &pure) < 10.0, "strength → 1 is close to the text-to-image render");
+    // Strength 1 is exactly the text-to-image render.
+    assert_eq!(img2img(&img2img_request(1.0), &init, &rec).await, txt);
+}
+
+#[tokio::test]
+async fn img2img_reports_its_steps_and_stops_on_cancel() {
+    let init = init_image();
+    let recorder = Recorder::default();
+    // 8 steps at strength 0.5: 4 steps run, like a diffusion model skipping the noisiest half.
+    img2img(&img2img_request(0.5), &init, &recorder).await;
+    let fractions: Vec<f32> = recorder.take().iter().map(|p| p.fraction).collect();
+    assert_eq!(fractions, vec![0.25, 0.5, 0.75, 1.0]);
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let result = ProceduralEngine::new().run_img2img(&img2img_request(0.5), &init, &Recorder::default(), &cancel).await;
+    assert_eq!(result, Err(EngineError::Cancelled));
+    // Text-to-image `run` does not accept an image-to-image request (the image would be lost).
+    let result =
+        ProceduralEngine::new().run(&img2img_request(0.5), &Recorder::default(), &CancellationToken::new()).await;
+    assert!(matches!(result, Err(EngineError::Invalid(e)) if e.field == "init_image"));
 }

@@ -7,9 +7,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use seidra_core::job::ImageRequest;
 use seidra_engines::remote::{BreakerState, RemoteConfig, RemoteEngine, RemoteKind, RemotePool};
-use seidra_engines::{CancellationToken, EngineError, GenerationEngine, Progress, ProgressSink};
+use seidra_engines::{CancellationToken, EngineError, GenerationEngine, InitImage, Progress, ProgressSink};
 use seidra_testkit::fake_engines::{Behavior, Failure, FakeEngine, dead_url};
 use serde_json::json;
 
@@ -308,4 +309,120 @@ async fn real_comfyui_when_configured() {
 #[tokio::test]
 async fn real_a1111_when_configured() {
     real(RemoteKind::A1111, "SEIDRA_TEST_A1111_URL").await;
+}
+
+/// A 128×96 init image (what the worker hands over: already at the requested size).
+fn init_image() -> InitImage {
+    let rgb: Vec<u8> = (0..128 * 96).flat_map(|i: u32| [(i % 128) as u8 * 2, 90, 200]).collect();
+    InitImage::from_rgb(128, 96, rgb).unwrap()
+}
+
+async fn run_img2img(
+    engine: &dyn GenerationEngine,
+    req: &ImageRequest,
+    init: &InitImage,
+) -> (Result<Vec<seidra_engines::EngineOutput>, EngineError>, Vec<f32>) {
+    let rec = Recorder::default();
+    let out = engine.run_img2img(req, init, &rec, &CancellationToken::new()).await;
+    let fractions = rec.0.lock().unwrap().clone();
+    (out, fractions)
+}
+
+fn img2img_request(extra: serde_json::Value) -> ImageRequest {
+    let mut req = request(extra);
+    req.init_image = Some(uuid::Uuid::now_v7());
+    req
+}
+
+#[tokio::test]
+async fn a1111_img2img_sends_the_init_image_and_strength() {
+    let fake = FakeEngine::a1111(Behavior { steps: 6, step_delay: Duration::from_millis(60), ..Behavior::default() })
+        .await
+        .unwrap();
+    let engine = RemoteEngine::new(config("forge", RemoteKind::A1111, &fake.url)).unwrap();
+    assert!(engine.capabilities().supports_img2img);
+    let init = init_image();
+    let req = img2img_request(json!({ "strength": 0.35, "loras": [{ "name": "ink", "weight": 0.5 }] }));
+    let (out, fractions) = run_img2img(&engine, &req, &init).await;
+    let out = out.unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!((out[0].width, out[0].height), (Some(128), Some(96)));
+    assert!(fractions.iter().any(|f| *f > 0.0 && *f < 1.0), "polled progress relayed: {fractions:?}");
+    assert_eq!(fake.count("POST /sdapi/v1/txt2img"), 0);
+    let body = fake.last_body("POST /sdapi/v1/img2img").unwrap();
+    let sent = base64::engine::general_purpose::STANDARD.decode(body["init_images"][0].as_str().unwrap()).unwrap();
+    assert_eq!(sent, init.png().unwrap(), "the init image is sent as base64 PNG");
+    assert_eq!(body["denoising_strength"].as_f64().map(|s| (s * 100.0).round()), Some(35.0));
+    assert_eq!(
+        (body["width"].as_u64(), body["height"].as_u64(), body["steps"].as_u64()),
+        (Some(128), Some(96), Some(5))
+    );
+    assert_eq!(body["prompt"], "a lighthouse at dusk <lora:ink:0.5>");
+    assert_eq!(body["override_settings"]["sd_model_checkpoint"], "sdxl");
+
+    // The default strength, and the fake's own 422 when init_images is missing (as FastAPI answers).
+    let (out, _) = run_img2img(&engine, &img2img_request(json!({})), &init).await;
+    assert_eq!(out.unwrap().len(), 2);
+    let body = fake.last_body("POST /sdapi/v1/img2img").unwrap();
+    assert_eq!(body["denoising_strength"].as_f64().map(|s| (s * 100.0).round()), Some(75.0));
+    let bare = reqwest::Client::new()
+        .post(format!("{}/sdapi/v1/img2img", fake.url))
+        .json(&json!({ "prompt": "x", "width": 64, "height": 64 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status().as_u16(), 422);
+
+    // Text-to-image `run` refuses a request that names an init image (it would be lost).
+    let (out, _) = run(&engine, &req).await;
+    assert!(matches!(out, Err(EngineError::Invalid(e)) if e.field == "init_image"));
+}
+
+#[tokio::test]
+async fn comfyui_img2img_uploads_the_image_and_loads_it() {
+    let fake = FakeEngine::comfyui(Behavior { steps: 4, ..Behavior::default() }).await.unwrap();
+    let engine = RemoteEngine::new(config("comfy", RemoteKind::Comfyui, &fake.url)).unwrap();
+    assert!(engine.capabilities().supports_img2img);
+    let init = init_image();
+    let req = img2img_request(json!({ "strength": 0.6, "loras": [{ "name": "ink", "weight": 0.7 }] }));
+    let (out, fractions) = run_img2img(&engine, &req, &init).await;
+    let out = out.unwrap();
+    assert_eq!(out.len(), 2, "RepeatLatentBatch makes the batch");
+    assert_eq!((out[0].width, out[0].height), (Some(128), Some(96)), "the size of the loaded image");
+    assert!(fractions.contains(&0.5), "{fractions:?}");
+    let calls = fake.calls();
+    let pos = |c: &str| calls.iter().position(|x| x == c);
+    assert!(pos("POST /upload/image") < pos("POST /prompt"), "{calls:?}");
+    let uploads = fake.uploads();
+    assert_eq!(uploads.len(), 1);
+    let (name, bytes) = uploads.into_iter().next().unwrap();
+    assert_eq!(bytes, init.png().unwrap(), "the init image is uploaded as PNG");
+    let wf = &fake.last_body("POST /prompt").unwrap()["prompt"];
+    let load = wf.as_object().unwrap().values().find(|n| n["class_type"] == "LoadImage").unwrap();
+    assert_eq!(load["inputs"]["image"], name.as_str(), "LoadImage uses the uploaded name");
+    let sampler = wf.as_object().unwrap().values().find(|n| n["class_type"] == "KSampler").unwrap();
+    assert_eq!(sampler["inputs"]["denoise"].as_f64().map(|d| (d * 10.0).round()), Some(6.0));
+    assert_eq!(sampler["inputs"]["model"], json!(["seidra_lora_0", 0]));
+    assert!(!wf.as_object().unwrap().values().any(|n| n["class_type"] == "EmptyLatentImage"));
+
+    // A custom text-to-image template cannot start from an image: refused, never ignored.
+    let mut cfg = config("custom", RemoteKind::Comfyui, &fake.url);
+    cfg.workflow = Some(serde_json::from_str(seidra_engines::remote::comfyui::BUILTIN_WORKFLOW).unwrap());
+    let custom = RemoteEngine::new(cfg).unwrap();
+    assert!(!custom.capabilities().supports_img2img);
+    assert_eq!(custom.check(&req).unwrap_err().field, "init_image");
+}
+
+#[tokio::test]
+async fn openai_refuses_img2img() {
+    let fake = FakeEngine::openai(Behavior::default()).await.unwrap();
+    let mut cfg = config("oai", RemoteKind::Openai, &fake.url);
+    cfg.models = vec!["gpt-image-1".into()];
+    let engine = RemoteEngine::new(cfg).unwrap();
+    assert!(!engine.capabilities().supports_img2img);
+    let req = img2img_request(json!({}));
+    assert_eq!(engine.check(&req).unwrap_err().field, "init_image");
+    let (out, _) = run_img2img(&engine, &req, &init_image()).await;
+    assert!(matches!(out, Err(EngineError::Invalid(e)) if e.field == "init_image"));
+    assert_eq!(fake.count("POST /v1/images/generations"), 0, "nothing sent");
 }

@@ -1,4 +1,5 @@
-//! Probing: image dimensions from the header only, audio/video duration from `ffprobe`.
+//! Probing: image dimensions from the header only, audio/video duration and video frame size
+//! from `ffprobe`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -55,6 +56,30 @@ pub async fn duration_secs(ffprobe: &str, path: &Path) -> Result<f64, ProbeError
         .find_map(|l| l.trim().parse::<f64>().ok())
         .filter(|d| d.is_finite() && *d >= 0.0)
         .ok_or_else(|| ProbeError::Invalid("media (ffprobe reported no duration)".to_owned()))
+}
+
+/// Width and height of the first video stream of the file in `path`, from `ffprobe`.
+pub async fn video_dimensions(ffprobe: &str, path: &Path) -> Result<(u32, u32), ProbeError> {
+    let mut cmd = tokio::process::Command::new(ffprobe);
+    cmd.args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = match tokio::time::timeout(FFPROBE_TIMEOUT, cmd.output()).await {
+        Err(_) => return Err(ProbeError::Timeout),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Err(ProbeError::ToolMissing(e.to_string())),
+        Ok(Err(e)) => return Err(ProbeError::Io(e)),
+        Ok(Ok(out)) => out,
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let parsed = stdout.lines().find_map(|l| {
+        let (w, h) = l.trim().trim_end_matches(',').split_once(',')?;
+        Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?))
+    });
+    match parsed {
+        Some((w, h)) if output.status.success() && w > 0 && h > 0 => Ok((w, h)),
+        _ => Err(ProbeError::Invalid("video (ffprobe found no video stream)".to_owned())),
+    }
 }
 
 /// Whether the file at `path` has an audio stream (`ffprobe`); `false` when it cannot tell.

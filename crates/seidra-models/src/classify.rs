@@ -75,8 +75,12 @@ pub fn classify(header: &Header) -> (ModelKind, Architecture) {
     if is_lora {
         return (ModelKind::Lora, lora_architecture(header));
     }
+    // SDXL's extra conditioning (pooled text + size ids): `label_emb` in the original layout,
+    // `add_embedding` in diffusers'. It tells a bare SDXL UNet apart whatever its width.
+    let sdxl_unet =
+        || names().any(|n| n.starts_with("model.diffusion_model.label_emb.") || n.starts_with("add_embedding."));
     if names().any(|n| n.starts_with("model.diffusion_model.")) {
-        let arch = if names().any(|n| n.starts_with("conditioner.embedders.1.")) {
+        let arch = if names().any(|n| n.starts_with("conditioner.embedders.1.")) || sdxl_unet() {
             Architecture::Sdxl
         } else if names().any(|n| n.starts_with("cond_stage_model.model.")) {
             Architecture::Sd21
@@ -94,7 +98,12 @@ pub fn classify(header: &Header) -> (ModelKind, Architecture) {
     if names().all(vae_part) {
         return (ModelKind::Vae, Architecture::Unknown);
     }
-    (ModelKind::Unknown, cross_attention_dim(header).map_or(Architecture::Unknown, Architecture::from_context_dim))
+    let arch = if sdxl_unet() {
+        Architecture::Sdxl
+    } else {
+        cross_attention_dim(header).map_or(Architecture::Unknown, Architecture::from_context_dim)
+    };
+    (ModelKind::Unknown, arch)
 }
 
 /// The text-conditioning width, from the first cross-attention key projection (`attn2.to_k`:
@@ -130,11 +139,20 @@ fn lora_architecture(header: &Header) -> Architecture {
         .map_or(Architecture::Unknown, Architecture::from_context_dim)
 }
 
-/// Family of a diffusers pipeline directory from its `model_index.json` and, for SD 1/2, the
-/// text encoder's width (`text_encoder/config.json`).
-pub fn classify_diffusers(model_index: &serde_json::Value, text_encoder: Option<&serde_json::Value>) -> Architecture {
+/// Family of a diffusers pipeline directory from its `model_index.json` (an XL class name or a
+/// second text encoder), `unet/config.json` (SDXL's `text_time` embedding or 2048-wide
+/// cross-attention) and, for SD 1/2, the text encoder's width (`text_encoder/config.json`).
+pub fn classify_diffusers(
+    model_index: &serde_json::Value,
+    text_encoder: Option<&serde_json::Value>,
+    unet: Option<&serde_json::Value>,
+) -> Architecture {
     let class = model_index["_class_name"].as_str().unwrap_or_default();
-    if class.contains("XL") {
+    let second_encoder = model_index["text_encoder_2"].get(1).is_some_and(serde_json::Value::is_string);
+    let text_time = unet.is_some_and(|u| {
+        u["addition_embed_type"].as_str() == Some("text_time") || u["cross_attention_dim"].as_u64() == Some(2048)
+    });
+    if class.contains("XL") || second_encoder || text_time {
         return Architecture::Sdxl;
     }
     match text_encoder.and_then(|c| c["hidden_size"].as_u64()) {

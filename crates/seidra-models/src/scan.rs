@@ -158,7 +158,8 @@ async fn diffusers(path: &Path, rel: &str, name: &str) -> Result<Found, ModelErr
         .await
         .ok_or_else(|| ModelError::Refused { reason: "model_index.json is not valid JSON".to_owned() })?;
     let text_encoder = read_json(path.join("text_encoder").join("config.json")).await;
-    let architecture = classify::classify_diffusers(&index, text_encoder.as_ref());
+    let unet = read_json(path.join("unet").join("config.json")).await;
+    let architecture = classify::classify_diffusers(&index, text_encoder.as_ref(), unet.as_ref());
     let mut bytes = 0u64;
     let (mut safe, mut pickled) = (0usize, 0usize);
     let mut modified = 0i64;

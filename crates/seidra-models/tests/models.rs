@@ -54,6 +54,28 @@ fn classification_by_tensor_names_shapes_and_metadata() {
     let unet =
         build(&[("model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_k.weight", &[4, 2048])], &[]);
     assert_eq!(kind_of(&unet), (ModelKind::Base, Architecture::Sdxl));
+    // A diffusers-layout SDXL UNet file alone: its `add_embedding` says SDXL even when narrow.
+    let diffusers_unet = build(
+        &[
+            ("add_embedding.linear_1.weight", &[128, 80]),
+            ("down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight", &[64, 64]),
+        ],
+        &[],
+    );
+    assert_eq!(kind_of(&diffusers_unet), (ModelKind::Unknown, Architecture::Sdxl));
+    let diffusers_sd15 =
+        build(&[("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight", &[320, 768])], &[]);
+    assert_eq!(kind_of(&diffusers_sd15), (ModelKind::Unknown, Architecture::Sd15));
+    // Diffusers directories: the class name, a second text encoder or the UNet's `text_time`.
+    let sd_index = serde_json::json!({ "_class_name": "StableDiffusionPipeline" });
+    let xl_unet = serde_json::json!({ "addition_embed_type": "text_time", "cross_attention_dim": 64 });
+    let sd_te = serde_json::json!({ "hidden_size": 768 });
+    assert_eq!(classify::classify_diffusers(&sd_index, Some(&sd_te), None), Architecture::Sd15);
+    assert_eq!(classify::classify_diffusers(&sd_index, Some(&sd_te), Some(&xl_unet)), Architecture::Sdxl);
+    let two = serde_json::json!({ "_class_name": "DiffusionPipeline", "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"] });
+    assert_eq!(classify::classify_diffusers(&two, None, None), Architecture::Sdxl);
+    let none = serde_json::json!({ "_class_name": "StableDiffusionPipeline", "text_encoder_2": [null, null] });
+    assert_eq!(classify::classify_diffusers(&none, Some(&sd_te), None), Architecture::Sd15);
 
     let kohya_xl = build(
         &[("lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", &[4, 320])],

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::db::{with_pool, with_write_pool};
+use crate::db::{BeginWrite, with_pool, with_write_pool};
 use crate::sql::{Bind, Conditions, bind_all};
 use crate::{Db, StoreError, StoreResult};
 
@@ -334,22 +334,56 @@ pub const MAX_TAGS: usize = 50;
 
 /// Applies a tag change to one item of `owner_id`; returns the item. `NotFound` when it is not theirs.
 pub async fn change_tags(db: &Db, owner_id: Uuid, id: Uuid, change: &TagChange) -> StoreResult<Media> {
-    let current = get_owned(db, owner_id, id).await?;
-    let mut tags = current.tags.0.clone();
-    match change {
-        TagChange::Set(new) => tags = new.clone(),
-        TagChange::Add(new) => tags.extend(new.iter().cloned()),
-        TagChange::Remove(old) => tags.retain(|t| !old.contains(t)),
-    }
-    tags.sort();
-    tags.dedup();
-    if tags.len() > MAX_TAGS {
-        return Err(StoreError::Conflict { constraint: format!("at most {MAX_TAGS} tags per item") });
-    }
-    let sql =
-        concat!("UPDATE media SET tags = $1, updated_at = $2 WHERE id = $3 AND owner_id = $4 RETURNING ", columns!());
+    update(db, owner_id, id, std::slice::from_ref(change), None).await
+}
+
+/// Applies tag changes (in order) and an optional favourite flag to one item of `owner_id`, in
+/// one write transaction: the tags are read and written under the row's write lock, so two
+/// concurrent changes of the same item cannot lose each other's tags. `NotFound` when it is not
+/// theirs; `Conflict` past [`MAX_TAGS`] (nothing is changed then).
+pub async fn update(
+    db: &Db,
+    owner_id: Uuid,
+    id: Uuid,
+    changes: &[TagChange],
+    favorite: Option<bool>,
+) -> StoreResult<Media> {
+    // SQLite's BEGIN IMMEDIATE already holds the write lock; PostgreSQL locks the row.
+    let read_sql = match db {
+        Db::Postgres(_) => "SELECT tags, favorite FROM media WHERE id = $1 AND owner_id = $2 FOR UPDATE",
+        Db::Sqlite(_) => "SELECT tags, favorite FROM media WHERE id = $1 AND owner_id = $2",
+    };
+    let write_sql = concat!(
+        "UPDATE media SET tags = $1, favorite = $2, updated_at = $3 WHERE id = $4 AND owner_id = $5 RETURNING ",
+        columns!()
+    );
     Ok(with_write_pool!(db, pool => {
-        sqlx::query_as(sql).bind(Json(&tags)).bind(Utc::now()).bind(id).bind(owner_id).fetch_one(pool).await?
+        let mut tx = pool.begin_write().await?;
+        let (current, current_favorite): (Json<Vec<String>>, bool) =
+            sqlx::query_as(read_sql).bind(id).bind(owner_id).fetch_one(&mut *tx).await?;
+        let mut tags = current.0;
+        for change in changes {
+            match change {
+                TagChange::Set(new) => tags.clone_from(new),
+                TagChange::Add(new) => tags.extend(new.iter().cloned()),
+                TagChange::Remove(old) => tags.retain(|t| !old.contains(t)),
+            }
+        }
+        tags.sort();
+        tags.dedup();
+        if tags.len() > MAX_TAGS {
+            return Err(StoreError::Conflict { constraint: format!("at most {MAX_TAGS} tags per item") });
+        }
+        let row: Media = sqlx::query_as(write_sql)
+            .bind(Json(&tags))
+            .bind(favorite.unwrap_or(current_favorite))
+            .bind(Utc::now())
+            .bind(id)
+            .bind(owner_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row
     }))
 }
 

@@ -203,3 +203,39 @@ async fn search_pages_agree_with_plain_listing(backend: Backend) -> anyhow::Resu
 }
 
 dual_test!(search_pages_agree_with_plain_listing);
+
+/// Tag changes read and write the tags in one write transaction: 16 concurrent `Add`s on the same
+/// item keep every tag (a read-then-write outside a transaction lost some), and a change that
+/// would pass the limit changes nothing.
+async fn concurrent_tag_changes_lose_nothing(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::migrated(backend).await?;
+    let db = &t.db;
+    let alice = user(db, "alice").await?;
+    let item = media_pipeline::insert_uploads(db, alice, &[upload(alice, "image/png")]).await?.remove(0);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let db = db.clone();
+        tasks.spawn(async move {
+            media::change_tags(&db, alice, item.id, &media::TagChange::Add(vec![format!("t{i:02}")])).await
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let tags = media::get(db, item.id).await?.tags.0;
+    assert_eq!(tags.len(), 18, "a, b and the 16 added: {tags:?}");
+
+    // Several changes and the favourite flag in one call, applied in order.
+    let changes = [media::TagChange::Set(vec!["x".into(), "y".into()]), media::TagChange::Remove(vec!["x".into()])];
+    let updated = media::update(db, alice, item.id, &changes, Some(true)).await?;
+    assert_eq!((updated.tags.0.as_slice(), updated.favorite), (["y".to_owned()].as_slice(), true));
+    let too_many = media::TagChange::Add((0..media::MAX_TAGS).map(|i| format!("n{i}")).collect());
+    assert!(matches!(media::change_tags(db, alice, item.id, &too_many).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(media::get(db, item.id).await?.tags.0, ["y"], "nothing changed");
+    // Someone else's item: not found, unchanged.
+    let bob = user(db, "bob").await?;
+    assert!(matches!(media::update(db, bob, item.id, &changes, None).await, Err(StoreError::NotFound)));
+    Ok(())
+}
+
+dual_test!(concurrent_tag_changes_lose_nothing);

@@ -366,6 +366,10 @@ async fn listing_stats_and_depth(backend: Backend) -> anyhow::Result<()> {
     assert!(stats.by_status.contains(&(JobStatus::Succeeded, 1)));
     assert!(stats.by_status.contains(&(JobStatus::Queued, 2)));
     assert!(stats.avg_run_ms.is_some() && stats.avg_wait_ms.is_some());
+    // Everyone's (admins): the one finished job, and all four jobs counted by status.
+    let all = jobs::stats(db, None).await?;
+    assert_eq!(all.by_status.iter().map(|(_, n)| n).sum::<i64>(), 4, "{all:?}");
+    assert!(all.by_status.contains(&(JobStatus::Succeeded, 1)) && all.avg_run_ms.is_some());
     assert_eq!(jobs::active_for_owner(db, alice).await?.len(), 2);
     let status = JobFilter { owner_id: Some(alice), status: Some(JobStatus::Queued), ..JobFilter::default() };
     assert_eq!(jobs::list(db, &status, 10, 0).await?.1, 2, "a filtered total counts matches");

@@ -1,13 +1,14 @@
 //! Fake remote generation servers that speak the real protocols (message shapes from the
-//! ComfyUI, AUTOMATIC1111 and OpenAI documentation), for tests and the engine-overhead bench.
-//! Each records the calls it receives (`POST /interrupt`…) and produces real PNGs.
+//! ComfyUI, AUTOMATIC1111 and OpenAI documentation, and SEIDRA's SadTalker protocol), for tests
+//! and the engine-overhead bench. Each records the calls it receives (`POST /interrupt`…) and
+//! produces real PNGs (the SadTalker fake: real MP4s made by ffmpeg from the inputs).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -42,8 +43,11 @@ impl Default for Behavior {
 pub enum Failure {
     /// The job runs and fails (ComfyUI `execution_error`, A1111 500 with `errors`, OpenAI 500).
     Execution,
-    /// The request is refused (ComfyUI 400 validation, A1111 422, OpenAI 400).
+    /// The request is refused (ComfyUI 400 validation, A1111 422, OpenAI 400, SadTalker 400
+    /// "no face detected").
     BadRequest,
+    /// SadTalker: the server drops the connection halfway through sending the video.
+    Disconnect,
 }
 
 #[derive(Default)]
@@ -54,6 +58,8 @@ struct Shared {
     ws: HashMap<String, mpsc::UnboundedSender<Message>>,
     history: HashMap<String, Value>,
     files: HashMap<String, Vec<u8>>,
+    /// ComfyUI input folder: uploaded images by `subfolder/name`.
+    uploads: HashMap<String, Vec<u8>>,
     progress: (u32, u32),
     counter: u64,
 }
@@ -98,6 +104,7 @@ impl FakeEngine {
         let app = Router::new()
             .route("/ws", get(comfy_ws))
             .route("/prompt", post(comfy_prompt))
+            .route("/upload/image", post(comfy_upload))
             .route("/history/{id}", get(comfy_history))
             .route("/view", get(comfy_view))
             .route("/interrupt", post(comfy_interrupt))
@@ -112,6 +119,7 @@ impl FakeEngine {
         let fake = Fake { behavior, shared: Arc::default() };
         let app = Router::new()
             .route("/sdapi/v1/txt2img", post(a1111_txt2img))
+            .route("/sdapi/v1/img2img", post(a1111_img2img))
             .route("/sdapi/v1/progress", get(a1111_progress))
             .route("/sdapi/v1/interrupt", post(a1111_interrupt))
             .route("/sdapi/v1/sd-models", get(a1111_models))
@@ -125,6 +133,21 @@ impl FakeEngine {
         let app = Router::new()
             .route("/v1/images/generations", post(openai_generate))
             .route("/v1/models", get(openai_models))
+            .with_state(fake.clone());
+        Self::serve(app, fake).await
+    }
+
+    /// A fake SadTalker-compatible server (SEIDRA's protocol, `seidra_engines::remote::sadtalker`):
+    /// validates the multipart fields like the wrapper does (422 `{"detail"}` naming the field),
+    /// "renders" for `steps × step_delay`, then answers with a real H.264/AAC MP4 made by ffmpeg
+    /// from the source image looped over the driving audio (so it lasts as long as the audio).
+    /// A client that disconnects mid-render is recorded as `ABORTED /generate`.
+    pub async fn sadtalker(behavior: Behavior) -> anyhow::Result<Self> {
+        let fake = Fake { behavior, shared: Arc::default() };
+        let app = Router::new()
+            .route("/generate", post(sadtalker_generate))
+            .route("/health", get(sadtalker_health))
+            .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
             .with_state(fake.clone());
         Self::serve(app, fake).await
     }
@@ -151,6 +174,11 @@ impl FakeEngine {
     /// The last JSON body received with `call`.
     pub fn last_body(&self, call: &str) -> Option<Value> {
         self.fake.lock().bodies.iter().rev().find(|(c, _)| c == call).map(|(_, b)| b.clone())
+    }
+
+    /// ComfyUI: the files received by `POST /upload/image`, by the name the fake answered.
+    pub fn uploads(&self) -> HashMap<String, Vec<u8>> {
+        self.fake.lock().uploads.clone()
     }
 }
 
@@ -228,6 +256,24 @@ async fn comfy_prompt(State(fake): State<Fake>, Json(body): Json<Value>) -> Resp
         });
         return (StatusCode::BAD_REQUEST, Json(error)).into_response();
     }
+    // Like ComfyUI's validation of LoadImage: the image must exist in the input folder.
+    let missing = workflow.as_object().and_then(|m| {
+        m.iter().find_map(|(id, n)| {
+            let image = n["inputs"]["image"].as_str().unwrap_or_default();
+            (n["class_type"] == "LoadImage" && !fake.lock().uploads.contains_key(image))
+                .then(|| (id.clone(), image.to_owned()))
+        })
+    });
+    if let Some((id, image)) = missing {
+        let error = json!({
+            "error": { "type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
+                       "details": "", "extra_info": {} },
+            "node_errors": { id: { "errors": [{ "type": "custom_validation_failed", "message": "Custom validation failed for node",
+                                                "details": format!("image - Invalid image file: {image}"), "extra_info": {} }],
+                                   "dependent_outputs": ["9"], "class_type": "LoadImage" } }
+        });
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
     let client_id = body.get("client_id").and_then(Value::as_str).unwrap_or_default().to_owned();
     let prompt_id = uuid::Uuid::new_v4().to_string();
     let number = {
@@ -242,11 +288,23 @@ async fn comfy_prompt(State(fake): State<Fake>, Json(body): Json<Value>) -> Resp
 
 async fn comfy_execute(fake: Fake, client_id: String, prompt_id: String, workflow: Value) {
     let b = fake.behavior.clone();
-    let latent = workflow.as_object().and_then(|m| {
-        m.values().find(|n| n.get("class_type").and_then(Value::as_str) == Some("EmptyLatentImage")).cloned()
-    });
+    let node = |class: &str| {
+        workflow
+            .as_object()
+            .and_then(|m| m.values().find(|n| n.get("class_type").and_then(Value::as_str) == Some(class)).cloned())
+    };
+    let latent = node("EmptyLatentImage");
     let input = |k: &str, d: u64| latent.as_ref().and_then(|n| n["inputs"][k].as_u64()).unwrap_or(d);
-    let (width, height, batch) = (input("width", 64) as u32, input("height", 64) as u32, input("batch_size", 1));
+    let (mut width, mut height, mut batch) =
+        (input("width", 64) as u32, input("height", 64) as u32, input("batch_size", 1));
+    // img2img: the size is the loaded image's, the batch RepeatLatentBatch's amount.
+    if let Some(load) = node("LoadImage") {
+        let name = load["inputs"]["image"].as_str().unwrap_or_default().to_owned();
+        if let Some((w, h)) = fake.lock().uploads.get(&name).and_then(|bytes| png_size(bytes)) {
+            (width, height) = (w, h);
+        }
+        batch = node("RepeatLatentBatch").and_then(|n| n["inputs"]["amount"].as_u64()).unwrap_or(1);
+    }
     let ts = 1_700_000_000_000u64;
     comfy_send(&fake, &client_id, "execution_start", json!({ "prompt_id": prompt_id, "timestamp": ts }));
     comfy_send(&fake, &client_id, "execution_cached", json!({ "nodes": [], "prompt_id": prompt_id, "timestamp": ts }));
@@ -309,6 +367,54 @@ async fn comfy_execute(fake: Fake, client_id: String, prompt_id: String, workflo
     comfy_send(&fake, &client_id, "execution_success", json!({ "prompt_id": prompt_id, "timestamp": ts }));
 }
 
+/// `POST /upload/image`: multipart `image` (file), optional `overwrite`, `type`, `subfolder`;
+/// answers `{name, subfolder, type}`. Without `overwrite=true` an existing name gets a ` (n)`
+/// suffix, as on the real server.
+async fn comfy_upload(State(fake): State<Fake>, mut form: axum::extract::Multipart) -> Response {
+    fake.record("POST /upload/image", None);
+    let (mut file, mut overwrite, mut kind, mut subfolder) = (None, false, "input".to_owned(), String::new());
+    while let Ok(Some(field)) = form.next_field().await {
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        let Ok(bytes) = field.bytes().await else { return StatusCode::BAD_REQUEST.into_response() };
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        match name.as_str() {
+            "image" => file = file_name.map(|n| (n, bytes.to_vec())),
+            "overwrite" => overwrite = text == "true" || text == "1",
+            "type" => kind = text,
+            "subfolder" => subfolder = text,
+            _ => {}
+        }
+    }
+    let Some((mut name, bytes)) = file else { return StatusCode::BAD_REQUEST.into_response() };
+    if kind != "input" && kind != "temp" && kind != "output" {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let key = |n: &str| if subfolder.is_empty() { n.to_owned() } else { format!("{subfolder}/{n}") };
+    let mut s = fake.lock();
+    if !overwrite {
+        let (stem, ext) =
+            name.rsplit_once('.').map_or((name.clone(), String::new()), |(a, b)| (a.to_owned(), format!(".{b}")));
+        let mut i = 1;
+        while s.uploads.contains_key(&key(&name)) {
+            name = format!("{stem} ({i}){ext}");
+            i += 1;
+        }
+    }
+    s.uploads.insert(key(&name), bytes);
+    Json(json!({ "name": name, "subfolder": subfolder, "type": kind })).into_response()
+}
+
+/// Width and height from a PNG header.
+fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") || bytes.len() < 24 {
+        return None;
+    }
+    let w = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
+    let h = u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
+    Some((w, h))
+}
+
 async fn comfy_history(Path(id): Path<String>, State(fake): State<Fake>) -> Json<Value> {
     fake.record("GET /history", None);
     let entry = fake.lock().history.get(&id).cloned();
@@ -349,6 +455,11 @@ async fn comfy_stats(State(fake): State<Fake>) -> Json<Value> {
 
 async fn a1111_txt2img(State(fake): State<Fake>, Json(body): Json<Value>) -> Response {
     fake.record("POST /sdapi/v1/txt2img", Some(&body));
+    a1111_generate(fake, body).await
+}
+
+/// The common part of txt2img and img2img: progress, failures, base64 PNGs.
+async fn a1111_generate(fake: Fake, body: Value) -> Response {
     let b = fake.behavior.clone();
     if b.failure == Some(Failure::BadRequest) || body.get("width").and_then(Value::as_u64).is_none() {
         let detail = json!({ "detail": [{ "loc": ["body", "width"], "msg": "value is not a valid integer", "type": "type_error.integer" }] });
@@ -382,6 +493,31 @@ async fn a1111_txt2img(State(fake): State<Fake>, Json(body): Json<Value>) -> Res
     let info =
         json!({ "prompt": body["prompt"], "all_seeds": seeds, "seed": seed, "width": w, "height": h }).to_string();
     Json(json!({ "images": images, "parameters": body, "info": info })).into_response()
+}
+
+/// `POST /sdapi/v1/img2img`: like txt2img, plus `init_images` (base64, required: FastAPI answers
+/// 422 without it) and `denoising_strength`; the output size is `width`×`height`.
+async fn a1111_img2img(State(fake): State<Fake>, Json(body): Json<Value>) -> Response {
+    fake.record("POST /sdapi/v1/img2img", Some(&body));
+    let init = body.get("init_images").and_then(Value::as_array).and_then(|a| a.first()).and_then(Value::as_str);
+    let decodes = init.is_some_and(|b| {
+        let data = b.split_once(";base64,").map_or(b, |(_, d)| d);
+        base64::engine::general_purpose::STANDARD.decode(data).is_ok_and(|bytes| png_size(&bytes).is_some())
+    });
+    if init.is_none() {
+        let detail = json!({ "detail": [{ "loc": ["body", "init_images"], "msg": "field required", "type": "value_error.missing" }] });
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(detail)).into_response();
+    }
+    if !decodes {
+        let err = json!({ "error": "HTTPException", "detail": "Invalid encoded image", "body": "", "errors": "" });
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(err)).into_response();
+    }
+    let strength = body.get("denoising_strength").and_then(Value::as_f64).unwrap_or(0.75);
+    if !(0.0..=1.0).contains(&strength) {
+        let detail = json!({ "detail": [{ "loc": ["body", "denoising_strength"], "msg": "ensure this value is less than or equal to 1", "type": "value_error" }] });
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(detail)).into_response();
+    }
+    a1111_generate(fake, body).await
 }
 
 async fn a1111_progress(State(fake): State<Fake>) -> Json<Value> {
@@ -455,4 +591,206 @@ async fn openai_models(State(fake): State<Fake>) -> Json<Value> {
     Json(
         json!({ "object": "list", "data": [{ "id": "gpt-image-1", "object": "model", "created": 0, "owned_by": "system" }] }),
     )
+}
+
+// --- SadTalker ---------------------------------------------------------------------------------
+
+async fn sadtalker_health(State(fake): State<Fake>) -> Json<Value> {
+    fake.record("GET /health", None);
+    Json(json!({ "status": "ok", "device": "cuda" }))
+}
+
+fn detail(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "detail": message.into() }))).into_response()
+}
+
+/// Records `ABORTED /generate` when dropped before `done` (the client went away mid-render).
+struct AbortGuard {
+    fake: Fake,
+    done: bool,
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.fake.record("ABORTED /generate", None);
+        }
+    }
+}
+
+fn image_ext(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("png")
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("jpg")
+    } else if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("webp")
+    } else {
+        None
+    }
+}
+
+fn audio_ext(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE" {
+        Some("wav")
+    } else if bytes.starts_with(b"ID3") || (bytes.len() > 1 && bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0) {
+        Some("mp3")
+    } else if bytes.starts_with(b"OggS") {
+        Some("ogg")
+    } else if bytes.starts_with(b"fLaC") {
+        Some("flac")
+    } else {
+        None
+    }
+}
+
+/// Checks one text field the way the wrapper's form declaration does.
+fn sadtalker_field(name: &str, value: &str) -> Result<(), String> {
+    let ok = match name {
+        "preprocess" => ["crop", "resize", "full", "extcrop", "extfull"].contains(&value),
+        "still" => ["true", "false"].contains(&value),
+        "enhancer" => ["none", "gfpgan", "RestoreFormer"].contains(&value),
+        "pose_style" => value.parse::<u32>().is_ok_and(|v| v <= 45),
+        "expression_scale" => value.parse::<f64>().is_ok_and(f64::is_finite),
+        "size" => ["256", "512"].contains(&value),
+        "batch_size" => value.parse::<u32>().is_ok_and(|v| (1..=10).contains(&v)),
+        _ => return Err(format!("unexpected field `{name}`")),
+    };
+    if ok { Ok(()) } else { Err(format!("{name}: invalid value `{value}`")) }
+}
+
+async fn sadtalker_generate(State(fake): State<Fake>, mut form: Multipart) -> Response {
+    let mut fields = serde_json::Map::new();
+    let mut image: Option<Vec<u8>> = None;
+    let mut audio: Option<Vec<u8>> = None;
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return detail(StatusCode::BAD_REQUEST, format!("malformed multipart body: {e}")),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        let content_type = field.content_type().map(str::to_owned);
+        let bytes = match field.bytes().await {
+            Ok(b) => b.to_vec(),
+            Err(e) => return detail(StatusCode::BAD_REQUEST, format!("{name}: {e}")),
+        };
+        match name.as_str() {
+            "source_image" | "driven_audio" => {
+                if file_name.is_none() {
+                    return detail(StatusCode::UNPROCESSABLE_ENTITY, format!("{name}: expected an uploaded file"));
+                }
+                fields.insert(
+                    name.clone(),
+                    json!({ "filename": file_name, "content_type": content_type, "bytes": bytes.len() }),
+                );
+                if name == "source_image" {
+                    image = Some(bytes);
+                } else {
+                    audio = Some(bytes);
+                }
+            }
+            _ => {
+                let value = String::from_utf8_lossy(&bytes).into_owned();
+                if let Err(message) = sadtalker_field(&name, &value) {
+                    return detail(StatusCode::UNPROCESSABLE_ENTITY, message);
+                }
+                fields.insert(name, Value::String(value));
+            }
+        }
+    }
+    let body = Value::Object(fields);
+    fake.record("POST /generate", Some(&body));
+    let (Some(image), Some(audio)) = (image, audio) else {
+        let missing = if body.get("source_image").is_none() { "source_image" } else { "driven_audio" };
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, format!("{missing}: field required"));
+    };
+    let Some(image_ext) = image_ext(&image) else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "source_image: not a PNG, JPEG or WebP image");
+    };
+    let Some(audio_ext) = audio_ext(&audio) else {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, "driven_audio: not a WAV, MP3, Ogg or FLAC file");
+    };
+    let b = fake.behavior.clone();
+    if b.failure == Some(Failure::BadRequest) {
+        return detail(StatusCode::BAD_REQUEST, "No face is detected in the input file");
+    }
+    let mut guard = AbortGuard { fake: fake.clone(), done: false };
+    for _ in 0..b.steps {
+        tokio::time::sleep(b.step_delay).await;
+    }
+    if b.failure == Some(Failure::Execution) {
+        guard.done = true;
+        return detail(StatusCode::INTERNAL_SERVER_ERROR, "CUDA out of memory. Tried to allocate 2.00 GiB");
+    }
+    let size = body.get("size").and_then(Value::as_str).unwrap_or("256").to_owned();
+    let video = match render_mp4(&image, image_ext, &audio, audio_ext, &size).await {
+        Ok(v) => v,
+        Err(e) => {
+            guard.done = true;
+            return detail(StatusCode::INTERNAL_SERVER_ERROR, format!("ffmpeg failed: {e}"));
+        }
+    };
+    guard.done = true;
+    if b.failure == Some(Failure::Disconnect) {
+        // Half the file, then the connection breaks (the declared length is never reached).
+        let half = axum::body::Bytes::from(video[..video.len() / 2].to_vec());
+        let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> =
+            vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "worker crashed"))];
+        let mut response = axum::body::Body::from_stream(futures_util::stream::iter(chunks)).into_response();
+        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("video/mp4"));
+        response.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(video.len()));
+        return response;
+    }
+    ([(http::header::CONTENT_TYPE, "video/mp4")], video).into_response()
+}
+
+/// The still image looped over the audio: H.264 + AAC, `size`×`size`, as long as the audio.
+async fn render_mp4(
+    image: &[u8],
+    image_ext: &str,
+    audio: &[u8],
+    audio_ext: &str,
+    size: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let dir = tempfile::tempdir()?;
+    let img = dir.path().join(format!("source.{image_ext}"));
+    let wav = dir.path().join(format!("audio.{audio_ext}"));
+    let out = dir.path().join("out.mp4");
+    tokio::fs::write(&img, image).await?;
+    tokio::fs::write(&wav, audio).await?;
+    let output = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-loop", "1", "-framerate", "25", "-i"])
+        .arg(&img)
+        .arg("-i")
+        .arg(&wav)
+        .args(["-vf", &format!("scale={size}:{size},format=yuv420p"), "-c:v", "libx264", "-preset", "ultrafast"])
+        .args(["-tune", "stillimage", "-c:a", "aac", "-b:a", "64k", "-shortest", "-movflags", "+faststart", "-y"])
+        .arg(&out)
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    anyhow::ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    Ok(tokio::fs::read(&out).await?)
+}
+
+/// Settings of a remote engine at `url` serving `models` (2 concurrent requests, 60 s timeout):
+/// what the engine tests register their fakes with.
+pub fn remote_engine(
+    name: &str,
+    kind: seidra_config::RemoteEngineKind,
+    url: &str,
+    models: &[&str],
+) -> seidra_config::RemoteEngineSettings {
+    seidra_config::RemoteEngineSettings {
+        name: name.into(),
+        kind,
+        url: url.into(),
+        api_key: None,
+        models: models.iter().map(|m| (*m).to_owned()).collect(),
+        max_concurrency: 2,
+        timeout_secs: 60,
+        workflow: None,
+    }
 }

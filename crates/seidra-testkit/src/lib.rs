@@ -232,6 +232,39 @@ pub fn files_under(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
+/// ffprobe of a media file's bytes: `(duration in seconds, [(codec_type, codec_name, width,
+/// height)])`. Panics when ffprobe fails (a test fixture).
+#[expect(clippy::expect_used, reason = "a test fixture: failing here fails the test")]
+pub fn ffprobe(bytes: &[u8]) -> (f64, Vec<(String, String, i64, i64)>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("probe.bin");
+    std::fs::write(&path, bytes).expect("write the probed file");
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration:stream=codec_type,codec_name,width,height"])
+        .args(["-of", "json"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let duration = text(&v["format"]["duration"]).parse().expect("a duration");
+    let streams = v["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|st| {
+            (
+                text(&st["codec_type"]),
+                text(&st["codec_name"]),
+                st["width"].as_i64().unwrap_or(0),
+                st["height"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    (duration, streams)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -129,6 +129,32 @@ pub fn test_worker_config(settings: &Settings, index: usize) -> WorkerConfig {
 }
 
 impl TestServer {
+    /// Uploads one file to `POST /api/media/uploads` (multipart field `file`), asserts 201 and
+    /// returns the created item.
+    #[expect(clippy::expect_used, reason = "a test fixture: failing here fails the test")]
+    pub async fn upload(&self, token: &str, name: &str, mime: &str, content: &[u8]) -> serde_json::Value {
+        let boundary = "----seidra-testkit-upload-boundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {mime}\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(content);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let resp = self
+            .client
+            .post(self.url("/api/media/uploads"))
+            .bearer_auth(token)
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body)
+            .send()
+            .await
+            .expect("upload request");
+        let status = resp.status().as_u16();
+        let v: serde_json::Value = resp.json().await.expect("upload answer");
+        assert_eq!(status, 201, "{v}");
+        v["items"][0].clone()
+    }
+
     /// Default test settings: registration open, admin password known, fixed secret key.
     pub fn builder(backend: Backend) -> TestServerBuilder {
         let settings = Settings {

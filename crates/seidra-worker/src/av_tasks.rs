@@ -1,13 +1,17 @@
 //! Audio and video jobs the worker runs itself (engine `internal`): `tts` (espeak-ng or piper,
 //! transcoded by ffmpeg on request) and `storyboard` / `video_proxy` (a timeline rendered by one
-//! ffmpeg process). Outputs are spooled to a temporary directory and stored like engine outputs.
+//! ffmpeg process); and `talking_head`, whose inputs the worker gathers (speaking the text with
+//! the same speech code as `tts`) before a SadTalker-compatible remote engine renders it.
+//! Outputs are spooled to a temporary directory and stored like engine outputs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use seidra_core::speech::{AudioFormat, DEFAULT_VOICE, SpeechEngine, SpeechRequest};
+use seidra_core::talking_head::TalkingHeadJob;
 use seidra_core::timeline::{RenderJobRequest, TrackKind};
+use seidra_engines::remote::TalkingHeadInput;
 use seidra_engines::{EngineError, Progress, ProgressSink};
 use seidra_media::process::{self, Run, ToolError};
 use seidra_media::speech::{self, SpeechTools, Utterance};
@@ -35,6 +39,8 @@ pub(crate) struct FileOutput {
     pub height: Option<i32>,
     /// Length, milliseconds.
     pub duration_ms: Option<i64>,
+    /// The remote engine that produced it when it is not the job's own (fail-over).
+    pub engine: Option<String>,
 }
 
 fn failed(code: &str, message: impl Into<String>, retryable: bool) -> EngineError {
@@ -94,16 +100,7 @@ pub(crate) async fn run_tts<S: ProgressSink>(
     let dir = spool()?;
     let wav = dir.path().join("speech.wav");
     report(sink, 0.1, "speaking");
-    let engine = request.engine.unwrap_or_default();
-    let voice = request.voice.clone().unwrap_or_else(|| DEFAULT_VOICE.to_owned());
-    let utterance = Utterance {
-        engine,
-        voice: &voice,
-        rate: request.rate.unwrap_or(1.0),
-        pitch: request.pitch.unwrap_or(0.0),
-        text: &request.text,
-    };
-    speech::synthesize(&tools, &utterance, &wav, cancel).await.map_err(tool_error)?;
+    speak(&tools, &request, &wav, cancel).await?;
     let duration_ms = wav_duration_ms(&wav);
     let format = request.format.unwrap_or_default();
     let path = if format == AudioFormat::Wav {
@@ -115,7 +112,131 @@ pub(crate) async fn run_tts<S: ProgressSink>(
         out
     };
     report(sink, 0.95, "storing");
-    Ok(FileOutput { _dir: dir, path, mime: format.mime(), ext: format.ext(), width: None, height: None, duration_ms })
+    Ok(FileOutput {
+        _dir: dir,
+        path,
+        mime: format.mime(),
+        ext: format.ext(),
+        width: None,
+        height: None,
+        duration_ms,
+        engine: None,
+    })
+}
+
+/// Speaks a (resolved) speech request into the WAV file `wav`: the one synthesis path of `tts`
+/// and `talking_head` jobs.
+async fn speak(
+    tools: &SpeechTools,
+    request: &SpeechRequest,
+    wav: &Path,
+    cancel: &CancellationToken,
+) -> Result<(), EngineError> {
+    let voice = request.voice.clone().unwrap_or_else(|| DEFAULT_VOICE.to_owned());
+    let utterance = Utterance {
+        engine: request.engine.unwrap_or_default(),
+        voice: &voice,
+        rate: request.rate.unwrap_or(1.0),
+        pitch: request.pitch.unwrap_or(0.0),
+        text: &request.text,
+    };
+    speech::synthesize(tools, &utterance, wav, cancel).await.map_err(tool_error)
+}
+
+/// Reads one of the owner's media items from storage; `field` names it in errors.
+async fn fetch_media(
+    deps: &WorkerDeps,
+    owner: Uuid,
+    id: Uuid,
+    field: &str,
+    kind: &str,
+) -> Result<(Vec<u8>, String), EngineError> {
+    let item = seidra_store::media::get_owned(&deps.db, owner, id).await.map_err(|e| match e {
+        StoreError::NotFound => failed("media_missing", format!("{field}: the media item no longer exists"), false),
+        other => failed("database_error", other.to_string(), true),
+    })?;
+    if item.kind != kind {
+        return Err(failed("media_missing", format!("{field}: the item is {}, not {kind}", item.kind), false));
+    }
+    let bytes = deps
+        .storage
+        .get(&item.storage_key)
+        .await
+        .map_err(|e| failed("storage_error", format!("{field}: {e}"), e.is_retryable()))?;
+    Ok((bytes, item.mime))
+}
+
+/// Maps an engine's progress into `[from, from + span]` of the job's.
+struct Scaled<'a, S> {
+    inner: &'a S,
+    from: f32,
+    span: f32,
+}
+
+impl<S: ProgressSink> ProgressSink for Scaled<'_, S> {
+    fn report(&self, progress: Progress) {
+        self.inner.report(Progress { fraction: self.from + self.span * progress.fraction.clamp(0.0, 1.0), ..progress });
+    }
+}
+
+/// Runs a `talking_head` job: fetches the portrait and the audio (or speaks the text), has the
+/// job's SadTalker-compatible engine render it (failing over unless the engine was named), then
+/// probes the MP4 for its length and size.
+pub(crate) async fn run_talking_head<S: ProgressSink>(
+    deps: &WorkerDeps,
+    job: &Job,
+    sink: &S,
+    cancel: &CancellationToken,
+) -> Result<FileOutput, EngineError> {
+    let request: TalkingHeadJob = serde_json::from_value(job.request.clone()).map_err(|e| {
+        failed("invalid_stored_request", format!("the stored talking-head request cannot be read: {e}"), false)
+    })?;
+    let dir = spool()?;
+    report(sink, 0.0, "fetching inputs");
+    let (image, image_mime) = fetch_media(deps, job.owner_id, request.image, "image", "image").await?;
+    let (audio, audio_mime) = match (request.audio, &request.speech) {
+        (Some(id), _) => fetch_media(deps, job.owner_id, id, "audio", "audio").await?,
+        (None, Some(speech)) => {
+            report(sink, 0.02, "speaking");
+            let wav = dir.path().join("speech.wav");
+            speak(&speech_tools(deps), speech, &wav, cancel).await?;
+            let bytes = tokio::fs::read(&wav).await.map_err(|e| failed("spool_error", e.to_string(), true))?;
+            (bytes, "audio/wav".to_owned())
+        }
+        (None, None) => {
+            return Err(failed("invalid_stored_request", "the request has neither audio nor text", false));
+        }
+    };
+    if cancel.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    let input = TalkingHeadInput { image, image_mime, audio, audio_mime, params: request.params };
+    let scaled = Scaled { inner: sink, from: 0.05, span: 0.9 };
+    let outputs =
+        deps.engines.talking_head(&job.engine, &job.model, request.engine_pinned, &input, &scaled, cancel).await?;
+    let Some(video) = outputs.into_iter().next() else {
+        return Err(failed("engine_error", "the engine returned no video", false));
+    };
+    report(sink, 0.96, "probing");
+    let path = dir.path().join("talking-head.mp4");
+    tokio::fs::write(&path, &video.bytes).await.map_err(|e| failed("spool_error", e.to_string(), true))?;
+    let ffprobe = &deps.media.ffprobe;
+    let unreadable = |e: seidra_media::probe::ProbeError| {
+        failed("engine_error", format!("the engine's video cannot be read: {e}"), false)
+    };
+    let secs = seidra_media::probe::duration_secs(ffprobe, &path).await.map_err(unreadable)?;
+    let (width, height) = seidra_media::probe::video_dimensions(ffprobe, &path).await.map_err(unreadable)?;
+    report(sink, 0.98, "storing");
+    Ok(FileOutput {
+        _dir: dir,
+        path,
+        mime: "video/mp4",
+        ext: "mp4",
+        width: i32::try_from(width).ok(),
+        height: i32::try_from(height).ok(),
+        duration_ms: Some((secs * 1000.0).round() as i64),
+        engine: video.engine,
+    })
 }
 
 /// Runs a `storyboard` or `video_proxy` job: fetches the media, speaks the narration, renders.
@@ -294,5 +415,6 @@ pub(crate) async fn run_render<S: ProgressSink>(
         width: i32::try_from(request.width).ok(),
         height: i32::try_from(request.height).ok(),
         duration_ms: Some((plan.duration * 1000.0).round() as i64),
+        engine: None,
     })
 }

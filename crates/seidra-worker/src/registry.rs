@@ -7,8 +7,8 @@ use std::time::Duration;
 use seidra_config::{EngineSettings, RemoteEngineKind, RemoteEngineSettings, Settings};
 use seidra_core::ValidationError;
 use seidra_core::job::ImageRequest;
-use seidra_engines::remote::{RemoteConfig, RemoteEngine, RemoteHealth, RemoteKind, RemotePool};
-use seidra_engines::{CancellationToken, GenerationEngine, SharedEngine};
+use seidra_engines::remote::{RemoteConfig, RemoteEngine, RemoteHealth, RemoteKind, RemotePool, TalkingHeadInput};
+use seidra_engines::{CancellationToken, EngineError, EngineOutput, GenerationEngine, ProgressSink, SharedEngine};
 
 /// Engines by name, in preference order.
 #[derive(Clone, Default)]
@@ -97,6 +97,62 @@ impl EngineRegistry {
         registry
     }
 
+    /// Names of the talking-head (SadTalker-compatible) engines, in configuration order.
+    pub fn talking_head_names(&self) -> Vec<String> {
+        self.remote
+            .as_ref()
+            .map(|p| p.members().iter().filter(|m| m.is_talking_head()).map(|m| m.name().to_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Picks the talking-head engine for a request: the named one, else the first available,
+    /// else the first configured. Returns `(engine, model)`; errors name the field `engine`.
+    pub fn route_talking_head(&self, engine: Option<&str>) -> Result<(String, String), ValidationError> {
+        let names = self.talking_head_names();
+        let pool = self.remote.as_ref();
+        let member = |name: &str| pool.and_then(|p| p.get(name)).filter(|m| m.is_talking_head());
+        let chosen = match engine {
+            Some(name) => member(name).ok_or_else(|| {
+                let known = if names.is_empty() { "none is configured".to_owned() } else { names.join(", ") };
+                ValidationError::new("engine", format!("`{name}` is not a talking-head engine; available: {known}"))
+            })?,
+            None => names
+                .iter()
+                .filter_map(|n| member(n))
+                .find(|m| m.is_available())
+                .or_else(|| names.first().and_then(|n| member(n)))
+                .ok_or_else(|| {
+                    ValidationError::new(
+                        "engine",
+                        "no talking-head engine is configured (add a `sadtalker` entry to engines.remote)",
+                    )
+                })?,
+        };
+        let model = chosen.config().models.first().cloned().unwrap_or_default();
+        Ok((chosen.name().to_owned(), model))
+    }
+
+    /// Renders a talking head on `engine` (failing over to other talking-head engines serving
+    /// `model` unless `pinned`).
+    pub async fn talking_head(
+        &self,
+        engine: &str,
+        model: &str,
+        pinned: bool,
+        input: &TalkingHeadInput,
+        progress: &dyn ProgressSink,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<EngineOutput>, EngineError> {
+        let Some(pool) = &self.remote else {
+            return Err(EngineError::Failed {
+                code: "engine_missing".into(),
+                message: format!("this worker has no engine `{engine}`"),
+                retryable: true,
+            });
+        };
+        pool.talking_head(engine, model, pinned, input, progress, cancel).await
+    }
+
     /// Engine names.
     pub fn names(&self) -> Vec<String> {
         self.engines.iter().map(|e| e.name().to_owned()).collect()
@@ -126,8 +182,11 @@ impl EngineRegistry {
                 })?,
                 (None, Some(model)) => {
                     // The first available engine serving the model, else the first serving it at all.
-                    let serving: Vec<&SharedEngine> =
-                        self.engines.iter().filter(|e| e.models().iter().any(|m| &m.name == model)).collect();
+                    let serving: Vec<&SharedEngine> = self
+                        .engines
+                        .iter()
+                        .filter(|e| makes_images(e.as_ref()) && e.models().iter().any(|m| &m.name == model))
+                        .collect();
                     serving
                         .iter()
                         .find(|e| self.is_available(e.name()))
@@ -140,7 +199,7 @@ impl EngineRegistry {
                             )
                         })?
                 }
-                (None, None) => self.engines.first().cloned().ok_or_else(|| {
+                (None, None) => self.engines.iter().find(|e| makes_images(e.as_ref())).cloned().ok_or_else(|| {
                     ValidationError::new(format!("{prefix}engine"), "no generation engine is configured")
                 })?,
             };
@@ -154,12 +213,20 @@ impl EngineRegistry {
                 format!("the engine `{}` does not serve the model `{model}`", engine.name()),
             ));
         }
-        engine.check(request).map_err(|mut e| {
-            e.field = format!("{prefix}{}", e.field);
-            e
-        })?;
+        // Every engine, whatever its own `check` covers: an init image is never silently ignored.
+        engine.capabilities().check_img2img(engine.name(), request).and_then(|()| engine.check(request)).map_err(
+            |mut e| {
+                e.field = format!("{prefix}{}", e.field);
+                e
+            },
+        )?;
         Ok((engine, model))
     }
+}
+
+/// Whether an engine runs image jobs (talking-head engines do not).
+fn makes_images(engine: &dyn GenerationEngine) -> bool {
+    engine.capabilities().job_types.iter().any(|t| t == "image")
 }
 
 /// Shortcut for the trait object's name in logs.
@@ -182,6 +249,7 @@ fn remote_engine(settings: &EngineSettings, remote: &RemoteEngineSettings) -> Re
             RemoteEngineKind::Comfyui => RemoteKind::Comfyui,
             RemoteEngineKind::A1111 => RemoteKind::A1111,
             RemoteEngineKind::Openai => RemoteKind::Openai,
+            RemoteEngineKind::Sadtalker => RemoteKind::Sadtalker,
         },
         base_url: remote.url.trim().to_owned(),
         api_key: remote.api_key.as_ref().map(|k| k.expose().to_owned()).filter(|k| !k.is_empty()),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use seidra_config::MediaSettings;
 use seidra_core::job::{ImageRequest, JobError, JobEvent, JobStatus, JobType};
-use seidra_engines::{EngineError, EngineOutput, Progress, ProgressSink, SharedEngine};
+use seidra_engines::{EngineError, EngineOutput, InitImage, Progress, ProgressSink, SharedEngine};
 use seidra_events::{Event, EventBus};
 use seidra_storage::{DownloadSigner, SharedStore, StorageError};
 use seidra_store::jobs::{self, Heartbeat, Job, NewMedia, ProgressUpdate};
@@ -464,6 +464,9 @@ impl Worker {
             JobType::Storyboard | JobType::VideoProxy => {
                 return av_tasks::run_render(&self.deps, job, &sink, cancel).await.map(Done::File);
             }
+            JobType::TalkingHead => {
+                return av_tasks::run_talking_head(&self.deps, job, &sink, cancel).await.map(Done::File);
+            }
             JobType::Image => {}
         }
         let request: ImageRequest = serde_json::from_value(job.request.clone()).map_err(|e| EngineError::Failed {
@@ -478,8 +481,12 @@ impl Worker {
                 retryable: true,
             });
         };
+        let init = match request.init_image {
+            Some(media_id) => Some(self.load_init_image(job, media_id, &request).await?),
+            None => None,
+        };
         let cancel = cancel.clone();
-        let handle = tokio::spawn(async move { run_engine(engine, request, sink, cancel).await });
+        let handle = tokio::spawn(async move { run_engine(engine, request, init, sink, cancel).await });
         match handle.await {
             Ok(result) => result.map(Done::Outputs),
             Err(err) => {
@@ -491,6 +498,42 @@ impl Worker {
                 })
             }
         }
+    }
+
+    /// Loads an image-to-image job's init image: still the owner's image (it may have been
+    /// deleted since the job was queued), read from storage, decoded and resized to the
+    /// requested size off the async threads.
+    async fn load_init_image(
+        &self,
+        job: &Job,
+        media_id: Uuid,
+        request: &ImageRequest,
+    ) -> Result<InitImage, EngineError> {
+        let failed = |code: &str, message: String, retryable: bool| EngineError::Failed {
+            code: code.to_owned(),
+            message,
+            retryable,
+        };
+        let media = match seidra_store::media::get_owned(&self.deps.db, job.owner_id, media_id).await {
+            Ok(m) => m,
+            Err(seidra_store::StoreError::NotFound) => {
+                return Err(failed("init_image_missing", format!("the init image {media_id} no longer exists"), false));
+            }
+            Err(err) => return Err(failed("database_error", format!("cannot look up the init image: {err}"), true)),
+        };
+        if media.kind != "image" {
+            return Err(failed("invalid_init_image", format!("the init image {media_id} is not an image"), false));
+        }
+        let bytes = self.deps.storage.get(&media.storage_key).await.map_err(|err| match err {
+            StorageError::NotFound(_) => {
+                failed("init_image_missing", format!("the file of the init image {media_id} is missing"), false)
+            }
+            other => failed("storage_error", format!("cannot read the init image: {other}"), other.is_retryable()),
+        })?;
+        let (width, height) = (request.width, request.height);
+        tokio::task::spawn_blocking(move || InitImage::decode(&bytes, width, height))
+            .await
+            .map_err(|e| failed("engine_error", format!("decoding the init image crashed: {e}"), true))?
     }
 
     /// Heartbeats, relays coalesced progress, and turns cancel requests into the token.
@@ -624,7 +667,7 @@ impl Worker {
                     sha256: obj.sha256_hex,
                     seed: None,
                     duration_ms: file.duration_ms,
-                    engine: None,
+                    engine: file.engine,
                 }];
                 self.complete_stored(job, stored).await
             }
@@ -791,10 +834,14 @@ impl Worker {
 async fn run_engine(
     engine: SharedEngine,
     request: ImageRequest,
+    init: Option<InitImage>,
     sink: WatchSink,
     cancel: CancellationToken,
 ) -> Result<Vec<EngineOutput>, EngineError> {
-    engine.run(&request, &sink, &cancel).await
+    match &init {
+        Some(init) => engine.run_img2img(&request, init, &sink, &cancel).await,
+        None => engine.run(&request, &sink, &cancel).await,
+    }
 }
 
 /// The job error for an output that could not be stored. A full disk gets its own code, so

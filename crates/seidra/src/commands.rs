@@ -249,7 +249,7 @@ async fn shutdown_signal() {
 async fn worker(settings: Settings, concurrency: Option<u32>) -> anyhow::Result<ExitCode> {
     if settings.worker.metrics_bind.is_some() {
         // Before the engines: remote engines record their first health check at once.
-        let _ = seidra_api::metrics::handle();
+        seidra_api::metrics::init(&settings);
     }
     let db = open_migrated(&settings).await?;
     let bus = open_bus(&settings, &db).await?;
@@ -273,7 +273,7 @@ async fn worker(settings: Settings, concurrency: Option<u32>) -> anyhow::Result<
         stop_on_signal.cancel();
     });
     if let Some(addr) = settings.worker.metrics_bind {
-        let _ = seidra_api::metrics::handle();
+        seidra_api::metrics::init(&settings);
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%addr, "worker metrics listening");
         let stop_http = stop.clone();

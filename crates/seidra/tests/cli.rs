@@ -293,6 +293,38 @@ async fn up_on_an_empty_data_dir_serves_and_stops_on_sigterm() -> anyhow::Result
     Ok(())
 }
 
+/// `SEIDRA_METRICS_ENABLED=false`: no recorder, `/metrics` is a 404 with its code, the API works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_turned_off() -> anyhow::Result<()> {
+    let client = seidra_testkit::http_client();
+    for enabled in [true, false] {
+        let dir = tempfile::tempdir()?;
+        let mut child = seidra()
+            .arg("up")
+            .env("SEIDRA_DATA_DIR", dir.path())
+            .env("SEIDRA_BIND", "127.0.0.1:0")
+            .env("SEIDRA_METRICS_ENABLED", enabled.to_string())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let (addr, _) = wait_for_banner(&mut child);
+        let ready = client.get(format!("http://{addr}/readyz")).send().await?;
+        assert_eq!(ready.status().as_u16(), 200);
+        let metrics = client.get(format!("http://{addr}/metrics")).send().await?;
+        let status = metrics.status().as_u16();
+        let body = metrics.text().await?;
+        if enabled {
+            assert_eq!(status, 200, "{body}");
+            assert!(body.contains("seidra_http_requests_total{"), "the readiness request is counted: {body}");
+        } else {
+            assert_eq!(status, 404, "{body}");
+            let err: serde_json::Value = serde_json::from_str(&body)?;
+            assert_eq!(err["error"]["code"], "metrics_disabled", "{body}");
+        }
+        assert!(terminate(&mut child).success());
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_migrate_up_processes_on_postgres() -> anyhow::Result<()> {
     let t = TestDb::empty(Backend::Postgres).await?;

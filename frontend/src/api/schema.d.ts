@@ -298,6 +298,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/generate/video": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Queue a talking-head video: `image` (or the persona's avatar) animated by `audio`, or by
+         *     `text` spoken first with the persona's voice. SadTalker's parameters are honoured or refused
+         *     with a 422 naming the field. Follow the job like any other; the MP4 is a `video` media item.
+         */
+        post: operations["jobs_generate_video"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/generation/health": {
         parameters: {
             query?: never;
@@ -1413,6 +1434,11 @@ export interface components {
             /** @description Every term (built-in ones first). */
             terms: string[];
         };
+        /**
+         * @description Face restoration applied to the rendered frames (`--enhancer`).
+         * @enum {string}
+         */
+        Enhancer: "none" | "gfpgan" | "RestoreFormer";
         /** @description Error envelope returned by every endpoint. */
         ErrorBody: {
             /** @description The error. */
@@ -1589,6 +1615,12 @@ export interface components {
              * @description Height in pixels (64–2048, multiple of 8).
              */
             height?: number;
+            /**
+             * Format: uuid
+             * @description Image-to-image: id of an image in the caller's library to start from (resized to
+             *     `width`×`height`); only engines whose capabilities have `supports_img2img` accept it.
+             */
+            init_image?: string | null;
             /** @description LoRAs with weights. */
             loras?: components["schemas"]["LoraRef"][];
             /** @description Free client metadata kept with the job (≤ 16 KiB as JSON). */
@@ -1624,6 +1656,12 @@ export interface components {
              * @description Seed; random when absent (the chosen one is recorded so results can be reproduced).
              */
             seed?: number | null;
+            /**
+             * Format: float
+             * @description Image-to-image denoising strength, 0 < s ≤ 1 (1 ignores the init image, small values stay
+             *     close to it); 0.75 when `init_image` is set without it. Requires `init_image`.
+             */
+            strength?: number | null;
             /**
              * Format: int32
              * @description Width in pixels (64–2048, multiple of 8).
@@ -1690,7 +1728,7 @@ export interface components {
          * @description What a job produces.
          * @enum {string}
          */
-        JobType: "image" | "export" | "model_download" | "tts" | "storyboard" | "video_proxy";
+        JobType: "image" | "export" | "model_download" | "tts" | "storyboard" | "video_proxy" | "talking_head";
         /** @description A job as its owner sees it. */
         JobView: {
             /**
@@ -2192,6 +2230,11 @@ export interface components {
             /** @description Whether users may enable NSFW content at all. */
             nsfw_allowed?: boolean;
         };
+        /**
+         * @description How SadTalker prepares the source image (`--preprocess`).
+         * @enum {string}
+         */
+        Preprocess: "crop" | "resize" | "full" | "extcrop" | "extfull";
         /** @description What to preview. */
         PreviewBody: {
             /** @description Subject put into the template's `{prompt}` slot (default "portrait"). */
@@ -2345,6 +2388,61 @@ export interface components {
             uptime_secs: number;
             /** @description Server version. */
             version: string;
+        };
+        /**
+         * @description A talking-head request. The portrait is `image`, or the persona's avatar; the voice is an
+         *     uploaded `audio` item or `text` spoken with the persona's voice defaults. Every field is
+         *     honoured by the engine or refused with a 422 naming it.
+         */
+        TalkingHeadRequest: {
+            /**
+             * Format: uuid
+             * @description Media id of one of your audio items (the speech). Exactly one of `audio` and `text`.
+             */
+            audio?: string | null;
+            /**
+             * Format: int32
+             * @description Frames per GPU batch, 1–10 (default 2).
+             */
+            batch_size?: number | null;
+            /** @description Talking-head engine name; the first available one when absent. */
+            engine?: string | null;
+            enhancer?: components["schemas"]["Enhancer"] | null;
+            /**
+             * Format: float
+             * @description Expression strength, 0–3 (default 1).
+             */
+            expression_scale?: number | null;
+            /**
+             * Format: uuid
+             * @description Media id of one of your images (the face to animate); the persona's avatar when absent.
+             */
+            image?: string | null;
+            /**
+             * Format: uuid
+             * @description Persona: its avatar is the default image and its voice defaults speak `text`.
+             */
+            persona_id?: string | null;
+            /**
+             * Format: int32
+             * @description Head pose style, 0–45 (default 0).
+             */
+            pose_style?: number | null;
+            preprocess?: components["schemas"]["Preprocess"] | null;
+            /**
+             * Format: int32
+             * @description Face render size: 256 (default) or 512.
+             */
+            size?: number | null;
+            /** @description Fewer head movements (default false). */
+            still?: boolean | null;
+            /**
+             * @description Text to speak first (1–5000 characters, espeak-ng or piper with the persona's voice
+             *     defaults). Exactly one of `audio` and `text`.
+             */
+            text?: string | null;
+            /** @description Voice for `text` (default: the persona's, else `en`). */
+            voice?: string | null;
         };
         /** @description A page of timelines. */
         TimelinePage: {
@@ -2550,6 +2648,12 @@ export interface components {
         };
         /** @description Video defaults (used by video jobs). */
         VideoDefaults: {
+            /**
+             * Format: uuid
+             * @description The persona's portrait: media id of one of the owner's images, the default face of its
+             *     talking-head videos.
+             */
+            avatar?: string | null;
             /**
              * Format: int32
              * @description Clip duration, seconds (1–600).
@@ -3385,6 +3489,73 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SubmitResponse"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    jobs_generate_video: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description same key + same body → the same job */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TalkingHeadRequest"];
+            };
+        };
+        responses: {
+            /** @description idempotent replay */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmitResponse"];
+                };
+            };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmitResponse"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             422: {

@@ -48,6 +48,8 @@ export interface EngineCapabilities {
   schedulers: string[];
   supports_loras: boolean;
   supports_negative_prompt: boolean;
+  /** Whether the engine can start from an image (`init_image`, `strength`). */
+  supports_img2img: boolean;
 }
 
 export interface EngineModel {
@@ -119,6 +121,7 @@ export function parseGenerationHealth(raw: unknown): GenerationHealth {
         schedulers: strs(c.schedulers),
         supports_loras: bool(c.supports_loras),
         supports_negative_prompt: c.supports_negative_prompt === undefined ? true : bool(c.supports_negative_prompt),
+        supports_img2img: bool(c.supports_img2img),
       },
     };
   });

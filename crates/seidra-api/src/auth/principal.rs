@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 use chrono::{Duration, Utc};
 use seidra_core::{ApiKeyScope, Role};
 use seidra_store::accounts::User;
-use seidra_store::{StoreError, accounts, api_keys};
+use seidra_store::{StoreError, api_keys};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -112,7 +112,7 @@ pub async fn authenticate(state: &AppState, bearer: &str) -> Result<AuthOutcome,
         }
         Err(err) => return Ok(AuthOutcome::Rejected("invalid_token", format!("the access token is invalid ({err})"))),
     };
-    let user = match accounts::get_user(&state.db, claims.sub).await {
+    let user = match state.accounts.get(&state.db, claims.sub).await {
         Ok(u) => u,
         Err(StoreError::NotFound) => {
             return Ok(AuthOutcome::Rejected("invalid_token", "the token's account no longer exists".into()));
@@ -138,7 +138,7 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> Result<AuthOutco
     if !matches || key.revoked_at.is_some() || key.expires_at.is_some_and(|exp| exp <= now) {
         return rejected();
     }
-    let user = accounts::get_user(&state.db, key.user_id).await?;
+    let user = state.accounts.get(&state.db, key.user_id).await?;
     if user.disabled {
         return Ok(AuthOutcome::Rejected("account_disabled", "this account is disabled".into()));
     }

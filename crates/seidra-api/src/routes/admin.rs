@@ -72,6 +72,7 @@ pub async fn update(
     {
         user = set_disabled(&state.db, &actor, &user, disabled).await?;
     }
+    state.accounts.forget(id);
     Ok(Json(UserView::from(&user)))
 }
 

@@ -231,7 +231,9 @@ pub async fn change_password(
     SignedIn(principal): SignedIn,
     AppJson(body): AppJson<ChangePasswordRequest>,
 ) -> ApiResult<StatusCode> {
-    let ok = verify_password(body.current_password, Some(principal.user.password_hash.clone())).await?;
+    // A fresh row, not the cached one: the hash may have changed in another replica just now.
+    let user = accounts::get_user(&state.db, principal.user.id).await?;
+    let ok = verify_password(body.current_password, Some(user.password_hash)).await?;
     if !ok {
         audit(
             &state.db,
@@ -246,6 +248,7 @@ pub async fn change_password(
     }
     set_password(&state.db, &actor(Some(principal.user.id), ip), &principal.user, &body.new_password, "new_password")
         .await?;
+    state.accounts.forget(principal.user.id);
     let body = format!("Your password was changed from {}; every session was signed out.", ip.0);
     seidra_notify::security(&state.db, &state.bus, principal.user.id, "Password changed", &body).await;
     Ok(StatusCode::NO_CONTENT)

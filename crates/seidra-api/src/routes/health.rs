@@ -260,6 +260,14 @@ pub async fn generation_health(
 
 /// Prometheus metrics.
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    if !state.settings.metrics_enabled {
+        return crate::error::ApiError::new(
+            StatusCode::NOT_FOUND,
+            "metrics_disabled",
+            "metrics are turned off (SEIDRA_METRICS_ENABLED)",
+        )
+        .into_response();
+    }
     let Some(handle) = crate::metrics::handle() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder unavailable\n").into_response();
     };

@@ -109,26 +109,27 @@ pub struct JobView {
 }
 
 impl JobView {
-    /// Builds the view; outputs get signed URLs.
-    pub fn new(state: &AppState, job: &Job, outputs: Option<&[Media]>) -> Self {
+    /// Builds the view (taking the row, so its strings and request JSON move instead of being
+    /// copied); outputs get signed URLs.
+    pub fn new(state: &AppState, job: Job, outputs: Option<&[Media]>) -> Self {
         Self {
             id: job.id,
             owner_id: job.owner_id,
             status: job.status,
             job_type: job.job_type,
             priority: job.priority,
-            engine: job.engine.clone(),
-            model: job.model.clone(),
-            prompt: job.prompt.clone(),
-            negative_prompt: job.negative_prompt.clone(),
-            request: job.request.clone(),
+            engine: job.engine,
+            model: job.model,
+            prompt: job.prompt,
+            negative_prompt: job.negative_prompt,
+            request: job.request,
             progress: job.progress,
-            stage: job.stage.clone(),
+            stage: job.stage,
             eta_secs: job.eta_secs,
             attempt: job.attempt,
             max_attempts: job.max_attempts,
             cancel_requested: job.cancel_requested,
-            error: job.error.clone(),
+            error: job.error,
             retry_of: job.retry_of,
             batch_id: job.batch_id,
             persona_id: job.persona_id,
@@ -178,7 +179,8 @@ pub struct BatchRequest {
     pub priority: Option<PriorityClass>,
 }
 
-fn idempotency(headers: &HeaderMap, body: &[u8]) -> ApiResult<Option<Idempotency>> {
+/// The `Idempotency-Key` header with a hash of the (parsed) body, when sent.
+pub(crate) fn idempotency(headers: &HeaderMap, body: &[u8]) -> ApiResult<Option<Idempotency>> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
     let key = value
         .to_str()
@@ -209,6 +211,20 @@ pub fn explicit_keys(raw: &serde_json::Value) -> Vec<String> {
     raw.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
 }
 
+/// An image-to-image request's `init_image` must be an image in the caller's library; another
+/// user's item gets the same answer as an unknown id, so existence does not leak.
+async fn check_init_image(state: &AppState, owner_id: Uuid, media_id: Uuid, prefix: &str) -> ApiResult<()> {
+    let field = format!("{prefix}init_image");
+    let media = seidra_store::media::get_owned(&state.db, owner_id, media_id).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::validation(ValidationError::new(&field, "unknown media item")),
+        other => other.into(),
+    })?;
+    if media.kind != "image" {
+        return Err(ValidationError::new(field, format!("must be an image, not {}", media.kind)).into());
+    }
+    Ok(())
+}
+
 /// Validates one request, merges its persona, routes it to an engine, resolves the seed and
 /// builds the job.
 pub async fn prepare(
@@ -234,6 +250,11 @@ pub async fn prepare(
         persona_ref = Some((persona.id, persona.version));
     }
     request.validate(prefix)?;
+    if let Some(media_id) = request.init_image {
+        check_init_image(state, owner_id, media_id, prefix).await?;
+        // Recorded, so the job (and its outputs' provenance) can be reproduced.
+        request.strength = request.img2img_strength();
+    }
     crate::policy::enforce_request(state, owner_id, &request, prefix).await?;
     if let Some(seed) = request.seed
         && seed > MAX_SEED
@@ -384,14 +405,14 @@ pub async fn submit_jobs(
     batch_id: Option<Uuid>,
 ) -> ApiResult<Response> {
     let (created, jobs) = submit(state, principal, jobs, idem).await?;
-    Ok(submit_response(state, created, batch_id, &jobs))
+    Ok(submit_response(state, created, batch_id, jobs))
 }
 
-fn submit_response(state: &AppState, created: bool, batch_id: Option<Uuid>, jobs: &[Job]) -> Response {
+fn submit_response(state: &AppState, created: bool, batch_id: Option<Uuid>, jobs: Vec<Job>) -> Response {
     let body = SubmitResponse {
         batch_id,
         job_ids: jobs.iter().map(|j| j.id).collect(),
-        jobs: jobs.iter().map(|j| JobView::new(state, j, None)).collect(),
+        jobs: jobs.into_iter().map(|j| JobView::new(state, j, None)).collect(),
     };
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
     let mut response = (status, Json(body)).into_response();
@@ -419,7 +440,7 @@ pub async fn generate_single(
     let priority = request.priority.unwrap_or(PriorityClass::Interactive);
     let job = prepare(&state, principal.user.id, request, &explicit, "", priority, None).await?;
     let (created, jobs) = submit(&state, &principal, vec![job], idem).await?;
-    Ok(submit_response(&state, created, None, &jobs))
+    Ok(submit_response(&state, created, None, jobs))
 }
 
 /// Queue up to 8 image jobs sharing one batch id.
@@ -466,10 +487,11 @@ pub async fn generate_batch(
     }
     let (created, jobs) = submit(&state, &principal, new_jobs, idem).await?;
     let batch_id = jobs.first().and_then(|j| j.batch_id);
-    Ok(submit_response(&state, created, batch_id, &jobs))
+    Ok(submit_response(&state, created, batch_id, jobs))
 }
 
-fn require_json(headers: &HeaderMap) -> ApiResult<()> {
+/// Refuses a body that is not declared as JSON (415).
+pub(crate) fn require_json(headers: &HeaderMap) -> ApiResult<()> {
     let ok = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -567,7 +589,7 @@ pub async fn list(
         oldest_first,
     };
     let (jobs, total) = jobs::list(&state.db, &filter, limit, offset).await?;
-    let items = jobs.iter().map(|j| JobView::new(&state, j, None)).collect();
+    let items = jobs.into_iter().map(|j| JobView::new(&state, j, None)).collect();
     Ok(Json(JobPage { items, total, limit, offset }))
 }
 
@@ -592,7 +614,7 @@ pub async fn get(
 ) -> ApiResult<Json<JobView>> {
     let job = visible_job(&state, &principal, &id).await?;
     let outputs = media::list_for_job(&state.db, job.id).await?;
-    Ok(Json(JobView::new(&state, &job, Some(&outputs))))
+    Ok(Json(JobView::new(&state, job, Some(&outputs))))
 }
 
 /// Cancel: queued jobs at once; running jobs stop between engine steps.
@@ -611,12 +633,12 @@ pub async fn cancel(
             publish(&state, &job_event("job.cancelled", &job, None)).await;
             // A queued job ends here, not in a worker: its webhook deliveries start here too.
             seidra_notify::job_finished(&state.db, &state.bus, &job).await;
-            Ok(Json(JobView::new(&state, &job, None)))
+            Ok(Json(JobView::new(&state, job, None)))
         }
         CancelOutcome::Requested(job) => {
             // Tell the worker now; its next heartbeat would see the flag anyway.
             publish(&state, &control_event(JOB_CANCEL, Some(job.id))).await;
-            Ok(Json(JobView::new(&state, &job, None)))
+            Ok(Json(JobView::new(&state, job, None)))
         }
         CancelOutcome::AlreadyFinished(job) => {
             Err(ApiError::conflict("job_finished", format!("the job already finished ({})", job.status.as_str())))
@@ -662,7 +684,7 @@ pub async fn retry(
             policy: None,
         };
         let (_, jobs) = submit(&state, &principal, vec![new_job], None).await?;
-        return Ok(submit_response(&state, true, None, &jobs));
+        return Ok(submit_response(&state, true, None, jobs));
     }
     let mut request: ImageRequest = serde_json::from_value(job.request.clone()).map_err(ApiError::internal)?;
     // The stored request is already merged: retry it as is, keeping the persona reference.
@@ -676,7 +698,7 @@ pub async fn retry(
     }
     new_job.retry_of = Some(job.id);
     let (_, jobs) = submit(&state, &principal, vec![new_job], None).await?;
-    Ok(submit_response(&state, true, None, &jobs))
+    Ok(submit_response(&state, true, None, jobs))
 }
 
 /// Job counts and durations.

@@ -74,32 +74,34 @@ pub fn signed_url(state: &AppState, key: &str) -> String {
 }
 
 impl MediaView {
-    /// The view of an item, with signed URLs.
-    pub fn new(state: &AppState, m: &Media) -> Self {
+    /// The view of an item (taking the row, so its strings and parameters move instead of being
+    /// copied), with signed URLs.
+    pub fn new(state: &AppState, m: Media) -> Self {
         let ready = m.thumb_state == "ready";
         let thumb = |key: &Option<String>| key.as_deref().filter(|_| ready).map(|k| signed_url(state, k));
+        let (thumb_256_url, thumb_768_url) = (thumb(&m.thumb_256_key), thumb(&m.thumb_768_key));
         Self {
             id: m.id,
-            kind: m.kind.clone(),
-            source: m.source.clone(),
-            file: output_view(state, m),
-            tags: m.tags.0.clone(),
+            file: output_view(state, &m),
+            kind: m.kind,
+            source: m.source,
+            tags: m.tags.0,
             favorite: m.favorite,
             job_id: m.job_id,
-            prompt: m.prompt.clone(),
-            negative_prompt: m.negative_prompt.clone(),
-            engine: m.engine.clone(),
-            model: m.model.clone(),
+            prompt: m.prompt,
+            negative_prompt: m.negative_prompt,
+            engine: m.engine,
+            model: m.model,
             seed: m.seed,
-            parameters: m.parameters.as_ref().map(|p| p.0.clone()),
+            parameters: m.parameters.map(|p| p.0),
             persona_id: m.persona_id,
             persona_version: m.persona_version,
             created_at: m.created_at,
-            thumbnail_state: m.thumb_state.clone(),
-            thumb_256_url: thumb(&m.thumb_256_key),
-            thumb_768_url: thumb(&m.thumb_768_key),
+            thumbnail_state: m.thumb_state,
+            thumb_256_url,
+            thumb_768_url,
             duration_secs: m.duration_ms.map(|ms| ms as f64 / 1000.0),
-            original_name: m.original_name.clone(),
+            original_name: m.original_name,
         }
     }
 }
@@ -218,7 +220,7 @@ pub async fn list(
         sort,
     };
     let (items, total) = media::list(&state.db, &filter, limit, offset).await?;
-    Ok(Json(MediaPage { items: items.iter().map(|m| MediaView::new(&state, m)).collect(), total, limit, offset }))
+    Ok(Json(MediaPage { items: items.into_iter().map(|m| MediaView::new(&state, m)).collect(), total, limit, offset }))
 }
 
 /// One item with provenance and a signed download URL.
@@ -232,7 +234,7 @@ pub async fn get(
     let id = parse_uuid("id", &id)?;
     let item =
         media::get_owned(&state.db, principal.user.id, id).await.map_err(ApiError::or_not_found("media item"))?;
-    Ok(Json(MediaView::new(&state, &item)))
+    Ok(Json(MediaView::new(&state, item)))
 }
 
 /// Changes to an item.
@@ -254,10 +256,15 @@ pub struct MediaUpdate {
 }
 
 async fn apply_tags(state: &AppState, owner: Uuid, id: Uuid, change: TagChange) -> ApiResult<Media> {
-    media::change_tags(&state.db, owner, id, &change).await.map_err(|e| match e {
+    media::change_tags(&state.db, owner, id, &change).await.map_err(tag_error)
+}
+
+/// Too many tags → 422 on `tags`; an item that is not the caller's → 404.
+fn tag_error(e: StoreError) -> ApiError {
+    match e {
         StoreError::Conflict { constraint } => ApiError::validation(ValidationError::new("tags", constraint)),
         other => ApiError::or_not_found("media item")(other),
-    })
+    }
 }
 
 /// Tag (replace/add/remove) and favourite an item.
@@ -272,20 +279,22 @@ pub async fn update(
 ) -> ApiResult<Json<MediaView>> {
     let id = parse_uuid("id", &id)?;
     let owner = principal.user.id;
-    let mut item = media::get_owned(&state.db, owner, id).await.map_err(ApiError::or_not_found("media item"))?;
+    let mut changes = Vec::new();
     if let Some(tags) = &body.tags {
-        item = apply_tags(&state, owner, id, TagChange::Set(normalize_tags("tags", tags)?)).await?;
+        changes.push(TagChange::Set(normalize_tags("tags", tags)?));
     }
     if let Some(tags) = &body.add_tags {
-        item = apply_tags(&state, owner, id, TagChange::Add(normalize_tags("add_tags", tags)?)).await?;
+        changes.push(TagChange::Add(normalize_tags("add_tags", tags)?));
     }
     if let Some(tags) = &body.remove_tags {
-        item = apply_tags(&state, owner, id, TagChange::Remove(normalize_tags("remove_tags", tags)?)).await?;
+        changes.push(TagChange::Remove(normalize_tags("remove_tags", tags)?));
     }
-    if let Some(fav) = body.favorite {
-        item = media::set_favorite(&state.db, owner, id, fav).await.map_err(ApiError::or_not_found("media item"))?;
-    }
-    Ok(Json(MediaView::new(&state, &item)))
+    let item = if changes.is_empty() && body.favorite.is_none() {
+        media::get_owned(&state.db, owner, id).await.map_err(ApiError::or_not_found("media item"))?
+    } else {
+        media::update(&state.db, owner, id, &changes, body.favorite).await.map_err(tag_error)?
+    };
+    Ok(Json(MediaView::new(&state, item)))
 }
 
 /// Deletes an item, its file and its thumbnails.

@@ -13,6 +13,7 @@ pub mod notifications;
 pub mod personas;
 pub mod settings;
 pub mod speech;
+pub mod talking_head;
 pub mod uploads;
 pub mod video;
 pub mod webhooks;

@@ -80,6 +80,14 @@ fn validated(mut spec: PersonaSpec) -> ApiResult<PersonaSpec> {
     Ok(spec)
 }
 
+/// The avatar, when set, must be one of the owner's images (someone else's reads as missing).
+async fn check_avatar(state: &AppState, owner: Uuid, spec: &PersonaSpec) -> ApiResult<()> {
+    if let Some(id) = spec.video.avatar {
+        crate::routes::talking_head::owned_media(state, owner, id, "video.avatar", "image").await?;
+    }
+    Ok(())
+}
+
 /// List personas.
 #[utoipa::path(get, path = "/api/personas", tag = "personas", params(PersonaQuery), security(("bearer" = []), ("api_key" = ["read"])),
     responses((status = 200, body = PersonaPage)))]
@@ -103,6 +111,7 @@ pub async fn create(
     AppJson(spec): AppJson<PersonaSpec>,
 ) -> ApiResult<(StatusCode, Json<PersonaView>)> {
     let spec = validated(spec)?;
+    check_avatar(&state, principal.user.id, &spec).await?;
     crate::policy::enforce_persona(&state, principal.user.id, &spec).await?;
     let p = personas::create(&state.db, principal.user.id, &spec).await?;
     Ok((StatusCode::CREATED, Json(PersonaView::from(&p))))
@@ -133,6 +142,7 @@ pub async fn update(
 ) -> ApiResult<Json<PersonaView>> {
     let id = parse_uuid("id", &id)?;
     let spec = validated(spec)?;
+    check_avatar(&state, principal.user.id, &spec).await?;
     crate::policy::enforce_persona(&state, principal.user.id, &spec).await?;
     let p =
         personas::update(&state.db, principal.user.id, id, &spec).await.map_err(ApiError::or_not_found("persona"))?;

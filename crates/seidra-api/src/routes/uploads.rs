@@ -313,6 +313,6 @@ pub async fn upload(
             tracing::warn!(%err, "could not wake the thumbnail workers");
         }
     }
-    let items = items.iter().map(|m| MediaView::new(&state, m)).collect();
+    let items = items.into_iter().map(|m| MediaView::new(&state, m)).collect();
     Ok((StatusCode::CREATED, Json(UploadResponse { items })))
 }

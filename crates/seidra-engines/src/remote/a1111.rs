@@ -1,4 +1,5 @@
-//! AUTOMATIC1111 / Forge: `POST /sdapi/v1/txt2img` (LoRAs as `<lora:name:weight>` prompt tags,
+//! AUTOMATIC1111 / Forge: `POST /sdapi/v1/txt2img`, or `POST /sdapi/v1/img2img` with
+//! `init_images: [base64 PNG]` and `denoising_strength` (LoRAs as `<lora:name:weight>` prompt tags,
 //! the model as `override_settings.sd_model_checkpoint`), progress polled from
 //! `/sdapi/v1/progress` while it runs, base64 images in the answer, cancel via
 //! `POST /sdapi/v1/interrupt`.
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{self, Http};
 use super::{decode_b64, image_output, remote_error};
-use crate::{EngineError, EngineOutput, Progress, ProgressSink};
+use crate::{EngineError, EngineOutput, InitImage, Progress, ProgressSink};
 
 /// Interval of `/sdapi/v1/progress` polls.
 const POLL: Duration = Duration::from_millis(250);
@@ -47,16 +48,35 @@ impl A1111 {
         })
     }
 
-    /// Runs one request; see the module docs.
+    /// The img2img body: the txt2img parameters plus the init image (base64 PNG, already at the
+    /// requested size, so `resize_mode` 0 "just resize" is a no-op) and the denoising strength.
+    pub fn img2img_body(model: &str, request: &ImageRequest, init_png: &[u8]) -> Value {
+        use base64::Engine as _;
+        let mut body = Self::body(model, request);
+        if let Some(map) = body.as_object_mut() {
+            let strength = request.img2img_strength().unwrap_or(seidra_core::job::DEFAULT_STRENGTH);
+            map.insert("init_images".into(), json!([base64::engine::general_purpose::STANDARD.encode(init_png)]));
+            map.insert("denoising_strength".into(), json!(strength));
+            map.insert("resize_mode".into(), json!(0));
+        }
+        body
+    }
+
+    /// Runs one request (image-to-image when `init` is given); see the module docs.
     pub(crate) async fn run(
         &self,
         http: &Http,
         model: &str,
         request: &ImageRequest,
+        init: Option<&InitImage>,
         progress: &dyn ProgressSink,
         cancel: &CancellationToken,
     ) -> Result<Vec<EngineOutput>, EngineError> {
-        let call = http::json::<Value>(http.post("/sdapi/v1/txt2img").json(&Self::body(model, request)));
+        let (path, body) = match init {
+            Some(image) => ("/sdapi/v1/img2img", Self::img2img_body(model, request, &image.png()?)),
+            None => ("/sdapi/v1/txt2img", Self::body(model, request)),
+        };
+        let call = http::json::<Value>(http.post(path).json(&body));
         tokio::pin!(call);
         progress.report(Progress { fraction: 0.0, stage: "sent to AUTOMATIC1111".into(), preview: None });
         let mut ticker = tokio::time::interval(POLL);
@@ -90,7 +110,7 @@ impl A1111 {
     }
 }
 
-/// One poll of `/sdapi/v1/progress`; failures are ignored (the txt2img call decides the outcome).
+/// One poll of `/sdapi/v1/progress`; failures are ignored (the generation call decides the outcome).
 async fn report_progress(http: &Http, progress: &dyn ProgressSink) {
     let req = http.get("/sdapi/v1/progress?skip_current_image=true").timeout(Duration::from_secs(2));
     let Ok(answer) = http::json::<Value>(req).await else { return };

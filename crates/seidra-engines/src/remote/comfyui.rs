@@ -5,6 +5,11 @@
 //! outputs are listed by `/history/{prompt_id}` and fetched from `/view`. Cancel sends
 //! `POST /interrupt` and deletes the prompt from `/queue`. If the WebSocket cannot be opened or
 //! drops, completion is polled from `/history` instead.
+//!
+//! Image-to-image first uploads the init image with `POST /upload/image` (multipart `image`,
+//! `overwrite`, `type=input`) and fills `{{image}}` with the name ComfyUI answers (LoadImage →
+//! VAEEncode → KSampler with `denoise` = strength); see `comfyui_img2img.json`. A custom
+//! template serves image-to-image only if it has an `{{image}}` slot (and then only that).
 
 use std::time::Duration;
 
@@ -17,12 +22,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{self, Http};
 use super::{image_output, remote_error};
-use crate::{EngineError, EngineOutput, Progress, ProgressSink};
+use crate::{EngineError, EngineOutput, InitImage, Progress, ProgressSink};
 
 /// The built-in txt2img workflow.
 pub const BUILTIN_WORKFLOW: &str = include_str!("comfyui_txt2img.json");
-/// Parameter slots a template may use, each written `"{{name}}"`.
-pub const SLOTS: [&str; 11] = [
+/// The built-in img2img workflow.
+pub const BUILTIN_IMG2IMG_WORKFLOW: &str = include_str!("comfyui_img2img.json");
+/// Parameter slots a template may use, each written `"{{name}}"`. `image` (the uploaded init
+/// image's name for `LoadImage`) and `denoise` (the strength) make an img2img template.
+pub const SLOTS: [&str; 13] = [
     "prompt",
     "negative_prompt",
     "model",
@@ -34,39 +42,76 @@ pub const SLOTS: [&str; 11] = [
     "cfg",
     "sampler",
     "scheduler",
+    "image",
+    "denoise",
 ];
 /// Interval of `/history` polling when the WebSocket is not available.
 const POLL: Duration = Duration::from_millis(250);
 
-/// The ComfyUI protocol with its workflow template.
+/// The ComfyUI protocol with its workflow templates.
 #[derive(Debug, Clone)]
 pub struct ComfyUi {
-    template: Map<String, Value>,
+    /// Text-to-image template (`None`: a custom img2img-only template).
+    txt2img: Option<Map<String, Value>>,
+    /// Image-to-image template (`None`: a custom text-to-image-only template).
+    img2img: Option<Map<String, Value>>,
 }
 
 impl ComfyUi {
     /// Checks the template: a JSON object of nodes using only known slots, `{{prompt}}` included.
+    /// Without one, the built-in txt2img and img2img workflows serve both kinds of request.
     pub fn new(template: Option<Value>) -> Result<Self, String> {
-        let template = match template {
-            Some(t) => t,
-            None => serde_json::from_str(BUILTIN_WORKFLOW).map_err(|e| format!("built-in workflow: {e}"))?,
+        let Some(template) = template else {
+            let builtin = |text: &str| -> Result<Map<String, Value>, String> {
+                checked(serde_json::from_str(text).map_err(|e| format!("built-in workflow: {e}"))?)
+            };
+            return Ok(Self {
+                txt2img: Some(builtin(BUILTIN_WORKFLOW)?),
+                img2img: Some(builtin(BUILTIN_IMG2IMG_WORKFLOW)?),
+            });
         };
-        let Value::Object(template) = template else {
-            return Err("the workflow must be an API-format JSON object of nodes".into());
-        };
+        let template = checked(template)?;
         let mut used = Vec::new();
         collect_slots(&Value::Object(template.clone()), &mut used);
-        if let Some(unknown) = used.iter().find(|s| !SLOTS.contains(&s.as_str())) {
-            return Err(format!("the workflow uses the unknown slot `{{{{{unknown}}}}}`; known: {}", SLOTS.join(", ")));
+        if used.iter().any(|s| s == "image") {
+            Ok(Self { txt2img: None, img2img: Some(template) })
+        } else {
+            Ok(Self { txt2img: Some(template), img2img: None })
         }
-        if !used.iter().any(|s| s == "prompt") {
-            return Err("the workflow has no `{{prompt}}` slot".into());
-        }
-        Ok(Self { template })
     }
 
-    /// The workflow for a request: slots filled, LoRA loaders inserted.
-    pub fn workflow(&self, model: &str, request: &ImageRequest) -> Result<Map<String, Value>, EngineError> {
+    /// Whether it can run image-to-image requests.
+    pub fn supports_img2img(&self) -> bool {
+        self.img2img.is_some()
+    }
+
+    /// Whether it can run text-to-image requests (a custom img2img template cannot).
+    pub fn supports_txt2img(&self) -> bool {
+        self.txt2img.is_some()
+    }
+
+    /// The workflow for a request: slots filled (`image`: the uploaded init image's name for an
+    /// image-to-image request), LoRA loaders inserted.
+    pub fn workflow(
+        &self,
+        model: &str,
+        request: &ImageRequest,
+        image: Option<&str>,
+    ) -> Result<Map<String, Value>, EngineError> {
+        let template = match image {
+            Some(_) => self.img2img.as_ref(),
+            None => self.txt2img.as_ref(),
+        };
+        let Some(template) = template else {
+            return Err(EngineError::Invalid(seidra_core::ValidationError::new(
+                "init_image",
+                if image.is_some() {
+                    "this engine's ComfyUI workflow cannot start from an image"
+                } else {
+                    "this engine's ComfyUI workflow needs an init image"
+                },
+            )));
+        };
         let (sampler, scheduler) = sampler(&request.scheduler);
         let values: Map<String, Value> = [
             ("prompt", json!(request.prompt)),
@@ -80,11 +125,13 @@ impl ComfyUi {
             ("cfg", json!(request.guidance_scale)),
             ("sampler", json!(sampler)),
             ("scheduler", json!(scheduler)),
+            ("image", json!(image.unwrap_or_default())),
+            ("denoise", json!(request.img2img_strength().unwrap_or(1.0))),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let mut filled = Value::Object(self.template.clone());
+        let mut filled = Value::Object(template.clone());
         fill(&mut filled, &values);
         let Value::Object(mut nodes) = filled else { return Err(remote_error("workflow is not an object")) };
         if !request.loras.is_empty() {
@@ -93,16 +140,27 @@ impl ComfyUi {
         Ok(nodes)
     }
 
-    /// Runs one request; see the module docs.
+    /// Runs one request (image-to-image when `init` is given); see the module docs.
     pub(crate) async fn run(
         &self,
         http: &Http,
         model: &str,
         request: &ImageRequest,
+        init: Option<&InitImage>,
         progress: &dyn ProgressSink,
         cancel: &CancellationToken,
     ) -> Result<Vec<EngineOutput>, EngineError> {
-        let workflow = self.workflow(model, request)?;
+        let image = match init {
+            Some(init) => {
+                let png = init.png()?;
+                tokio::select! {
+                    r = upload(http, png) => Some(r?),
+                    () = cancel.cancelled() => return Err(EngineError::Cancelled),
+                }
+            }
+            None => None,
+        };
+        let workflow = self.workflow(model, request, image.as_deref())?;
         let client_id = uuid::Uuid::new_v4().to_string();
         // Open the socket before queueing so no message of this prompt is missed.
         let mut ws = match connect_ws(http, &client_id).await {
@@ -138,6 +196,41 @@ impl ComfyUi {
         progress.report(Progress { fraction: 1.0, stage: "done".into(), preview: None });
         Ok(outputs)
     }
+}
+
+/// Uploads an init image to ComfyUI's input folder; returns the value for `LoadImage.image`
+/// (`subfolder/name` as ComfyUI answered, which may differ from the name sent).
+async fn upload(http: &Http, png: Vec<u8>) -> Result<String, EngineError> {
+    let file_name = format!("seidra_init_{}.png", uuid::Uuid::new_v4().simple());
+    let part = reqwest::multipart::Part::bytes(png)
+        .file_name(file_name)
+        .mime_str("image/png")
+        .map_err(|e| remote_error(format!("cannot build the upload: {e}")))?;
+    let form = reqwest::multipart::Form::new().part("image", part).text("overwrite", "true").text("type", "input");
+    let answer: Value = http::json(http.post("/upload/image").multipart(form).timeout(Duration::from_secs(60))).await?;
+    let field = |k: &str| answer.get(k).and_then(Value::as_str).unwrap_or_default();
+    let name = field("name");
+    if name.is_empty() {
+        return Err(remote_error(format!("ComfyUI did not name the uploaded image: {answer}")));
+    }
+    let subfolder = field("subfolder");
+    Ok(if subfolder.is_empty() { name.to_owned() } else { format!("{subfolder}/{name}") })
+}
+
+/// A template as a JSON object of nodes using only known slots, `{{prompt}}` included.
+fn checked(template: Value) -> Result<Map<String, Value>, String> {
+    let Value::Object(template) = template else {
+        return Err("the workflow must be an API-format JSON object of nodes".into());
+    };
+    let mut used = Vec::new();
+    collect_slots(&Value::Object(template.clone()), &mut used);
+    if let Some(unknown) = used.iter().find(|s| !SLOTS.contains(&s.as_str())) {
+        return Err(format!("the workflow uses the unknown slot `{{{{{unknown}}}}}`; known: {}", SLOTS.join(", ")));
+    }
+    if !used.iter().any(|s| s == "prompt") {
+        return Err("the workflow has no `{{prompt}}` slot".into());
+    }
+    Ok(template)
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -437,7 +530,7 @@ mod tests {
             "loras": [{ "name": "ink", "weight": 0.8 }, { "name": "film.safetensors", "weight": 0.3 }]
         }))
         .unwrap();
-        let wf = comfy.workflow("sdxl.safetensors", &req).unwrap();
+        let wf = comfy.workflow("sdxl.safetensors", &req, None).unwrap();
         assert_eq!(wf["4"]["inputs"]["ckpt_name"], "sdxl.safetensors");
         assert_eq!(wf["5"]["inputs"]["width"], 512);
         assert_eq!(wf["5"]["inputs"]["batch_size"], 2);
@@ -452,7 +545,48 @@ mod tests {
         assert_eq!(wf["6"]["inputs"]["clip"], json!(["seidra_lora_1", 1]));
         assert_eq!(wf["8"]["inputs"]["vae"], json!(["4", 2]), "the VAE still comes from the checkpoint");
         req.loras.clear();
-        assert!(!comfy.workflow("m", &req).unwrap().contains_key("seidra_lora_0"));
+        assert!(!comfy.workflow("m", &req, None).unwrap().contains_key("seidra_lora_0"));
+    }
+
+    #[test]
+    fn builtin_img2img_workflow() {
+        let comfy = ComfyUi::new(None).unwrap();
+        assert!(comfy.supports_img2img() && comfy.supports_txt2img());
+        let req: ImageRequest = serde_json::from_value(json!({
+            "prompt": "a fox", "width": 512, "height": 512, "num_images": 2, "seed": 7,
+            "init_image": uuid::Uuid::nil(), "strength": 0.4, "loras": [{ "name": "ink", "weight": 0.5 }]
+        }))
+        .unwrap();
+        let wf = comfy.workflow("sd15.safetensors", &req, Some("seidra_init_1.png")).unwrap();
+        assert_eq!(wf["10"]["class_type"], "LoadImage");
+        assert_eq!(wf["10"]["inputs"]["image"], "seidra_init_1.png");
+        assert_eq!(wf["11"]["inputs"]["pixels"], json!(["10", 0]));
+        assert_eq!(wf["12"]["inputs"]["amount"], 2);
+        assert_eq!(wf["3"]["inputs"]["latent_image"], json!(["12", 0]));
+        assert_eq!(wf["3"]["inputs"]["denoise"].as_f64().map(|d| (d * 10.0).round()), Some(4.0));
+        assert_eq!(wf["3"]["inputs"]["model"], json!(["seidra_lora_0", 0]));
+        assert_eq!(wf["11"]["inputs"]["vae"], json!(["4", 2]), "the VAE still comes from the checkpoint");
+        // Default strength when none is given.
+        let req = ImageRequest { strength: None, ..req };
+        let wf = comfy.workflow("m", &req, Some("x.png")).unwrap();
+        assert_eq!(wf["3"]["inputs"]["denoise"].as_f64().map(|d| (d * 100.0).round()), Some(75.0));
+    }
+
+    #[test]
+    fn custom_templates_serve_one_kind() {
+        let txt =
+            ComfyUi::new(Some(json!({ "1": { "class_type": "X", "inputs": { "text": "{{prompt}}" } } }))).unwrap();
+        assert!(txt.supports_txt2img() && !txt.supports_img2img());
+        let img = ComfyUi::new(Some(
+            json!({ "1": { "class_type": "X", "inputs": { "text": "{{prompt}}", "image": "{{image}}", "d": "{{denoise}}" } } }),
+        ))
+        .unwrap();
+        assert!(!img.supports_txt2img() && img.supports_img2img());
+        let req: ImageRequest = serde_json::from_value(json!({ "prompt": "a cat" })).unwrap();
+        assert!(matches!(img.workflow("m", &req, None), Err(EngineError::Invalid(e)) if e.field == "init_image"));
+        assert!(
+            matches!(txt.workflow("m", &req, Some("a.png")), Err(EngineError::Invalid(e)) if e.field == "init_image")
+        );
     }
 
     #[test]
@@ -464,7 +598,7 @@ mod tests {
         ))
         .unwrap();
         let req: ImageRequest = serde_json::from_value(json!({ "prompt": "a cat", "num_inference_steps": 9 })).unwrap();
-        let wf = c.workflow("m", &req).unwrap();
+        let wf = c.workflow("m", &req, None).unwrap();
         assert_eq!(
             (wf["1"]["inputs"]["text"].as_str(), wf["1"]["inputs"]["n"].as_u64()),
             (Some("style, a cat"), Some(9))

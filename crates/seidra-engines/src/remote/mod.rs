@@ -1,5 +1,6 @@
 //! Remote engines: ComfyUI, AUTOMATIC1111/Forge and OpenAI-compatible image APIs behind
-//! [`GenerationEngine`]. Each has a concurrency limit, a circuit breaker, health checks and
+//! [`GenerationEngine`], and SadTalker-compatible talking-head servers (their own entry point,
+//! [`RemotePool::talking_head`], since they take a portrait and speech rather than a prompt). Each has a concurrency limit, a circuit breaker, health checks and
 //! per-engine metrics; [`RemotePool`] routes with fail-over between engines serving a model.
 //!
 //! Errors follow one rule: connection refused, timeouts, 429 and 5xx are `engine_unavailable`
@@ -12,6 +13,7 @@ pub mod comfyui;
 mod http;
 pub mod openai;
 pub mod pool;
+pub mod sadtalker;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,8 +25,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use breaker::{Breaker, BreakerState};
 pub use pool::{RemotePool, RoutedEngine};
+pub use sadtalker::TalkingHeadInput;
 
-use crate::{EngineCapabilities, EngineError, EngineOutput, GenerationEngine, ModelInfo, ProgressSink};
+use crate::{
+    EngineCapabilities, EngineError, EngineOutput, GenerationEngine, InitImage, ModelInfo, ProgressSink,
+    init_image_not_loaded,
+};
 use http::Http;
 
 /// Schedulers every remote engine accepts (mapped to each server's own sampler names).
@@ -40,7 +46,12 @@ pub enum RemoteKind {
     A1111,
     /// OpenAI-compatible images API.
     Openai,
+    /// SadTalker-compatible talking-head server (see [`sadtalker`]).
+    Sadtalker,
 }
+
+/// The job type talking-head engines run.
+pub const TALKING_HEAD: &str = "talking_head";
 
 /// How to reach one remote engine.
 #[derive(Debug, Clone)]
@@ -82,6 +93,7 @@ enum Protocol {
     Comfy(comfyui::ComfyUi),
     A1111(a1111::A1111),
     OpenAi(openai::OpenAi),
+    SadTalker(sadtalker::SadTalker),
 }
 
 /// Last health check of an engine.
@@ -147,10 +159,12 @@ impl RemoteEngine {
             ),
             RemoteKind::A1111 => Protocol::A1111(a1111::A1111),
             RemoteKind::Openai => Protocol::OpenAi(openai::OpenAi),
+            RemoteKind::Sadtalker => Protocol::SadTalker(sadtalker::SadTalker),
         };
-        let remote_extras = config.kind != RemoteKind::Openai;
+        let remote_extras = !matches!(config.kind, RemoteKind::Openai | RemoteKind::Sadtalker);
+        let job_type = if config.kind == RemoteKind::Sadtalker { TALKING_HEAD } else { "image" };
         let capabilities = EngineCapabilities {
-            job_types: vec!["image".into()],
+            job_types: vec![job_type.into()],
             schedulers: SCHEDULERS.iter().map(|s| (*s).to_owned()).collect(),
             min_size: 64,
             max_size: 2048,
@@ -159,6 +173,13 @@ impl RemoteEngine {
             max_steps: 150,
             supports_loras: remote_extras,
             supports_negative_prompt: remote_extras,
+            supports_img2img: match &protocol {
+                Protocol::Comfy(c) => c.supports_img2img(),
+                Protocol::A1111(_) => true,
+                // `/v1/images/edits` has no denoising strength to honour.
+                Protocol::OpenAi(_) => false,
+                Protocol::SadTalker(_) => false,
+            },
         };
         let permits = tokio::sync::Semaphore::new(config.max_concurrency.max(1));
         let breaker = Breaker::new(config.breaker_failures, config.breaker_cooldown);
@@ -181,6 +202,11 @@ impl RemoteEngine {
     /// Its circuit breaker.
     pub fn breaker(&self) -> &Breaker {
         &self.breaker
+    }
+
+    /// Whether it renders talking heads (rather than images).
+    pub fn is_talking_head(&self) -> bool {
+        self.config.kind == RemoteKind::Sadtalker
     }
 
     /// Whether it serves `model`.
@@ -223,13 +249,15 @@ impl RemoteEngine {
         }
     }
 
-    /// Probes the server once (`/system_stats`, `/sdapi/v1/sd-models`, `/v1/models`) and records the result.
+    /// Probes the server once (`/system_stats`, `/sdapi/v1/sd-models`, `/v1/models`, `/health`)
+    /// and records the result.
     pub async fn check_health(&self) -> bool {
         let started = Instant::now();
         let path = match self.protocol {
             Protocol::Comfy(_) => "/system_stats",
             Protocol::A1111(_) => "/sdapi/v1/sd-models",
             Protocol::OpenAi(_) => "/v1/models",
+            Protocol::SadTalker(_) => sadtalker::HEALTH_PATH,
         };
         let result = self.http.get_json::<serde_json::Value>(path, Some(Duration::from_secs(5))).await;
         let latency = started.elapsed();
@@ -249,14 +277,49 @@ impl RemoteEngine {
         up
     }
 
-    /// One attempt on this engine: waits for a concurrency slot, runs under the timeout, and
-    /// records the outcome in the breaker and metrics. The breaker must have been acquired.
+    /// One attempt on this engine (image-to-image when `init` is given): waits for a concurrency
+    /// slot, runs under the timeout, and records the outcome in the breaker and metrics. The
+    /// breaker must have been acquired.
     pub async fn run_once(
         &self,
         request: &ImageRequest,
+        init: Option<&InitImage>,
         progress: &dyn ProgressSink,
         cancel: &CancellationToken,
     ) -> Result<Vec<EngineOutput>, EngineError> {
+        self.attempt(cancel, |inner| async move { self.run_protocol(request, init, progress, &inner).await }).await
+    }
+
+    /// One talking-head render on this engine, with the same slot, timeout, breaker and
+    /// metrics as [`Self::run_once`]. The breaker must have been acquired.
+    pub async fn talking_head_once(
+        &self,
+        input: &TalkingHeadInput,
+        progress: &dyn ProgressSink,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<EngineOutput>, EngineError> {
+        self.attempt(cancel, |inner| async move {
+            if inner.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            match &self.protocol {
+                Protocol::SadTalker(p) => p.run(&self.http, input, progress, &inner).await,
+                _ => Err(EngineError::Invalid(ValidationError::new(
+                    "engine",
+                    format!("the engine `{}` does not render talking heads", self.config.name),
+                ))),
+            }
+        })
+        .await
+    }
+
+    /// Runs `work` (given a token that fires on cancel or timeout) in a concurrency slot under
+    /// the timeout, and records the outcome in the breaker and metrics.
+    async fn attempt<F, Fut>(&self, cancel: &CancellationToken, work: F) -> Result<Vec<EngineOutput>, EngineError>
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<EngineOutput>, EngineError>>,
+    {
         let permit = tokio::select! {
             p = self.permits.acquire() => p.map_err(|_| unavailable("the engine is shutting down")),
             () = cancel.cancelled() => Err(EngineError::Cancelled),
@@ -271,7 +334,7 @@ impl RemoteEngine {
         let started = Instant::now();
         // A child token lets the timeout stop the remote job the same way a user's cancel does.
         let inner_cancel = cancel.child_token();
-        let fut = self.run_protocol(request, progress, &inner_cancel);
+        let fut = work(inner_cancel.clone());
         tokio::pin!(fut);
         let result = tokio::select! {
             r = &mut fut => r,
@@ -310,18 +373,40 @@ impl RemoteEngine {
     async fn run_protocol(
         &self,
         request: &ImageRequest,
+        init: Option<&InitImage>,
         progress: &dyn ProgressSink,
         cancel: &CancellationToken,
     ) -> Result<Vec<EngineOutput>, EngineError> {
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
         }
+        if request.init_image.is_some() != init.is_some() {
+            return Err(init_image_not_loaded());
+        }
         let model = request.model_name.clone().or_else(|| self.config.models.first().cloned()).unwrap_or_default();
         match &self.protocol {
-            Protocol::Comfy(p) => p.run(&self.http, &model, request, progress, cancel).await,
-            Protocol::A1111(p) => p.run(&self.http, &model, request, progress, cancel).await,
-            Protocol::OpenAi(p) => p.run(&self.http, &model, request, progress, cancel).await,
+            Protocol::Comfy(p) => p.run(&self.http, &model, request, init, progress, cancel).await,
+            Protocol::A1111(p) => p.run(&self.http, &model, request, init, progress, cancel).await,
+            Protocol::OpenAi(p) => {
+                self.capabilities.check_img2img(&self.config.name, request).map_err(EngineError::Invalid)?;
+                p.run(&self.http, &model, request, progress, cancel).await
+            }
+            Protocol::SadTalker(_) => Err(EngineError::Invalid(not_an_image_engine(&self.config.name))),
         }
+    }
+
+    /// Both entry points: the breaker, then one attempt.
+    async fn run_guarded(
+        &self,
+        request: &ImageRequest,
+        init: Option<&InitImage>,
+        progress: &dyn ProgressSink,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<EngineOutput>, EngineError> {
+        if !self.breaker.try_acquire() {
+            return Err(unavailable(format!("engine `{}`: circuit breaker open", self.config.name)));
+        }
+        self.run_once(request, init, progress, cancel).await
     }
 }
 
@@ -339,6 +424,7 @@ impl GenerationEngine for RemoteEngine {
             RemoteKind::Comfyui => "ComfyUI",
             RemoteKind::A1111 => "AUTOMATIC1111/Forge",
             RemoteKind::Openai => "OpenAI-compatible",
+            RemoteKind::Sadtalker => "SadTalker-compatible",
         };
         self.config
             .models
@@ -348,13 +434,25 @@ impl GenerationEngine for RemoteEngine {
     }
 
     fn check(&self, request: &ImageRequest) -> Result<(), ValidationError> {
+        if self.is_talking_head() {
+            return Err(not_an_image_engine(&self.config.name));
+        }
         if !SCHEDULERS.contains(&request.scheduler.as_str()) {
             return Err(ValidationError::new("scheduler", format!("must be one of: {}", SCHEDULERS.join(", "))));
         }
         if !self.capabilities.supports_loras && !request.loras.is_empty() {
             return Err(ValidationError::new("loras", format!("the engine `{}` cannot apply LoRAs", self.config.name)));
         }
-        Ok(())
+        if let Protocol::Comfy(c) = &self.protocol
+            && request.init_image.is_none()
+            && !c.supports_txt2img()
+        {
+            return Err(ValidationError::new(
+                "init_image",
+                format!("the engine `{}` runs an image-to-image workflow: an init image is required", self.config.name),
+            ));
+        }
+        self.capabilities.check_img2img(&self.config.name, request)
     }
 
     fn run<'a>(
@@ -363,13 +461,26 @@ impl GenerationEngine for RemoteEngine {
         progress: &'a dyn ProgressSink,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<Vec<EngineOutput>, EngineError>> {
-        Box::pin(async move {
-            if !self.breaker.try_acquire() {
-                return Err(unavailable(format!("engine `{}`: circuit breaker open", self.config.name)));
-            }
-            self.run_once(request, progress, cancel).await
-        })
+        Box::pin(self.run_guarded(request, None, progress, cancel))
     }
+
+    fn run_img2img<'a>(
+        &'a self,
+        request: &'a ImageRequest,
+        init: &'a InitImage,
+        progress: &'a dyn ProgressSink,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<Vec<EngineOutput>, EngineError>> {
+        Box::pin(self.run_guarded(request, Some(init), progress, cancel))
+    }
+}
+
+/// The refusal of an image request by a talking-head engine.
+fn not_an_image_engine(name: &str) -> ValidationError {
+    ValidationError::new(
+        "engine",
+        format!("the engine `{name}` renders talking-head videos (POST /api/generate/video), not images"),
+    )
 }
 
 /// Code of connection-level, retryable failures (they trip the breaker and fail over).

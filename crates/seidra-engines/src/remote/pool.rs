@@ -2,6 +2,8 @@
 //! engine; its `run` tries that engine first, then (unless the request named its engine) every
 //! other available engine serving the same model, moving on only after connection-level
 //! failures. Engines with an open breaker or a failed health check are skipped or tried last.
+//! Talking-head renders ([`RemotePool::talking_head`]) fail over the same way between the
+//! talking-head engines serving the job's model.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -11,8 +13,8 @@ use seidra_core::ValidationError;
 use seidra_core::job::ImageRequest;
 use tokio_util::sync::CancellationToken;
 
-use super::{RemoteEngine, RemoteHealth, is_unavailable, unavailable};
-use crate::{EngineCapabilities, EngineError, EngineOutput, GenerationEngine, ModelInfo, ProgressSink};
+use super::{RemoteEngine, RemoteHealth, TalkingHeadInput, is_unavailable, unavailable};
+use crate::{EngineCapabilities, EngineError, EngineOutput, GenerationEngine, InitImage, ModelInfo, ProgressSink};
 
 /// Every remote engine of a process.
 #[derive(Debug, Default)]
@@ -70,6 +72,38 @@ impl RemotePool {
         });
     }
 
+    /// Renders a talking head on the engine `primary`, then, unless `pinned` (the client named
+    /// the engine), on every other talking-head engine serving `model`, moving on only after
+    /// connection-level failures. Returns the one MP4 output.
+    pub async fn talking_head(
+        &self,
+        primary: &str,
+        model: &str,
+        pinned: bool,
+        input: &TalkingHeadInput,
+        progress: &dyn ProgressSink,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<EngineOutput>, EngineError> {
+        let Some(first) = self.get(primary).filter(|e| e.is_talking_head()) else {
+            return Err(EngineError::Failed {
+                code: "engine_missing".into(),
+                message: format!("this process has no talking-head engine `{primary}`"),
+                retryable: true,
+            });
+        };
+        let mut list = vec![Arc::clone(first)];
+        if !pinned {
+            list.extend(
+                self.members.iter().filter(|m| m.name() != primary && m.is_talking_head() && m.serves(model)).cloned(),
+            );
+        }
+        list.sort_by_key(|m| m.is_down());
+        fail_over(primary, model, list, cancel, |engine| async move {
+            engine.talking_head_once(input, progress, cancel).await
+        })
+        .await
+    }
+
     /// Fail-over order for a request first routed to `primary`.
     fn candidates(&self, primary: &Arc<RemoteEngine>, request: &ImageRequest, model: &str) -> Vec<Arc<RemoteEngine>> {
         let mut list = vec![Arc::clone(primary)];
@@ -98,6 +132,26 @@ impl RoutedEngine {
     fn primary(&self) -> &Arc<RemoteEngine> {
         &self.pool.members[self.index]
     }
+
+    /// Tries the candidates in order (image-to-image when `init` is given); see the module docs.
+    async fn run_routed(
+        &self,
+        request: &ImageRequest,
+        init: Option<&InitImage>,
+        progress: &dyn ProgressSink,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<EngineOutput>, EngineError> {
+        let primary = self.primary();
+        let model = request.model_name.clone().or_else(|| primary.config().models.first().cloned()).unwrap_or_default();
+        let mut request = request.clone();
+        request.model_name = Some(model.clone());
+        let candidates = self.pool.candidates(primary, &request, &model);
+        let request = &request;
+        fail_over(primary.name(), &model, candidates, cancel, |engine| async move {
+            engine.run_once(request, init, progress, cancel).await
+        })
+        .await
+    }
 }
 
 impl GenerationEngine for RoutedEngine {
@@ -123,42 +177,59 @@ impl GenerationEngine for RoutedEngine {
         progress: &'a dyn ProgressSink,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<Vec<EngineOutput>, EngineError>> {
-        Box::pin(async move {
-            let primary = self.primary();
-            let model =
-                request.model_name.clone().or_else(|| primary.config().models.first().cloned()).unwrap_or_default();
-            let mut request = request.clone();
-            request.model_name = Some(model.clone());
-            let mut last: Option<EngineError> = None;
-            for engine in self.pool.candidates(primary, &request, &model) {
-                if cancel.is_cancelled() {
-                    return Err(EngineError::Cancelled);
-                }
-                if !engine.breaker().try_acquire() {
-                    last.get_or_insert_with(|| {
-                        unavailable(format!("engine `{}`: circuit breaker open", engine.name()))
-                    });
-                    continue;
-                }
-                match engine.run_once(&request, progress, cancel).await {
-                    Err(err) if is_unavailable(&err) => {
-                        tracing::warn!(engine = engine.name(), %err, "remote engine unavailable; trying the next one");
-                        metrics::counter!("seidra_engine_failovers_total", "engine" => engine.name().to_owned())
-                            .increment(1);
-                        last = Some(err);
-                    }
-                    Ok(mut outputs) => {
-                        if engine.name() != primary.name() {
-                            for out in &mut outputs {
-                                out.engine = Some(engine.name().to_owned());
-                            }
-                        }
-                        return Ok(outputs);
-                    }
-                    other => return other,
-                }
-            }
-            Err(last.unwrap_or_else(|| unavailable(format!("no engine serving `{model}` is available"))))
-        })
+        Box::pin(self.run_routed(request, None, progress, cancel))
     }
+
+    fn run_img2img<'a>(
+        &'a self,
+        request: &'a ImageRequest,
+        init: &'a InitImage,
+        progress: &'a dyn ProgressSink,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<Vec<EngineOutput>, EngineError>> {
+        Box::pin(self.run_routed(request, Some(init), progress, cancel))
+    }
+}
+
+/// Tries `call` on each candidate in order (skipping open breakers) until one answers with
+/// something other than a connection-level failure; outputs of a fallback engine name it.
+async fn fail_over<F, Fut>(
+    primary: &str,
+    model: &str,
+    candidates: Vec<Arc<RemoteEngine>>,
+    cancel: &CancellationToken,
+    mut call: F,
+) -> Result<Vec<EngineOutput>, EngineError>
+where
+    F: FnMut(Arc<RemoteEngine>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<EngineOutput>, EngineError>>,
+{
+    let mut last: Option<EngineError> = None;
+    for engine in candidates {
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        if !engine.breaker().try_acquire() {
+            last.get_or_insert_with(|| unavailable(format!("engine `{}`: circuit breaker open", engine.name())));
+            continue;
+        }
+        let name = engine.name().to_owned();
+        match call(engine).await {
+            Err(err) if is_unavailable(&err) => {
+                tracing::warn!(engine = %name, %err, "remote engine unavailable; trying the next one");
+                metrics::counter!("seidra_engine_failovers_total", "engine" => name).increment(1);
+                last = Some(err);
+            }
+            Ok(mut outputs) => {
+                if name != primary {
+                    for out in &mut outputs {
+                        out.engine = Some(name.clone());
+                    }
+                }
+                return Ok(outputs);
+            }
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or_else(|| unavailable(format!("no engine serving `{model}` is available"))))
 }

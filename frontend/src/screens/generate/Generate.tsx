@@ -9,6 +9,7 @@ import { describedBy, Empty, ErrorBanner, Field, Loading, StatusBadge } from '..
 import { useT, type MessageKey } from '../../i18n';
 import { formatRelative } from '../../lib/format';
 import { Link, setQuery, useLocation } from '../../lib/router';
+import { MediaPicker } from '../video/Picker';
 import {
   applyPersona,
   DEFAULT_CAPS,
@@ -95,6 +96,14 @@ export function Generate() {
     setForm((f) => ({ ...f, [key]: value }));
     if (errors[key]) setErrors(({ [key]: _drop, ...rest }) => rest);
   };
+
+  const [picking, setPicking] = useState(false);
+  // The chosen init image, for its thumbnail (a draft keeps only its id).
+  const initItem = useResource(
+    async (signal) => (form.init_image ? api.get('/api/media/{id}', { path: { id: form.init_image }, signal }) : null),
+    [api, form.init_image],
+  );
+  const initThumb = initItem.data ? (initItem.data.thumb_256_url ?? initItem.data.file.url) : null;
 
   const err = (field: string): string | null => {
     const e: FieldError | undefined = errors[field];
@@ -446,6 +455,50 @@ export function Generate() {
               {t('gen.lora_add')}
             </button>
           </fieldset>
+
+          <fieldset aria-describedby="img2img-hint">
+            <legend>{t('gen.section.img2img')}</legend>
+            <p className="hint" id="img2img-hint">
+              {caps.supports_img2img ? t('gen.img2img_hint') : t('gen.img2img_unsupported', { engine: engine ? engineLabel(engine, t) : '' })}
+            </p>
+            <Field id="init_image" label={t('gen.init_image')} error={err('init_image')}>
+              <div className="init-image">
+                {form.init_image && initThumb ? <img src={initThumb} alt={t('gen.init_image_alt')} width={96} /> : null}
+                <button type="button" className="btn btn-small" {...describedBy('init_image', err('init_image'))} onClick={() => setPicking(true)}>
+                  {form.init_image ? t('gen.init_image_change') : t('gen.init_image_choose')}
+                </button>
+                {form.init_image && (
+                  <button type="button" className="btn btn-small btn-ghost" onClick={() => set('init_image', '')}>
+                    {t('action.remove')}
+                  </button>
+                )}
+              </div>
+            </Field>
+            {form.init_image && (
+              <Field id="strength" label={t('gen.strength', { value: form.strength })} error={err('strength')} hint={t('gen.strength_hint')}>
+                <input
+                  {...describedBy('strength', err('strength'), 'hint')}
+                  type="range"
+                  min={0.05}
+                  max={1}
+                  step={0.05}
+                  value={form.strength}
+                  onChange={(e) => set('strength', e.target.value)}
+                />
+              </Field>
+            )}
+          </fieldset>
+          {picking && (
+            <MediaPicker
+              kind="image"
+              title={t('gen.init_image_choose')}
+              onClose={() => setPicking(false)}
+              onPick={(item) => {
+                set('init_image', item.id);
+                setPicking(false);
+              }}
+            />
+          )}
 
           <div className="form-actions sticky-actions">
             <button type="submit" className="btn btn-primary" disabled={submitting}>

@@ -11,6 +11,22 @@ const procedural: EngineInfo = {
 };
 
 describe('toRequest', () => {
+  it('adds init_image and strength only when an image is chosen, on an engine that can use it', () => {
+    const img2img = { ...DEFAULT_CAPS, supports_img2img: true };
+    const plain = toRequest({ ...DEFAULT_FORM, prompt: 'a fox' }, img2img).request;
+    expect(plain).not.toHaveProperty('init_image');
+    expect(plain).not.toHaveProperty('strength');
+    const form = { ...DEFAULT_FORM, prompt: 'a fox', init_image: '0191f1f0-0000-7000-8000-000000000001', strength: '0.4' };
+    expect(toRequest(form, img2img).request).toMatchObject({ init_image: form.init_image, strength: 0.4 });
+    expect(toRequest(form, DEFAULT_CAPS).errors).toEqual({ init_image: { key: 'gen.err.img2img_unsupported' } });
+    for (const strength of ['0', '1.5', 'x']) {
+      expect(toRequest({ ...form, strength }, img2img).errors).toEqual({ strength: { key: 'gen.err.strength' } });
+    }
+    // "Reuse settings" keeps the image and its strength.
+    expect(fromRequest({ prompt: 'a fox', init_image: form.init_image, strength: 0.4 })).toMatchObject({ init_image: form.init_image, strength: '0.4' });
+    expect(fromRequest({ prompt: 'a fox' })).toMatchObject({ init_image: '', strength: '0.75' });
+  });
+
   it('builds an ImageRequest from a valid form', () => {
     const { request, errors } = toRequest({ ...DEFAULT_FORM, prompt: '  a fox  ', engine: 'procedural', model_name: 'procedural-v1', num_images: '2' });
     expect(errors).toEqual({});

@@ -27,6 +27,10 @@ export interface GenerateForm {
   loras: LoraRow[];
   /** Persona whose prompt template and negative prompt the server applies ('' = none). */
   persona_id: string;
+  /** Image-to-image: library item to start from ('' = text-to-image). */
+  init_image: string;
+  /** Denoising strength for image-to-image, 0 < s ≤ 1. */
+  strength: string;
 }
 
 export const DEFAULT_FORM: GenerateForm = {
@@ -45,6 +49,8 @@ export const DEFAULT_FORM: GenerateForm = {
   priority: 'interactive',
   loras: [],
   persona_id: '',
+  init_image: '',
+  strength: '0.75',
 };
 
 export const MAX_SEED = Number.MAX_SAFE_INTEGER; // 2^53 − 1, what JSON numbers carry exactly
@@ -60,6 +66,7 @@ export const DEFAULT_CAPS: EngineCapabilities = {
   schedulers: ['ddim', 'euler', 'euler_a', 'dpmpp_2m'],
   supports_loras: true,
   supports_negative_prompt: true,
+  supports_img2img: false,
 };
 
 export type SizeShape = 'square' | 'landscape' | 'portrait';
@@ -156,6 +163,12 @@ export function toRequest(form: GenerateForm, caps: EngineCapabilities = DEFAULT
     return { name: row.name.trim(), weight: w };
   });
 
+  const strength = Number(form.strength);
+  if (form.init_image) {
+    if (!caps.supports_img2img) errors.init_image = { key: 'gen.err.img2img_unsupported' };
+    if (!isNum(form.strength) || strength <= 0 || strength > 1) errors.strength = { key: 'gen.err.strength' };
+  }
+
   if (Object.keys(errors).length) return { errors };
   const request: ImageRequest = {
     prompt,
@@ -174,6 +187,10 @@ export function toRequest(form: GenerateForm, caps: EngineCapabilities = DEFAULT
   if (form.model_name) request.model_name = form.model_name;
   if (seed !== undefined) request.seed = seed;
   if (form.persona_id) request.persona_id = form.persona_id;
+  if (form.init_image) {
+    request.init_image = form.init_image;
+    request.strength = strength;
+  }
   return { request, errors };
 }
 
@@ -206,6 +223,8 @@ export function fromRequest(raw: unknown): GenerateForm {
     loras,
     // A stored request already has its persona's template applied: applying it again would double it.
     persona_id: '',
+    init_image: s(r.init_image, ''),
+    strength: n(r.strength, DEFAULT_FORM.strength),
   };
 }
 

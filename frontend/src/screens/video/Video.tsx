@@ -12,6 +12,7 @@ import { formatDateTime } from '../../lib/format';
 import type { Lang } from '../../lib/prefs';
 import { setQuery, useLocation } from '../../lib/router';
 import { Editor } from './Editor';
+import { TalkingHead } from './TalkingHead';
 import { emptySpec, formatTime } from './timeline';
 
 export type TimelineView = components['schemas']['TimelineView'];
@@ -46,9 +47,12 @@ export function Video() {
         {selected ? (
           <Detail key={selected} id={selected} onSaved={list.reload} />
         ) : (
-          <section className="panel video-pick">
-            <p className="muted">{t('video.pick')}</p>
-          </section>
+          <div>
+            <section className="panel video-pick">
+              <p className="muted">{t('video.pick')}</p>
+            </section>
+            <TalkingHead />
+          </div>
         )}
       </div>
     </>
