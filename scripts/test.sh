@@ -12,7 +12,13 @@ cd "$(dirname "$0")/.."
 
 # shellcheck source=scripts/lib/seaweedfs.sh
 source scripts/lib/seaweedfs.sh
-trap seaweedfs_stop EXIT
+on_exit() {
+  local rc=$?
+  [ "$rc" -ne 0 ] && seaweedfs_report
+  seaweedfs_stop
+  exit "$rc"
+}
+trap on_exit EXIT
 if [ -z "${SEIDRA_TEST_S3_ENDPOINT:-}" ]; then
   if seaweedfs_bin >/dev/null; then
     printf '\n==> starting a private SeaweedFS S3 server on 127.0.0.1:18334\n'

