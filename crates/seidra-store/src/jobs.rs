@@ -891,93 +891,265 @@ pub async fn complete_many(
     items: &[Completion<'_>],
     follow_up: &(dyn Fn(&Job) -> FollowUp + Sync),
 ) -> StoreResult<Vec<Completed>> {
-    let now = Utc::now();
-    let sql = concat!(
-        "UPDATE jobs SET status = 'succeeded', progress = 1, stage = 'done', eta_secs = 0, finished_at = $1, updated_at = $1, \
-         lease_owner = NULL, lease_expires_at = NULL, error = NULL, wait_ms = $2, run_ms = $3 \
-         WHERE id = $4 AND lease_owner = $5 AND status = 'running' AND cancel_requested = FALSE RETURNING ",
-        columns!()
-    );
     for item in items {
         next_status(item.job.status, JobEvent::Succeed, item.job.attempt, item.job.max_attempts)
             .map_err(|e| StoreError::Other(e.to_string()))?;
     }
-    let done: Vec<Completed> = with_write_pool!(db, pool => {
-        let mut tx = pool.begin_write().await?;
-        let mut done = Vec::with_capacity(items.len());
-        for &Completion { job, outputs } in items {
-            let (wait_ms, run_ms) = durations(job, now);
-            let row: Option<JobRow> = sqlx::query_as(sql)
-                .bind(now)
-                .bind(wait_ms)
-                .bind(run_ms)
-                .bind(job.id)
-                .bind(worker_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(row) = row else {
-                done.push(Completed { job: None, notification: None });
-                continue;
-            };
-            let finished = Job::try_from(row)?;
-            for m in outputs {
-                sqlx::query(
-                    "INSERT INTO media (id, owner_id, job_id, position, storage_key, mime, bytes, width, height, sha256, seed, created_at, \
-                     kind, source, prompt, negative_prompt, engine, model, parameters, persona_id, persona_version, updated_at, duration_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'generated', $14, $15, $16, $17, $18, $19, $20, $12, $21)",
-                )
-                .bind(m.id)
-                .bind(job.owner_id)
-                .bind(job.id)
-                .bind(m.position)
-                .bind(&m.storage_key)
-                .bind(&m.mime)
-                .bind(m.bytes)
-                .bind(m.width)
-                .bind(m.height)
-                .bind(&m.sha256)
-                .bind(m.seed)
-                .bind(now)
-                .bind(crate::media::kind_of(&m.mime))
-                .bind(&job.prompt)
-                .bind(&job.negative_prompt)
-                .bind(m.engine.as_deref().unwrap_or(&job.engine))
-                .bind(&job.model)
-                .bind(Json(&job.request))
-                .bind(job.persona_id)
-                .bind(job.persona_version)
-                .bind(m.duration_ms)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let extra = follow_up(&finished);
-            let notification = match extra.notification {
-                Some(draft) => {
-                    let n = draft.into_row(job.owner_id, now);
-                    crate::notifications::bind_insert!(sqlx::query(crate::notifications::INSERT_SQL), n)
-                        .execute(&mut *tx)
-                        .await?;
-                    Some(n)
-                }
-                None => None,
-            };
-            if let Some(hook) = &extra.webhook {
-                crate::webhooks::bind_enqueue!(
-                    sqlx::query(crate::webhooks::ENQUEUE_SQL),
-                    job.owner_id,
-                    hook.event,
-                    &hook.payload,
-                    now
-                )
-                .execute(&mut *tx)
-                .await?;
-            }
-            done.push(Completed { job: Some(finished), notification });
+    let now = Utc::now();
+    match db {
+        Db::Postgres(pool) => complete_many_pg(pool, worker_id, items, follow_up, now).await,
+        Db::Sqlite(sqlite) => complete_many_sqlite(&sqlite.write, worker_id, items, follow_up, now).await,
+    }
+}
+
+/// The columns a job output's media row is written with (both databases, same order).
+macro_rules! media_insert_columns {
+    () => {
+        "id, owner_id, job_id, position, storage_key, mime, bytes, width, height, sha256, seed, created_at, \
+         kind, source, prompt, negative_prompt, engine, model, parameters, persona_id, persona_version, updated_at, duration_ms"
+    };
+}
+
+/// The job update of a completion; `$1` now, then the job's id, wait and run time, the worker.
+macro_rules! complete_set {
+    () => {
+        "UPDATE jobs SET status = 'succeeded', progress = 1, stage = 'done', eta_secs = 0, finished_at = $1, updated_at = $1, \
+         lease_owner = NULL, lease_expires_at = NULL, error = NULL, "
+    };
+}
+
+/// SQLite: one statement per row inside the write transaction (statements are in-process calls,
+/// so folding them would save little and cost a SQL text per batch size).
+async fn complete_many_sqlite(
+    pool: &sqlx::SqlitePool,
+    worker_id: Uuid,
+    items: &[Completion<'_>],
+    follow_up: &(dyn Fn(&Job) -> FollowUp + Sync),
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<Completed>> {
+    let sql = concat!(
+        complete_set!(),
+        "wait_ms = $2, run_ms = $3 WHERE id = $4 AND lease_owner = $5 AND status = 'running' AND cancel_requested = FALSE RETURNING ",
+        columns!()
+    );
+    let mut tx = pool.begin_write().await?;
+    let mut done = Vec::with_capacity(items.len());
+    for &Completion { job, outputs } in items {
+        let (wait_ms, run_ms) = durations(job, now);
+        let row: Option<JobRow> = sqlx::query_as(sql)
+            .bind(now)
+            .bind(wait_ms)
+            .bind(run_ms)
+            .bind(job.id)
+            .bind(worker_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            done.push(Completed { job: None, notification: None });
+            continue;
+        };
+        let finished = Job::try_from(row)?;
+        for m in outputs {
+            sqlx::query(concat!(
+                "INSERT INTO media (",
+                media_insert_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'generated', $14, $15, $16, $17, $18, $19, $20, $12, $21)"
+            ))
+            .bind(m.id)
+            .bind(job.owner_id)
+            .bind(job.id)
+            .bind(m.position)
+            .bind(&m.storage_key)
+            .bind(&m.mime)
+            .bind(m.bytes)
+            .bind(m.width)
+            .bind(m.height)
+            .bind(&m.sha256)
+            .bind(m.seed)
+            .bind(now)
+            .bind(crate::media::kind_of(&m.mime))
+            .bind(&job.prompt)
+            .bind(&job.negative_prompt)
+            .bind(m.engine.as_deref().unwrap_or(&job.engine))
+            .bind(&job.model)
+            .bind(Json(&job.request))
+            .bind(job.persona_id)
+            .bind(job.persona_version)
+            .bind(m.duration_ms)
+            .execute(&mut *tx)
+            .await?;
         }
-        tx.commit().await?;
-        done
-    });
+        let extra = follow_up(&finished);
+        let notification = match extra.notification {
+            Some(draft) => {
+                let n = draft.into_row(job.owner_id, now);
+                crate::notifications::bind_insert!(sqlx::query(crate::notifications::INSERT_SQL), n)
+                    .execute(&mut *tx)
+                    .await?;
+                Some(n)
+            }
+            None => None,
+        };
+        if let Some(hook) = &extra.webhook {
+            crate::webhooks::bind_enqueue!(sqlx::query(crate::webhooks::ENQUEUE_SQL), job.owner_id, hook.event, &hook.payload, now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        done.push(Completed { job: Some(finished), notification });
+    }
+    tx.commit().await?;
     Ok(done)
+}
+
+/// PostgreSQL: the whole batch in three array statements (jobs, media rows, notifications)
+/// instead of a few per job. Every statement is a round trip and a plan execution in the
+/// server, which under a stream of short jobs was most of PostgreSQL's CPU per job.
+async fn complete_many_pg(
+    pool: &sqlx::PgPool,
+    worker_id: Uuid,
+    items: &[Completion<'_>],
+    follow_up: &(dyn Fn(&Job) -> FollowUp + Sync),
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<Completed>> {
+    let (mut ids, mut waits, mut runs) = (Vec::with_capacity(items.len()), Vec::new(), Vec::new());
+    for c in items {
+        let (wait_ms, run_ms) = durations(c.job, now);
+        ids.push(c.job.id);
+        waits.push(wait_ms);
+        runs.push(run_ms);
+    }
+    let mut tx = pool.begin_write().await?;
+    let rows: Vec<JobRow> = sqlx::query_as(concat!(
+        complete_set!(),
+        "wait_ms = u.w, run_ms = u.r FROM unnest($2::uuid[], $3::int8[], $4::int8[]) AS u(uid, w, r) \
+         WHERE jobs.id = u.uid AND jobs.lease_owner = $5 AND jobs.status = 'running' AND jobs.cancel_requested = FALSE RETURNING ",
+        columns!()
+    ))
+    .bind(now)
+    .bind(&ids)
+    .bind(&waits)
+    .bind(&runs)
+    .bind(worker_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut finished = std::collections::HashMap::with_capacity(rows.len());
+    for row in rows {
+        let job = Job::try_from(row)?;
+        finished.insert(job.id, job);
+    }
+
+    let mut media = MediaColumns::default();
+    for c in items.iter().filter(|c| finished.contains_key(&c.job.id)) {
+        for m in c.outputs {
+            media.push(c.job, m);
+        }
+    }
+    if !media.id.is_empty() {
+        sqlx::query(concat!(
+            "INSERT INTO media (",
+            media_insert_columns!(),
+            ") SELECT id, owner_id, job_id, position, storage_key, mime, bytes, width, height, sha256, seed, $1, kind, 'generated', \
+             prompt, negative_prompt, engine, model, parameters, persona_id, persona_version, $1, duration_ms \
+             FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::int4[], $6::text[], $7::text[], $8::int8[], $9::int4[], \
+             $10::int4[], $11::text[], $12::int8[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::jsonb[], \
+             $19::uuid[], $20::int4[], $21::int8[]) AS m(id, owner_id, job_id, position, storage_key, mime, bytes, width, height, \
+             sha256, seed, kind, prompt, negative_prompt, engine, model, parameters, persona_id, persona_version, duration_ms)"
+        ))
+        .bind(now)
+        .bind(&media.id)
+        .bind(&media.owner_id)
+        .bind(&media.job_id)
+        .bind(&media.position)
+        .bind(&media.storage_key)
+        .bind(&media.mime)
+        .bind(&media.bytes)
+        .bind(&media.width)
+        .bind(&media.height)
+        .bind(&media.sha256)
+        .bind(&media.seed)
+        .bind(&media.kind)
+        .bind(&media.prompt)
+        .bind(&media.negative_prompt)
+        .bind(&media.engine)
+        .bind(&media.model)
+        .bind(&media.parameters)
+        .bind(&media.persona_id)
+        .bind(&media.persona_version)
+        .bind(&media.duration_ms)
+        .execute(&mut *tx)
+        .await?;
+    }
+
+    let mut done = Vec::with_capacity(items.len());
+    let mut notifications = Vec::new();
+    for c in items {
+        let Some(job) = finished.remove(&c.job.id) else {
+            done.push(Completed { job: None, notification: None });
+            continue;
+        };
+        let extra = follow_up(&job);
+        if let Some(hook) = &extra.webhook {
+            crate::webhooks::bind_enqueue!(sqlx::query(crate::webhooks::ENQUEUE_SQL), job.owner_id, hook.event, &hook.payload, now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let notification = extra.notification.map(|draft| draft.into_row(job.owner_id, now));
+        notifications.extend(notification.clone());
+        done.push(Completed { job: Some(job), notification });
+    }
+    crate::notifications::insert_many_pg(&mut *tx, &notifications).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Job outputs as one array per media column, for [`complete_many_pg`]'s `unnest`.
+#[derive(Default)]
+struct MediaColumns<'a> {
+    id: Vec<Uuid>,
+    owner_id: Vec<Uuid>,
+    job_id: Vec<Uuid>,
+    position: Vec<i32>,
+    storage_key: Vec<&'a str>,
+    mime: Vec<&'a str>,
+    bytes: Vec<i64>,
+    width: Vec<Option<i32>>,
+    height: Vec<Option<i32>>,
+    sha256: Vec<&'a str>,
+    seed: Vec<Option<i64>>,
+    kind: Vec<&'static str>,
+    prompt: Vec<&'a str>,
+    negative_prompt: Vec<&'a str>,
+    engine: Vec<&'a str>,
+    model: Vec<&'a str>,
+    parameters: Vec<Json<&'a Value>>,
+    persona_id: Vec<Option<Uuid>>,
+    persona_version: Vec<Option<i32>>,
+    duration_ms: Vec<Option<i64>>,
+}
+
+impl<'a> MediaColumns<'a> {
+    fn push(&mut self, job: &'a Job, m: &'a NewMedia) {
+        self.id.push(m.id);
+        self.owner_id.push(job.owner_id);
+        self.job_id.push(job.id);
+        self.position.push(m.position);
+        self.storage_key.push(&m.storage_key);
+        self.mime.push(&m.mime);
+        self.bytes.push(m.bytes);
+        self.width.push(m.width);
+        self.height.push(m.height);
+        self.sha256.push(&m.sha256);
+        self.seed.push(m.seed);
+        self.kind.push(crate::media::kind_of(&m.mime));
+        self.prompt.push(&job.prompt);
+        self.negative_prompt.push(&job.negative_prompt);
+        self.engine.push(m.engine.as_deref().unwrap_or(&job.engine));
+        self.model.push(&job.model);
+        self.parameters.push(Json(&job.request));
+        self.persona_id.push(job.persona_id);
+        self.persona_version.push(job.persona_version);
+        self.duration_ms.push(m.duration_ms);
+    }
 }
 
 /// Applies a worker-side event (fail, cancel acknowledged, release) to a running job it holds.

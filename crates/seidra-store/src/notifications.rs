@@ -71,6 +71,31 @@ macro_rules! bind_insert {
 }
 pub(crate) use bind_insert;
 
+/// Inserts `rows` in one statement (PostgreSQL arrays), inside the caller's transaction.
+pub(crate) async fn insert_many_pg(tx: &mut sqlx::PgConnection, rows: &[Notification]) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&Notification) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO notifications (id, user_id, level, category, title, body, link, read_at, created_at) \
+         SELECT id, user_id, level, category, title, body, link, NULL, created_at \
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[]) \
+         AS n(id, user_id, level, category, title, body, link, created_at)",
+    )
+    .bind(rows.iter().map(|n| n.id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|n| n.user_id).collect::<Vec<_>>())
+    .bind(col(|n| &n.level))
+    .bind(col(|n| &n.category))
+    .bind(col(|n| &n.title))
+    .bind(col(|n| &n.body))
+    .bind(rows.iter().map(|n| n.link.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|n| n.created_at).collect::<Vec<_>>())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 /// A notification not yet stored, owned (built inside a transaction by a caller's hook).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Draft {

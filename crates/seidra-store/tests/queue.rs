@@ -533,6 +533,14 @@ async fn complete_many_writes_follow_ups_with_the_jobs(backend: Backend) -> anyh
     assert_eq!(total, 1, "one delivery: alice's completed job, none for the cancelled one");
     let a1 = claimed.iter().find(|j| j.prompt == "a1").unwrap();
     assert_eq!(deliveries[0].payload, format!("{{\"job\":\"{}\"}}", a1.id));
+    // The media row carries the job's provenance (written by one array statement on PostgreSQL).
+    let m = media::list_for_job(db, a1.id).await?.remove(0);
+    assert_eq!(
+        (m.owner_id, m.position, m.kind.as_str(), m.source.as_str(), m.prompt.as_str(), m.engine.as_deref(), m.model.as_deref()),
+        (alice, 0, "image", "generated", "a1", Some(a1.engine.as_str()), Some(a1.model.as_str()))
+    );
+    assert_eq!((m.width, m.height, m.seed, m.bytes, m.duration_ms), (Some(8), Some(8), Some(1), 10, None));
+    assert_eq!(m.parameters.map(|p| p.0), Some(a1.request.clone()));
     assert_eq!(jobs::get(db, cancelled.id).await?.status, JobStatus::Running, "the cancel is the worker's to settle");
     Ok(())
 }
