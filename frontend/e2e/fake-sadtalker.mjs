@@ -122,7 +122,9 @@ function checkGenerate(req, body) {
   const type = req.headers['content-type'] ?? '';
   const boundary = /^multipart\/form-data\s*;.*\bboundary=(?:"([^"]+)"|([^;\s]+))/i.exec(type);
   if (!boundary) throw new Refusal(400, 'expected a multipart/form-data body');
+  /** @type {Record<string, any>} */
   const fields = {};
+  /** @type {Record<string, Buffer>} */
   const files = {};
   for (const part of parseMultipart(body, boundary[1] ?? boundary[2])) {
     if (part.name in fields) throw new Refusal(422, `${part.name}: sent twice`);
@@ -150,10 +152,10 @@ function checkGenerate(req, body) {
 
 /**
  * @param {{ host?: string, port?: number }} [options]
- * @returns {Promise<{ url: string, calls: { method: string, path: string, status: number, fields?: Record<string, unknown>, detail?: string }[], failNext: (detail: string) => void, close: () => Promise<void> }>}
+ * @returns {Promise<{ url: string, calls: { method: string, path: string, status: number, fields?: Record<string, any>, detail?: string }[], failNext: (detail: string) => void, close: () => Promise<void> }>}
  */
 export function startFakeSadTalker({ host = '127.0.0.1', port = 0 } = {}) {
-  /** @type {{ method: string, path: string, status: number, fields?: Record<string, unknown>, detail?: string }[]} */
+  /** @type {{ method: string, path: string, status: number, fields?: Record<string, any>, detail?: string }[]} */
   const calls = [];
   /** @type {string | null} */
   let refuseNext = null;
@@ -178,7 +180,8 @@ export function startFakeSadTalker({ host = '127.0.0.1', port = 0 } = {}) {
       if (size > MAX_BODY) tooBig = true;
       else chunks.push(c);
     });
-    req.on('end', async () => {
+    req.on('end', () => void respond());
+    const respond = async () => {
       if (tooBig) return answer(413, { detail: 'request body too large' });
       let checked;
       try {
@@ -199,7 +202,7 @@ export function startFakeSadTalker({ host = '127.0.0.1', port = 0 } = {}) {
       } catch (err) {
         answer(500, { detail: `ffmpeg failed: ${err instanceof Error ? err.message : String(err)}` }, checked.fields);
       }
-    });
+    };
   });
 
   return new Promise((resolvePromise, reject) => {
