@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { startFakeSadTalker } from './fake-sadtalker.mjs';
 import { startServer } from './serve.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -75,7 +76,8 @@ function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function startBackend() {
+/** @param {{ sadtalker: string }} engines URLs of the fake remote engines the backend is given */
+async function startBackend({ sadtalker }) {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'seidra-e2e-'));
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -94,6 +96,12 @@ async function startBackend() {
     // Model downloads come from the e2e file server on the same loopback address, over http.
     SEIDRA_MODELS__ALLOW_HTTP: 'true',
     SEIDRA_MODELS__ALLOW_PRIVATE: HOOK_HOST,
+    // Talking heads: a SadTalker-compatible remote engine (e2e/fake-sadtalker.mjs).
+    SEIDRA_ENGINES__REMOTE__0__NAME: 'talker',
+    SEIDRA_ENGINES__REMOTE__0__KIND: 'sadtalker',
+    SEIDRA_ENGINES__REMOTE__0__URL: sadtalker,
+    SEIDRA_ENGINES__REMOTE__0__MODELS: 'sadtalker',
+    SEIDRA_ENGINES__REMOTE__0__TIMEOUT_SECS: '120',
     SEIDRA_LOG_FORMAT: 'pretty',
     NO_COLOR: '1',
   };
@@ -287,7 +295,9 @@ let proxy = null;
 const consoleProblems = [];
 
 async function main() {
-  const backend = await startBackend();
+  const sadtalker = await startFakeSadTalker();
+  cleanups.push(() => sadtalker.close());
+  const backend = await startBackend({ sadtalker: sadtalker.url });
   const hooks = await startHookReceiver();
   if (backendServesUi) {
     base = backend.url;
@@ -296,7 +306,7 @@ async function main() {
     cleanups.push(() => proxy.close());
     base = proxy.url;
   }
-  console.log(`backend ${backend.url}; app ${base}${backendServesUi ? ' (served by the backend)' : ' (e2e proxy)'}`);
+  console.log(`backend ${backend.url}; fake SadTalker ${sadtalker.url}; app ${base}${backendServesUi ? ' (served by the backend)' : ' (e2e proxy)'}`);
 
   const browser = await chromium.launch({
     executablePath: chromiumPath,
@@ -868,6 +878,86 @@ async function main() {
     assert(await page.locator('#seed').isEnabled(), 'seed locked to the image seed');
   });
 
+  await step('Generate: start from a library image (img2img) — a deleted pick is refused on its field; the job carries init_image and strength; its result shows', async () => {
+    // On Generate with the lamplighter settings (256×256, 12 steps, seed locked).
+    const token = await storedToken();
+    const jobsBefore = (await (await apiAs(token, '/api/jobs?limit=1')).json()).total;
+    const prompt = 'a harbour at night, from the lamplighter';
+    await fillGenerate({ prompt, count: 1 });
+    const section = page.locator('fieldset', { has: page.getByText('Start from an image', { exact: true }) });
+    await section.getByText('Optional: an image from your library').waitFor();
+    assert(!(await page.locator('#strength').count()), 'no strength without an init image');
+    // The results list image jobs only (not the library's export and upload jobs).
+    await page.locator('.generate-results article.job-card').first().waitFor();
+    assert(!(await page.locator('.generate-results article.job-card', { hasText: /\binternal\b/ }).count()), 'no internal job among the results');
+    // The picker: Enter in its search box searches; it must not submit the Generate form around it.
+    await page.getByRole('button', { name: 'Init image Choose from the library' }).click();
+    let picker = page.getByRole('dialog', { name: 'Choose from the library' });
+    await picker.waitFor();
+    await picker.locator('#picker-search').fill('dropped');
+    await picker.locator('#picker-search').press('Enter');
+    await waitFor(async () => (await picker.locator('.picker-item').count()) === 1, 'the dropped upload found');
+    await sleep(300);
+    assert((await (await apiAs(token, '/api/jobs?limit=1')).json()).total === jobsBefore, 'Enter in the picker search submitted no job');
+    const dropped = (await (await apiAs(token, '/api/media?q=dropped')).json()).items[0];
+    await picker.locator('.picker-item').first().click();
+    await picker.waitFor({ state: 'detached' });
+    const thumb = section.getByRole('img', { name: 'The chosen init image' });
+    await waitFor(() => thumb.evaluate((e) => e instanceof HTMLImageElement && e.complete && e.naturalWidth > 0), 'the init image thumbnail');
+    assert((await page.inputValue('#strength')) === '0.75', 'default strength 0.75');
+    // Deleted meanwhile (another tab): the server's 422 lands on the init image field.
+    assert((await apiAs(token, `/api/media/${dropped.id}`, { method: 'DELETE' })).status === 204, 'the pick deleted elsewhere');
+    await page.click('form[aria-label="Generation settings"] button[type=submit]');
+    await page.locator('#init_image-error').getByText(/media item/).waitFor();
+    assert((await page.getAttribute('#init_image', 'aria-invalid')) === 'true', 'init image marked invalid');
+    // Choose another one: a lamplighter image.
+    await page.getByRole('button', { name: 'Init image Choose another image' }).click();
+    picker = page.getByRole('dialog', { name: 'Choose from the library' });
+    await picker.locator('#picker-search').fill('lamplighter');
+    await waitFor(async () => (await picker.locator('.picker-item').count()) === 2, 'two lamplighter images');
+    await picker.locator('.picker-item').first().click();
+    await picker.waitFor({ state: 'detached' });
+    assert(!(await page.locator('#init_image-error').count()), 'the error cleared by a new pick');
+    await waitFor(() => thumb.evaluate((e) => e instanceof HTMLImageElement && e.complete && e.naturalWidth > 0), 'the new thumbnail');
+    // Strength by keyboard: 0.75 − 7 × 0.05.
+    await page.locator('#strength').focus();
+    for (let i = 0; i < 7; i++) await page.keyboard.press('ArrowLeft');
+    assert((await page.inputValue('#strength')) === '0.4', `strength ${await page.inputValue('#strength')}`);
+    await section.getByText('Strength: 0.4').waitFor();
+    await page.click('form[aria-label="Generation settings"] button[type=submit]');
+    const card = cardFor(prompt);
+    await card.locator('.badge-succeeded').waitFor({ timeout: 90_000 });
+    // The outputs load lazily: bring the card into view (the form was scrolled to its strength slider).
+    await card.scrollIntoViewIfNeeded();
+    await waitFor(
+      async () => (await card.locator('ul.outputs img').evaluateAll((els) => els.length === 1 && els.every((e) => e instanceof HTMLImageElement && e.complete && e.naturalWidth === 256))) === true,
+      'the img2img result loaded at 256 px',
+      30_000,
+    );
+    await shot('04b-generate-img2img', { full: false });
+    const found = await (await apiAs(token, `/api/jobs?search=${encodeURIComponent(prompt)}`)).json();
+    assert(found.items.length === 1, `one img2img job (${found.items.length})`);
+    const job = await page.evaluate(async (id) => {
+      const t = JSON.parse(localStorage.getItem('seidra.session') ?? 'null')?.accessToken;
+      return (await fetch(`/api/jobs/${id}`, { headers: { authorization: `Bearer ${t}` } })).json();
+    }, found.items[0].id);
+    assert(job.status === 'succeeded', `job ${job.status}`);
+    assert(aliceMedia.includes(job.request.init_image), `request.init_image is a lamplighter image (${job.request.init_image})`);
+    // The server keeps strength as a 32-bit float: 0.4 reads back as 0.4000000059604645.
+    const near = (/** @type {unknown} */ v) => typeof v === 'number' && Math.abs(v - 0.4) < 1e-6;
+    assert(near(job.request.strength), `request.strength ${job.request.strength}`);
+    const out = await (await apiAs(token, `/api/media?q=${encodeURIComponent('a harbour at night')}`)).json();
+    assert(out.total === 1 && near(out.items[0].parameters?.strength), `the output records the strength (${JSON.stringify(out.items[0]?.parameters?.strength)})`);
+    // Reuse settings brings the init image and the strength back, as typed.
+    await page.locator('#init_image').getByText('Choose another image').waitFor();
+    await section.getByRole('button', { name: 'Remove' }).click();
+    assert(!(await page.locator('#strength').count()), 'init image removed');
+    await card.getByRole('button', { name: 'Reuse settings' }).click();
+    await section.getByText('Strength: 0.4', { exact: true }).waitFor();
+    assert((await page.inputValue('#strength')) === '0.4', 'strength reused');
+    await waitFor(() => thumb.evaluate((e) => e instanceof HTMLImageElement && e.complete && e.naturalWidth > 0), 'the reused init image thumbnail');
+  });
+
   await step('Library: 10,000 rows stay windowed (only visible tiles in the DOM)', async () => {
     // The real API answers with a total of 10,000 here; the pages are the same two items repeated.
     await page.route('**/api/media?*', async (route) => {
@@ -1025,6 +1115,68 @@ async function main() {
     await axe('/video (editor)');
   });
 
+  await step('Video Studio: a talking head — local checks name their fields; a portrait and spoken text go to the SadTalker engine; a refusal fails the job with its detail; then the video plays', async () => {
+    await go('/video');
+    const panel = page.locator('form[aria-labelledby="th-title"]');
+    await panel.getByRole('heading', { name: 'Talking head' }).waitFor();
+    const submit = panel.getByRole('button', { name: 'Make the video' });
+    await panel.getByRole('radio', { name: 'Text, spoken first' }).check();
+    await page.fill('#th-pose', '46');
+    await submit.click();
+    await page.locator('#th-image-error').getByText('Choose a portrait.').waitFor();
+    await page.locator('#th-text-error').getByText('Write what should be said.').waitFor();
+    await page.locator('#th-pose-error').getByText('Pose style is a whole number from 0 to 45.').waitFor();
+    assert((await page.getAttribute('#th-pose', 'aria-invalid')) === 'true', 'pose marked invalid');
+    await panel.getByRole('button', { name: 'Portrait Choose a portrait' }).click();
+    const picker = page.getByRole('dialog', { name: 'Choose a portrait' });
+    await picker.locator('#picker-search').fill('dusk');
+    await picker.locator('#picker-search').press('Enter');
+    await waitFor(async () => (await picker.locator('.picker-item').count()) === 2, 'two lamplighter-at-dusk portraits');
+    await picker.locator('.picker-item').first().click();
+    await picker.waitFor({ state: 'detached' });
+    await page.locator('#th-image-name').getByText(/lamplighter/).waitFor();
+    assert(!(await page.locator('.tl-job').count()), 'Enter in the picker search submitted nothing');
+    await page.fill('#th-text', 'Good evening. The lamps are lit along the harbour.');
+    await page.fill('#th-pose', '7');
+    await page.selectOption('#th-preprocess', 'full');
+    await panel.getByRole('checkbox', { name: 'Keep the head still' }).check();
+    // The engine refuses this one (SadTalker's "no face"): the job fails at once with the detail.
+    sadtalker.failNext('No face is detected in the input file');
+    await submit.click();
+    await panel.locator('.badge-failed').waitFor({ timeout: 90_000 });
+    await panel.locator('.tl-job .field-error').getByText(/No face is detected in the input file/).waitFor();
+    // Again: rendered this time, followed live, and played in place.
+    await submit.click();
+    const video = panel.locator('.video-player video');
+    await video.waitFor({ timeout: 120_000 });
+    await panel.locator('.badge-succeeded').waitFor();
+    assert(((await video.getAttribute('src')) ?? '').length > 0, 'the player has a source');
+    await waitFor(() => video.evaluate((v) => v instanceof HTMLVideoElement && v.readyState >= 1 && v.duration > 1 && v.videoWidth === 256), 'the talking-head MP4 loads (256×256, over 1 s)', 30_000);
+    const token = await storedToken();
+    const heads = await (await apiAs(token, '/api/jobs?type=talking_head&limit=5')).json();
+    assert(heads.items.length === 2, `two talking-head jobs (${heads.items.length})`);
+    const [done, refused] = heads.items;
+    assert(done.status === 'succeeded' && refused.status === 'failed', `statuses ${done.status}, ${refused.status}`);
+    assert(refused.error?.code === 'engine_error', `the refusal is an engine error (${JSON.stringify(refused.error)})`);
+    const stored = (await (await apiAs(token, `/api/jobs/${done.id}`)).json()).request;
+    assert(aliceMedia.includes(stored.image) && stored.speech?.text === 'Good evening. The lamps are lit along the harbour.', `the stored request (${JSON.stringify(stored)})`);
+    // What the engine received: both files and every parameter, as chosen in the form.
+    const generates = sadtalker.calls.filter((c) => c.path === '/generate');
+    assert(generates.length === 2 && generates.every((c) => c.fields), `two /generate calls (${JSON.stringify(generates)})`);
+    const sent = /** @type {Record<string, any>} */ (generates[1].fields ?? {});
+    assert(generates[1].status === 200, 'the second render answered 200');
+    assert(sent.source_image.content_type === 'image/png' && sent.source_image.bytes > 0, `source_image ${JSON.stringify(sent.source_image)}`);
+    assert(/^audio\//.test(sent.driven_audio.content_type) && sent.driven_audio.bytes > 1000, `driven_audio ${JSON.stringify(sent.driven_audio)}`);
+    const params = { preprocess: sent.preprocess, still: sent.still, enhancer: sent.enhancer, pose_style: sent.pose_style, size: sent.size };
+    assert(JSON.stringify(params) === JSON.stringify({ preprocess: 'full', still: 'true', enhancer: 'none', pose_style: '7', size: '256' }), `parameters ${JSON.stringify(params)}`);
+    assert(sadtalker.calls.some((c) => c.path === '/health' && c.status === 200), 'the engine was health-checked');
+    // The MP4 is a video in the library, with its duration.
+    const videos = await (await apiAs(token, '/api/media?type=video&limit=20')).json();
+    const item = videos.items.find((m) => m.job_id === done.id);
+    assert(item && item.duration_secs > 1, `the video in the library (${JSON.stringify(item?.duration_secs)})`);
+    await screen('21f-video-talking-head');
+  });
+
   await step('unknown addresses get a page of their own', async () => {
     await go('/no-such-page');
     await axe('/no-such-page');
@@ -1055,9 +1207,12 @@ async function main() {
     await page.setViewportSize({ width: 1280, height: 800 });
   });
 
-  await step('admin: Users lists the new account; create, disable and re-enable a user', async () => {
+  await step("admin: Users lists the new account; create, disable and re-enable a user (Generate keeps nothing of alice's draft)", async () => {
     await signOut();
     await login('admin', ADMIN_PASSWORD);
+    // Generate in this tab starts afresh: nothing of the previous account's draft (prompt, init image).
+    assert((await page.inputValue('#prompt')) === '', `the previous account's prompt is gone (${await page.inputValue('#prompt')})`);
+    assert(!(await page.locator('#strength').count()), "the previous account's init image is gone");
     await go('/admin/users');
     await page.locator('table tbody tr', { hasText: alice }).waitFor();
     await page.fill('#new-username', 'bob');

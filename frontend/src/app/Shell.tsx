@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState, type ReactNode } from 'react';
 import { useT, type MessageKey } from '../i18n';
 import { Link, navigate, useLocation } from '../lib/router';
+import { clearDraft } from '../screens/generate/form';
 import { useLiveStatus, useServices, useSession, useUnreadCount } from './hooks';
 
 interface NavItem {
@@ -112,6 +113,7 @@ export function Shell({ title, children }: { title: string; children: ReactNode 
       // signing out locally is what matters
     }
     manager.end('signed_out');
+    clearDraft();
     navigate('/login', { replace: true });
   };
 

@@ -1,6 +1,7 @@
 // Small shared building blocks: states (loading/empty/error), form fields wired for screen
 // readers, status badges, progress bars, a modal drawer, copy and confirm buttons.
 import { useEffect, useId, useRef, useState, type KeyboardEvent, type ReactNode } from 'react';
+import { createPortal } from 'react-dom';
 import { ApiError } from '../api/client';
 import type { JobStatus } from '../api/types';
 import type { Resource } from '../app/hooks';
@@ -83,7 +84,9 @@ export function Field({
 }) {
   return (
     <div className={`field ${className ?? ''} ${error ? 'field-invalid' : ''}`}>
-      <label htmlFor={id}>{label}</label>
+      <label htmlFor={id} id={`${id}-label`}>
+        {label}
+      </label>
       {children}
       {hint && (
         <p className="hint" id={`${id}-hint`}>
@@ -144,7 +147,10 @@ export function Drawer({ title, onClose, children, wide }: { title: string; onCl
       first.focus();
     }
   };
-  return (
+  // Rendered at the end of <body>: a drawer opened from inside a form (the library picker on
+  // Generate and on the talking-head form) must not be part of it, or Enter in its search box
+  // would submit that form.
+  return createPortal(
     <div className="drawer-backdrop" role="presentation" onMouseDown={(e) => e.target === e.currentTarget && onClose()}>
       <div ref={ref} className={`drawer ${wide ? 'drawer-wide' : ''}`} role="dialog" aria-modal="true" aria-labelledby={titleId} onKeyDown={onKeyDown}>
         <div className="drawer-head">
@@ -157,7 +163,8 @@ export function Drawer({ title, onClose, children, wide }: { title: string; onCl
         </div>
         <div className="drawer-body">{children}</div>
       </div>
-    </div>
+    </div>,
+    document.body,
   );
 }
 

@@ -85,7 +85,7 @@ export function Generate() {
   }, [search, t]);
 
   const recent = useResource(async (signal) => {
-    const page = await api.get('/api/jobs', { query: { limit: RECENT, sort: 'newest' }, signal });
+    const page = await api.get('/api/jobs', { query: { limit: RECENT, sort: 'newest', type: 'image' }, signal });
     jobs.upsert(...page.items);
     return page.items.map((j) => j.id);
   }, [api, jobs]);
@@ -98,12 +98,22 @@ export function Generate() {
   };
 
   const [picking, setPicking] = useState(false);
-  // The chosen init image, for its thumbnail (a draft keeps only its id).
-  const initItem = useResource(
-    async (signal) => (form.init_image ? api.get('/api/media/{id}', { path: { id: form.init_image }, signal }) : null),
-    [api, form.init_image],
-  );
-  const initThumb = initItem.data ? (initItem.data.thumb_256_url ?? initItem.data.file.url) : null;
+  // The chosen init image, for its thumbnail (a draft keeps only its id). Answers are tagged
+  // with the id they are for, so a previous pick's thumbnail never shows for a new one.
+  const initItem = useResource(async (signal) => {
+    const id = form.init_image;
+    if (!id) return null;
+    try {
+      return { id, item: await api.get('/api/media/{id}', { path: { id }, signal }) };
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) return { id, item: null };
+      throw err;
+    }
+  }, [api, form.init_image]);
+  const init = initItem.data && initItem.data.id === form.init_image ? initItem.data : null;
+  // An image deleted since (or another account's, from an old draft) is dropped.
+  if (init && !init.item) setForm({ ...form, init_image: '' });
+  const initThumb = init?.item ? (init.item.thumb_256_url ?? init.item.file.url) : null;
 
   const err = (field: string): string | null => {
     const e: FieldError | undefined = errors[field];
@@ -464,7 +474,14 @@ export function Generate() {
             <Field id="init_image" label={t('gen.init_image')} error={err('init_image')}>
               <div className="init-image">
                 {form.init_image && initThumb ? <img src={initThumb} alt={t('gen.init_image_alt')} width={96} /> : null}
-                <button type="button" className="btn btn-small" {...describedBy('init_image', err('init_image'))} onClick={() => setPicking(true)}>
+                <button
+                  type="button"
+                  className="btn btn-small"
+                  {...describedBy('init_image', err('init_image'))}
+                  // Named by the field's label and its own text ("Init image Choose from the library").
+                  aria-labelledby="init_image-label init_image"
+                  onClick={() => setPicking(true)}
+                >
                   {form.init_image ? t('gen.init_image_change') : t('gen.init_image_choose')}
                 </button>
                 {form.init_image && (

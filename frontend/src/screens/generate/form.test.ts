@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { EngineInfo } from '../../api/types';
-import { applyPersona, DEFAULT_CAPS, DEFAULT_FORM, fitToEngine, fromRequest, MAX_SEED, needsFit, presetsFor, randomSeed, SubmitGuard, toRequest } from './form';
+import { applyPersona, clearDraft, DEFAULT_CAPS, DEFAULT_FORM, fitToEngine, fromRequest, loadDraft, MAX_SEED, needsFit, presetsFor, randomSeed, saveDraft, SubmitGuard, toRequest } from './form';
 
 const procedural: EngineInfo = {
   name: 'procedural',
@@ -184,5 +184,28 @@ describe('applyPersona', () => {
     expect(form).toMatchObject({ persona_id: '', width: '256' });
     expect(toRequest({ ...form, prompt: 'x' }, DEFAULT_CAPS).request?.persona_id).toBeUndefined();
     expect(fromRequest({ prompt: 'x, ink', persona_id: 'p1' }).persona_id).toBe('');
+  });
+});
+
+describe('fromRequest', () => {
+  it('gives back the decimals that were typed, not their 32-bit widening', () => {
+    const form = fromRequest({ prompt: 'x', guidance_scale: 7.300000190734863, strength: 0.4000000059604645, loras: [{ name: 'ink', weight: 0.699999988079071 }], seed: 9007199254740991 });
+    expect(form).toMatchObject({ guidance_scale: '7.3', strength: '0.4', seed: '9007199254740991' });
+    expect(form.loras).toEqual([{ name: 'ink', weight: '0.7' }]);
+  });
+});
+
+describe('draft', () => {
+  it('round-trips, and is forgotten on sign-out', () => {
+    const store = new Map<string, string>();
+    const storage = {
+      getItem: (k: string) => store.get(k) ?? null,
+      setItem: (k: string, v: string) => void store.set(k, v),
+      removeItem: (k: string) => void store.delete(k),
+    } as Storage;
+    saveDraft({ ...DEFAULT_FORM, prompt: 'a private prompt', init_image: '0191f1f0-0000-7000-8000-000000000001' }, storage);
+    expect(loadDraft(storage)).toMatchObject({ prompt: 'a private prompt', init_image: '0191f1f0-0000-7000-8000-000000000001' });
+    clearDraft(storage);
+    expect(loadDraft(storage)).toEqual(DEFAULT_FORM);
   });
 });

@@ -199,10 +199,13 @@ export function fromRequest(raw: unknown): GenerateForm {
   const r = (raw && typeof raw === 'object' ? raw : {}) as Record<string, unknown>;
   const s = (v: unknown, d: string) => (typeof v === 'string' ? v : d);
   const n = (v: unknown, d: string) => (typeof v === 'number' && Number.isFinite(v) ? String(v) : d);
+  // Decimal fields the server keeps as 32-bit floats come back widened (0.4 → 0.4000000059604645):
+  // 7 significant digits give the value that was typed.
+  const f = (v: unknown, d: string) => (typeof v === 'number' && Number.isFinite(v) ? String(Number(v.toPrecision(7))) : d);
   const loras = Array.isArray(r.loras)
     ? r.loras.map((l) => {
         const o = (l ?? {}) as Record<string, unknown>;
-        return { name: s(o.name, ''), weight: n(o.weight, '1') };
+        return { name: s(o.name, ''), weight: f(o.weight, '1') };
       })
     : [];
   const seed = typeof r.seed === 'number' ? String(r.seed) : '';
@@ -214,7 +217,7 @@ export function fromRequest(raw: unknown): GenerateForm {
     width: n(r.width, DEFAULT_FORM.width),
     height: n(r.height, DEFAULT_FORM.height),
     num_inference_steps: n(r.num_inference_steps, DEFAULT_FORM.num_inference_steps),
-    guidance_scale: n(r.guidance_scale, DEFAULT_FORM.guidance_scale),
+    guidance_scale: f(r.guidance_scale, DEFAULT_FORM.guidance_scale),
     scheduler: s(r.scheduler, DEFAULT_FORM.scheduler),
     num_images: n(r.num_images, DEFAULT_FORM.num_images),
     seed,
@@ -224,7 +227,7 @@ export function fromRequest(raw: unknown): GenerateForm {
     // A stored request already has its persona's template applied: applying it again would double it.
     persona_id: '',
     init_image: s(r.init_image, ''),
-    strength: n(r.strength, DEFAULT_FORM.strength),
+    strength: f(r.strength, DEFAULT_FORM.strength),
   };
 }
 
@@ -284,6 +287,15 @@ const DRAFT_KEY = 'seidra.generate.draft';
 export function saveDraft(form: GenerateForm, storage: Storage = sessionStorage): void {
   try {
     storage.setItem(DRAFT_KEY, JSON.stringify(form));
+  } catch {
+    // ignore
+  }
+}
+
+/** Forgets the draft (on sign-out: the next account in this tab must not inherit it). */
+export function clearDraft(storage: Storage = sessionStorage): void {
+  try {
+    storage.removeItem(DRAFT_KEY);
   } catch {
     // ignore
   }

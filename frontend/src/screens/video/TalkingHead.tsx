@@ -72,7 +72,13 @@ export function TalkingHead() {
       <Field id="th-image" label={t('th.image')} error={errors.image}>
         <div className="inline">
           <span id="th-image-name">{image ? mediaLabel(image, t('video.untitled')) : t('th.none')}</span>
-          <button type="button" className="btn btn-small" {...describedBy('th-image', errors.image)} onClick={() => setPicking('image')}>
+          <button
+              type="button"
+              className="btn btn-small"
+              {...describedBy('th-image', errors.image)}
+              aria-labelledby="th-image-label th-image"
+              onClick={() => setPicking('image')}
+            >
             {t('th.pick_image')}
           </button>
         </div>
@@ -94,7 +100,13 @@ export function TalkingHead() {
         <Field id="th-audio" label={t('th.audio')} error={errors.audio}>
           <div className="inline">
             <span>{audio ? mediaLabel(audio, t('video.untitled')) : t('th.none')}</span>
-            <button type="button" className="btn btn-small" {...describedBy('th-audio', errors.audio)} onClick={() => setPicking('audio')}>
+            <button
+              type="button"
+              className="btn btn-small"
+              {...describedBy('th-audio', errors.audio)}
+              aria-labelledby="th-audio-label th-audio"
+              onClick={() => setPicking('audio')}
+            >
               {t('th.pick_audio')}
             </button>
           </div>
