@@ -209,7 +209,7 @@ pub struct LoraRef {
     /// LoRA name from the model catalogue.
     pub name: String,
     /// Strength, -2.0 ..= 2.0.
-    #[serde(default = "default_lora_weight")]
+    #[serde(default = "default_lora_weight", serialize_with = "crate::decimal::f32")]
     pub weight: f32,
 }
 
@@ -237,7 +237,7 @@ pub struct ImageRequest {
     #[serde(default = "default_steps")]
     pub num_inference_steps: u32,
     /// Classifier-free guidance (0–30).
-    #[serde(default = "default_guidance")]
+    #[serde(default = "default_guidance", serialize_with = "crate::decimal::f32")]
     pub guidance_scale: f32,
     /// Images to produce (1–8).
     #[serde(default = "default_images")]
@@ -272,7 +272,7 @@ pub struct ImageRequest {
     pub init_image: Option<uuid::Uuid>,
     /// Image-to-image denoising strength, 0 < s ≤ 1 (1 ignores the init image, small values stay
     /// close to it); 0.75 when `init_image` is set without it. Requires `init_image`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::decimal::opt_f32")]
     pub strength: Option<f32>,
 }
 
@@ -406,6 +406,21 @@ mod tests {
         }
         assert!(next_status(S::Queued, E::Succeed, 0, 3).is_err());
         assert!(next_status(S::Running, E::Claim, 1, 3).is_err());
+    }
+
+    #[test]
+    fn decimal_fields_serialize_as_sent() -> Result<(), serde_json::Error> {
+        let sent = serde_json::json!({
+            "prompt": "p", "guidance_scale": 7.3, "strength": 0.4, "loras": [{"name": "l", "weight": 0.65}]
+        });
+        let request: ImageRequest = serde_json::from_value(sent)?;
+        let back = serde_json::to_value(&request)?;
+        assert_eq!(back["guidance_scale"], 7.3);
+        assert_eq!(back["strength"], 0.4);
+        assert_eq!(back["loras"][0]["weight"], 0.65);
+        // And what is stored reads back to the same request.
+        assert_eq!(serde_json::from_value::<ImageRequest>(back)?, request);
+        Ok(())
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! validation rules that guard them. Nothing here performs I/O.
 
 pub mod account;
+mod decimal;
 pub mod job;
 pub mod persona;
 pub mod policy;

@@ -41,7 +41,7 @@ pub struct ImageDefaults {
     #[serde(default)]
     pub num_inference_steps: Option<u32>,
     /// Guidance.
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::decimal::opt_f32")]
     pub guidance_scale: Option<f32>,
     /// Scheduler.
     #[serde(default)]
@@ -65,10 +65,10 @@ pub struct VoiceDefaults {
     #[serde(default)]
     pub voice: Option<String>,
     /// Speaking rate multiplier (0.5–2).
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::decimal::opt_f32")]
     pub rate: Option<f32>,
     /// Pitch shift in semitones (−12–12).
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::decimal::opt_f32")]
     pub pitch: Option<f32>,
 }
 

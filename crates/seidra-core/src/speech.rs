@@ -90,10 +90,10 @@ pub struct SpeechRequest {
     #[serde(default)]
     pub voice: Option<String>,
     /// Speaking-rate multiplier, 0.5–2 (1 = the engine's normal pace).
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::decimal::opt_f32")]
     pub rate: Option<f32>,
     /// Pitch shift in semitones, −12–12 (espeak-ng only).
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::decimal::opt_f32")]
     pub pitch: Option<f32>,
     /// Stored format (default `wav`).
     #[serde(default)]

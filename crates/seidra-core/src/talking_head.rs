@@ -85,6 +85,7 @@ pub struct TalkingHeadParams {
     /// Head pose style, 0–45.
     pub pose_style: u32,
     /// Strength of the expression motion, 0–3 (1 = as the audio drives it).
+    #[serde(serialize_with = "crate::decimal::f32")]
     pub expression_scale: f32,
     /// Face render resolution: 256 or 512 pixels.
     pub size: u32,
@@ -141,7 +142,7 @@ pub struct TalkingHeadRequest {
     #[serde(default)]
     pub pose_style: Option<u32>,
     /// Expression strength, 0–3 (default 1).
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::decimal::opt_f32")]
     pub expression_scale: Option<f32>,
     /// Face render size: 256 (default) or 512.
     #[serde(default)]
