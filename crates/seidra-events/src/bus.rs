@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 use sqlx::PgPool;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -90,6 +90,8 @@ struct Inner {
     transport: &'static str,
     channel: Arc<str>,
     publisher: Option<Publisher>,
+    /// Sends the single-event publishes waiting at the same moment in one round trip.
+    coalescer: Option<Coalescer>,
     probes: Arc<Probes>,
     listener: Option<AbortHandle>,
 }
@@ -123,6 +125,7 @@ impl EventBus {
                 transport: "in_process",
                 channel: Arc::from(""),
                 publisher: None,
+                coalescer: None,
                 probes: Arc::default(),
                 listener: None,
             }),
@@ -181,6 +184,7 @@ impl EventBus {
                 tx,
                 transport,
                 channel,
+                coalescer: Some(Coalescer::start(publisher.clone())),
                 publisher: Some(publisher),
                 probes,
                 listener: Some(task.abort_handle()),
@@ -200,9 +204,12 @@ impl EventBus {
             return Ok(());
         };
         let (payload, sent) = encode(event, publisher.max_payload(), &inner.channel)?;
-        let sent_out = tokio::time::timeout(PUBLISH_TIMEOUT, publisher.send(&payload))
-            .await
-            .unwrap_or(Err(BusError::Timeout { what: "publishing an event", after: PUBLISH_TIMEOUT }));
+        let sent_out = match &inner.coalescer {
+            Some(coalescer) => coalescer.send(payload).await,
+            None => tokio::time::timeout(PUBLISH_TIMEOUT, publisher.send(&payload))
+                .await
+                .unwrap_or(Err(BusError::Timeout { what: "publishing an event", after: PUBLISH_TIMEOUT })),
+        };
         match sent_out {
             Ok(()) => Ok(()),
             Err(err) => {
@@ -329,6 +336,73 @@ fn check_channel(name: &str, max_len: Option<usize>) -> Result<(), BusError> {
 }
 
 /// Serialises `event`, truncating its data when the transport has a payload limit.
+/// Group commit for events: single publishes from many tasks (a worker's jobs reporting
+/// progress) queue here and one task sends whatever is waiting in one statement or pipeline,
+/// then answers each caller. On PostgreSQL every `NOTIFY` transaction's commit is serialised
+/// server-wide, so one `pg_notify` per event made the commit lock, not the CPU, the limit.
+/// A caller's events still go out in the order it published them: it waits for its answer.
+struct Coalescer {
+    tx: mpsc::Sender<(String, oneshot::Sender<Result<(), BusError>>)>,
+}
+
+impl Coalescer {
+    fn start(publisher: Publisher) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(String, oneshot::Sender<Result<(), BusError>>)>(PUBLISH_BATCH * 16);
+        // Ends when the last bus handle (and with it the sender) is dropped.
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+            while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+                let payloads: Vec<String> = batch.iter_mut().map(|(p, _)| std::mem::take(p)).collect();
+                let sending = async {
+                    match &payloads[..] {
+                        [one] => publisher.send(one).await,
+                        many => publisher.send_many(many).await,
+                    }
+                };
+                let sent = tokio::time::timeout(PUBLISH_TIMEOUT, sending)
+                    .await
+                    .unwrap_or(Err(BusError::Timeout { what: "publishing events", after: PUBLISH_TIMEOUT }));
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(sent.as_ref().map(|()| ()).map_err(BusError::duplicate));
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    async fn send(&self, payload: String) -> Result<(), BusError> {
+        let gone = || BusError::Timeout { what: "publishing an event", after: PUBLISH_TIMEOUT };
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((payload, reply)).await.map_err(|_| gone())?;
+        // The sender's own limit applies per batch; this bounds a caller queued behind others.
+        match tokio::time::timeout(PUBLISH_TIMEOUT * 2, answer).await {
+            Ok(Ok(result)) => result,
+            _ => Err(gone()),
+        }
+    }
+}
+
+impl BusError {
+    /// The same failure for another caller of one batched send (the transport errors are not
+    /// `Clone`; the kind is kept and the cause becomes text).
+    fn duplicate(&self) -> BusError {
+        match self {
+            Self::Postgres(err) => Self::Postgres(sqlx::Error::Protocol(err.to_string())),
+            Self::Redis(err) => Self::Redis(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "publishing events",
+                err.to_string(),
+            ))),
+            // A send fails only with the transport's error or a timeout; encoding and channel
+            // errors are caught before anything is queued.
+            Self::Timeout { what, after } => Self::Timeout { what, after: *after },
+            Self::InvalidChannel { .. } | Self::Encode(_) | Self::TooLarge { .. } => {
+                Self::Timeout { what: "publishing events", after: PUBLISH_TIMEOUT }
+            }
+        }
+    }
+}
+
 fn encode<'e>(event: &'e Event, limit: Option<usize>, channel: &str) -> Result<(String, Cow<'e, Event>), BusError> {
     let payload = serde_json::to_string(event)?;
     let Some(limit) = limit.filter(|limit| payload.len() > *limit) else { return Ok((payload, Cow::Borrowed(event))) };
