@@ -1170,23 +1170,21 @@ async fn complete_many_pg(
     }
 
     let mut done = Vec::with_capacity(items.len());
-    let mut notifications = Vec::new();
+    let (mut notifications, mut hooks) = (Vec::new(), Vec::new());
     for c in items {
         let Some(job) = finished.remove(&c.job.id) else {
             done.push(Completed { job: None, notification: None });
             continue;
         };
         let extra = follow_up(&job);
-        if let Some(hook) = &extra.webhook {
-            crate::webhooks::bind_enqueue!(sqlx::query(crate::webhooks::ENQUEUE_SQL), job.owner_id, hook.event, &hook.payload, now)
-                .execute(&mut *tx)
-                .await?;
-        }
+        hooks.extend(extra.webhook.map(|hook| (job.owner_id, hook)));
         let notification = extra.notification.map(|draft| draft.into_row(job.owner_id, now));
         notifications.extend(notification.clone());
         done.push(Completed { job: Some(job), notification });
     }
     crate::notifications::insert_many_pg(&mut *tx, &notifications).await?;
+    let hooks: Vec<(Uuid, &crate::webhooks::OutboxEvent)> = hooks.iter().map(|(owner, hook)| (*owner, hook)).collect();
+    crate::webhooks::enqueue_many_pg(&mut *tx, &hooks, now).await?;
     tx.commit().await?;
     Ok(done)
 }

@@ -198,6 +198,33 @@ pub async fn enqueue(db: &Db, owner_id: Uuid, event: &str, payload: &str) -> Sto
     }))
 }
 
+/// [`ENQUEUE_SQL`] for many owners' events in one statement (PostgreSQL arrays), inside the
+/// caller's transaction. Event names are plain dotted names, so building the `LIKE` pattern
+/// from the column is safe.
+pub(crate) async fn enqueue_many_pg(
+    tx: &mut sqlx::PgConnection,
+    events: &[(Uuid, &OutboxEvent)],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (webhook_id, event, payload, status, attempts, next_attempt_at, created_at, updated_at) \
+         SELECT w.id, e.event, e.payload, 'pending', 0, $1, $1, $1 \
+         FROM unnest($2::uuid[], $3::text[], $4::text[]) WITH ORDINALITY AS e(owner_id, event, payload, n) \
+         JOIN webhooks w ON w.owner_id = e.owner_id AND w.active = TRUE \
+         AND (w.events LIKE '%\"' || e.event || '\"%' OR w.events LIKE '%\"*\"%') ORDER BY e.n, w.id",
+    )
+    .bind(now)
+    .bind(events.iter().map(|(owner, _)| *owner).collect::<Vec<_>>())
+    .bind(events.iter().map(|(_, e)| e.event).collect::<Vec<_>>())
+    .bind(events.iter().map(|(_, e)| e.payload.as_str()).collect::<Vec<_>>())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 /// A webhook event to enqueue for a job's owner inside the job's own transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxEvent {

@@ -115,7 +115,7 @@ impl ProgressSink for WatchSink {
 }
 
 /// Most jobs taken by one claim statement.
-const MAX_CLAIM_BATCH: usize = 16;
+const MAX_CLAIM_BATCH: usize = 64;
 
 /// Fastest rate of `job.progress` events per job (≤ 10/s).
 const PROGRESS_EVENT_INTERVAL: Duration = Duration::from_millis(100);
@@ -269,8 +269,6 @@ impl Worker {
                 Ok(claimed) if !claimed.is_empty() => {
                     backoff = Duration::from_millis(100);
                     running.lock().await.extend(claimed.iter().map(|j| j.id));
-                    let started: Vec<Event> = claimed.iter().map(|j| job_event("job.started", j, None)).collect();
-                    crate::events::publish_counted(&me.deps.bus, &started).await;
                     for (job, permit) in claimed.into_iter().zip(free.drain(..)) {
                         metrics::histogram!("seidra_job_queue_wait_seconds", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone())
                             .record((Utc::now() - job.queued_at).num_milliseconds().max(0) as f64 / 1000.0);
@@ -392,6 +390,10 @@ impl Worker {
     async fn run_job(self: &Arc<Self>, job: Job, release: CancellationToken) {
         let started = Instant::now();
         metrics::counter!("seidra_jobs_started_total", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone()).increment(1);
+        // Each job announces itself, so the claim loop never waits on the event server; the
+        // bus sends the `job.started` of a whole claim in one round trip (it coalesces
+        // publishes), and this job's later events cannot overtake it.
+        self.publish(&job_event("job.started", &job, None)).await;
 
         let cancel = CancellationToken::new();
         self.cancel_tokens().insert(job.id, cancel.clone());
