@@ -238,6 +238,9 @@ impl Worker {
 
         let permits = Arc::new(Semaphore::new(me.config.concurrency.max(1)));
         let mut wake = me.deps.bus.subscribe();
+        // A job of ours finishing can make queued work claimable (its owner drops below the
+        // running limit): an idle claim loop must not sleep through that until the next poll.
+        let slot_freed = Arc::new(tokio::sync::Notify::new());
         let mut jobs_in_flight = tokio::task::JoinSet::new();
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -273,11 +276,13 @@ impl Worker {
                         metrics::histogram!("seidra_job_queue_wait_seconds", "job_type" => job.job_type.as_str(), "engine" => job.engine.clone())
                             .record((Utc::now() - job.queued_at).num_milliseconds().max(0) as f64 / 1000.0);
                         let (me, running, release) = (me.clone(), running.clone(), release_all.clone());
+                        let slot_freed = slot_freed.clone();
                         jobs_in_flight.spawn(async move {
                             let id = job.id;
                             me.run_job(job, release).await;
                             running.lock().await.retain(|j| *j != id);
                             drop(permit);
+                            slot_freed.notify_one();
                         });
                     }
                     // Unused slots go back before the next round.
@@ -292,6 +297,7 @@ impl Worker {
                         tokio::select! {
                             () = &mut deadline => break,
                             () = shutdown.cancelled() => break,
+                            () = slot_freed.notified() => break,
                             ev = wake.recv() => match ev {
                                 Ok(ev) if ev.kind == JOBS_WAKE => break,
                                 Ok(_) => {}
