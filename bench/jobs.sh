@@ -52,6 +52,7 @@ environment:
   SEIDRA_JOBS_BENCH_BIN    use this seidra-jobs-bench binary instead of building one
   SEIDRA_JOBS_TARGET_DIR   cargo target dir for both builds (default: target/bench-jobs)
   SEIDRA_BENCH_PG_URL      PostgreSQL server, no database (default: postgres://postgres@127.0.0.1:5432)
+  SEIDRA_BENCH_REDIS_URL   give the servers this Redis for live events (default: none)
   SEIDRA_JOBS_BENCH_PORT   first port to try for servers (default: 18580)
 EOF
 }
@@ -276,6 +277,8 @@ start_server() {
     "SEIDRA_WORKER__CONCURRENCY=$concurrency" "SEIDRA_WORKER__EMBEDDED=$workers"
     "SEIDRA_ACCESS_TOKEN_TTL_SECS=7200" "SEIDRA_SHUTDOWN_GRACE_SECS=2" "SEIDRA_WORKER__GRACE_SECS=2"
   )
+  # Live events over Redis instead of the database's own channel (PostgreSQL: LISTEN/NOTIFY).
+  [[ -z ${SEIDRA_BENCH_REDIS_URL:-} ]] || env_vars+=("SEIDRA_REDIS_URL=$SEIDRA_BENCH_REDIS_URL")
   SERVER_PIDS=()
   if [[ $backend == sqlite ]]; then
     DB_NAME=""
