@@ -388,11 +388,9 @@ impl BusError {
     fn duplicate(&self) -> BusError {
         match self {
             Self::Postgres(err) => Self::Postgres(sqlx::Error::Protocol(err.to_string())),
-            Self::Redis(err) => Self::Redis(redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "publishing events",
-                err.to_string(),
-            ))),
+            Self::Redis(err) => {
+                Self::Redis(redis::RedisError::from((redis::ErrorKind::Io, "publishing events", err.to_string())))
+            }
             // A send fails only with the transport's error or a timeout; encoding and channel
             // errors are caught before anything is queued.
             Self::Timeout { what, after } => Self::Timeout { what, after: *after },

@@ -1080,9 +1080,15 @@ async fn complete_many_sqlite(
             None => None,
         };
         if let Some(hook) = &extra.webhook {
-            crate::webhooks::bind_enqueue!(sqlx::query(crate::webhooks::ENQUEUE_SQL), job.owner_id, hook.event, &hook.payload, now)
-                .execute(&mut *tx)
-                .await?;
+            crate::webhooks::bind_enqueue!(
+                sqlx::query(crate::webhooks::ENQUEUE_SQL),
+                job.owner_id,
+                hook.event,
+                &hook.payload,
+                now
+            )
+            .execute(&mut *tx)
+            .await?;
         }
         done.push(Completed { job: Some(finished), notification });
     }

@@ -536,7 +536,15 @@ async fn complete_many_writes_follow_ups_with_the_jobs(backend: Backend) -> anyh
     // The media row carries the job's provenance (written by one array statement on PostgreSQL).
     let m = media::list_for_job(db, a1.id).await?.remove(0);
     assert_eq!(
-        (m.owner_id, m.position, m.kind.as_str(), m.source.as_str(), m.prompt.as_str(), m.engine.as_deref(), m.model.as_deref()),
+        (
+            m.owner_id,
+            m.position,
+            m.kind.as_str(),
+            m.source.as_str(),
+            m.prompt.as_str(),
+            m.engine.as_deref(),
+            m.model.as_deref()
+        ),
         (alice, 0, "image", "generated", "a1", Some(a1.engine.as_str()), Some(a1.model.as_str()))
     );
     assert_eq!((m.width, m.height, m.seed, m.bytes, m.duration_ms), (Some(8), Some(8), Some(1), 10, None));
