@@ -363,7 +363,7 @@ impl Coalescer {
                     .await
                     .unwrap_or(Err(BusError::Timeout { what: "publishing events", after: PUBLISH_TIMEOUT }));
                 for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(sent.as_ref().map(|()| ()).map_err(BusError::duplicate));
+                    let _ = reply.send(sent.as_ref().copied().map_err(BusError::duplicate));
                 }
             }
         });

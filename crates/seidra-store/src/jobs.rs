@@ -348,97 +348,93 @@ trait InsertJobs {
 
 impl InsertJobs for sqlx::SqliteConnection {
     /// One statement per job: in-process calls, cheap on SQLite.
-    fn insert_jobs<'a>(
+    async fn insert_jobs<'a>(
         &'a mut self,
         owner_id: Uuid,
         now: DateTime<Utc>,
         jobs: &'a [NewJob],
         seqs: &'a [i64],
-    ) -> impl std::future::Future<Output = Result<Vec<JobRow>, sqlx::Error>> + Send + 'a {
-        async move {
-            let mut rows = Vec::with_capacity(jobs.len());
-            for (job, seq) in jobs.iter().zip(seqs) {
-                let row: JobRow = sqlx::query_as(concat!(
-                    "INSERT INTO jobs (",
-                    job_insert_columns!(),
-                    ") VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, FALSE, 0, $16, $17, $15, $15, $18) \
-                     RETURNING ",
-                    columns!()
-                ))
-                .bind(job.id)
-                .bind(owner_id)
-                .bind(job.job_type.as_str())
-                .bind(job.priority.as_str())
-                .bind(job.priority.rank())
-                .bind(seq)
-                .bind(&job.engine)
-                .bind(&job.model)
-                .bind(job.persona_id)
-                .bind(job.persona_version)
-                .bind(Json(&job.request))
-                .bind(&job.prompt)
-                .bind(&job.negative_prompt)
-                .bind(job.max_attempts)
-                .bind(now)
-                .bind(job.retry_of)
-                .bind(job.batch_id)
-                .bind(job.policy.as_ref().map(Json))
-                .fetch_one(&mut *self)
-                .await?;
-                rows.push(row);
-            }
-            Ok(rows)
+    ) -> Result<Vec<JobRow>, sqlx::Error> {
+        let mut rows = Vec::with_capacity(jobs.len());
+        for (job, seq) in jobs.iter().zip(seqs) {
+            let row: JobRow = sqlx::query_as(concat!(
+                "INSERT INTO jobs (",
+                job_insert_columns!(),
+                ") VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, FALSE, 0, $16, $17, $15, $15, $18) \
+                 RETURNING ",
+                columns!()
+            ))
+            .bind(job.id)
+            .bind(owner_id)
+            .bind(job.job_type.as_str())
+            .bind(job.priority.as_str())
+            .bind(job.priority.rank())
+            .bind(seq)
+            .bind(&job.engine)
+            .bind(&job.model)
+            .bind(job.persona_id)
+            .bind(job.persona_version)
+            .bind(Json(&job.request))
+            .bind(&job.prompt)
+            .bind(&job.negative_prompt)
+            .bind(job.max_attempts)
+            .bind(now)
+            .bind(job.retry_of)
+            .bind(job.batch_id)
+            .bind(job.policy.as_ref().map(Json))
+            .fetch_one(&mut *self)
+            .await?;
+            rows.push(row);
         }
+        Ok(rows)
     }
 }
 
 impl InsertJobs for sqlx::PgConnection {
     /// One array statement for the whole submit: each `INSERT` statement also runs the
     /// per-owner counter trigger, so a batch of 8 was 8 trigger runs.
-    fn insert_jobs<'a>(
+    async fn insert_jobs<'a>(
         &'a mut self,
         owner_id: Uuid,
         now: DateTime<Utc>,
         jobs: &'a [NewJob],
         seqs: &'a [i64],
-    ) -> impl std::future::Future<Output = Result<Vec<JobRow>, sqlx::Error>> + Send + 'a {
-        async move {
-            let col = |f: fn(&NewJob) -> &str| jobs.iter().map(f).collect::<Vec<_>>();
-            let mut rows: Vec<JobRow> = sqlx::query_as(concat!(
-                "INSERT INTO jobs (",
-                job_insert_columns!(),
-                ") SELECT id, $1, job_type, 'queued', priority, priority_rank, fair_seq, engine, model, persona_id, persona_version, \
-                 request, prompt, negative_prompt, 0, max_attempts, $2, FALSE, 0, retry_of, batch_id, $2, $2, policy \
-                 FROM unnest($3::uuid[], $4::text[], $5::text[], $6::int4[], $7::int8[], $8::text[], $9::text[], $10::uuid[], \
-                 $11::int4[], $12::jsonb[], $13::text[], $14::text[], $15::int4[], $16::uuid[], $17::uuid[], $18::jsonb[]) \
-                 AS j(id, job_type, priority, priority_rank, fair_seq, engine, model, persona_id, persona_version, request, prompt, \
-                 negative_prompt, max_attempts, retry_of, batch_id, policy) RETURNING ",
-                columns!()
-            ))
-            .bind(owner_id)
-            .bind(now)
-            .bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
-            .bind(col(|j| j.job_type.as_str()))
-            .bind(col(|j| j.priority.as_str()))
-            .bind(jobs.iter().map(|j| j.priority.rank()).collect::<Vec<_>>())
-            .bind(seqs)
-            .bind(col(|j| &j.engine))
-            .bind(col(|j| &j.model))
-            .bind(jobs.iter().map(|j| j.persona_id).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.persona_version).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| Json(&j.request)).collect::<Vec<_>>())
-            .bind(col(|j| &j.prompt))
-            .bind(col(|j| &j.negative_prompt))
-            .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.retry_of).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.batch_id).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.policy.as_ref().map(Json)).collect::<Vec<_>>())
-            .fetch_all(&mut *self)
-            .await?;
-            // RETURNING's order is not promised: put the rows back in the submitted order.
-            rows.sort_by_key(|r| jobs.iter().position(|j| j.id == r.id));
-            Ok(rows)
-        }
+    ) -> Result<Vec<JobRow>, sqlx::Error> {
+        let col = |f: fn(&NewJob) -> &str| jobs.iter().map(f).collect::<Vec<_>>();
+        let mut rows: Vec<JobRow> = sqlx::query_as(concat!(
+            "INSERT INTO jobs (",
+            job_insert_columns!(),
+            ") SELECT id, $1, job_type, 'queued', priority, priority_rank, fair_seq, engine, model, persona_id, persona_version, \
+             request, prompt, negative_prompt, 0, max_attempts, $2, FALSE, 0, retry_of, batch_id, $2, $2, policy \
+             FROM unnest($3::uuid[], $4::text[], $5::text[], $6::int4[], $7::int8[], $8::text[], $9::text[], $10::uuid[], \
+             $11::int4[], $12::jsonb[], $13::text[], $14::text[], $15::int4[], $16::uuid[], $17::uuid[], $18::jsonb[]) \
+             AS j(id, job_type, priority, priority_rank, fair_seq, engine, model, persona_id, persona_version, request, prompt, \
+             negative_prompt, max_attempts, retry_of, batch_id, policy) RETURNING ",
+            columns!()
+        ))
+        .bind(owner_id)
+        .bind(now)
+        .bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
+        .bind(col(|j| j.job_type.as_str()))
+        .bind(col(|j| j.priority.as_str()))
+        .bind(jobs.iter().map(|j| j.priority.rank()).collect::<Vec<_>>())
+        .bind(seqs)
+        .bind(col(|j| &j.engine))
+        .bind(col(|j| &j.model))
+        .bind(jobs.iter().map(|j| j.persona_id).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.persona_version).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| Json(&j.request)).collect::<Vec<_>>())
+        .bind(col(|j| &j.prompt))
+        .bind(col(|j| &j.negative_prompt))
+        .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.retry_of).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.batch_id).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.policy.as_ref().map(Json)).collect::<Vec<_>>())
+        .fetch_all(&mut *self)
+        .await?;
+        // RETURNING's order is not promised: put the rows back in the submitted order.
+        rows.sort_by_key(|r| jobs.iter().position(|j| j.id == r.id));
+        Ok(rows)
     }
 }
 
@@ -1188,9 +1184,9 @@ async fn complete_many_pg(
         notifications.extend(notification.clone());
         done.push(Completed { job: Some(job), notification });
     }
-    crate::notifications::insert_many_pg(&mut *tx, &notifications).await?;
+    crate::notifications::insert_many_pg(&mut tx, &notifications).await?;
     let hooks: Vec<(Uuid, &crate::webhooks::OutboxEvent)> = hooks.iter().map(|(owner, hook)| (*owner, hook)).collect();
-    crate::webhooks::enqueue_many_pg(&mut *tx, &hooks, now).await?;
+    crate::webhooks::enqueue_many_pg(&mut tx, &hooks, now).await?;
     tx.commit().await?;
     Ok(done)
 }
