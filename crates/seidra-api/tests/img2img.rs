@@ -131,11 +131,12 @@ async fn img2img_end_to_end(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(
         (job["request"]["init_image"].as_str(), job["request"]["strength"].as_f64()),
-        (Some(photo_id.as_str()), Some(0.2f32 as f64))
+        (Some(photo_id.as_str()), Some(0.2)),
+        "stored as the decimal sent, not the widened f32"
     );
     let (_, item) = server.get(&format!("/api/media/{}", s(&job["outputs"][0]["media_id"])), Some(&rita)).await?;
     assert_eq!(item["parameters"]["init_image"].as_str(), Some(photo_id.as_str()), "provenance: {item}");
-    assert_eq!(item["parameters"]["strength"].as_f64(), Some(0.2f32 as f64));
+    assert_eq!(item["parameters"]["strength"].as_f64(), Some(0.2));
     assert_eq!((item["file"]["width"].as_i64(), item["file"]["height"].as_i64()), (Some(128), Some(128)));
     let low = rgb_of(&fetch(&server, &rita, &job).await);
     let init = image::imageops::resize(&rgb_of(&photo()), 128, 128, image::imageops::FilterType::Lanczos3);
