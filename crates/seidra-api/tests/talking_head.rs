@@ -23,13 +23,6 @@ fn s(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_owned()
 }
 
-fn require_tools() {
-    for (tool, arg) in [("ffprobe", "-version"), ("ffmpeg", "-version"), ("espeak-ng", "--version")] {
-        let ok = std::process::Command::new(tool).arg(arg).output().is_ok_and(|o| o.status.success());
-        assert!(ok, "`{tool}` is required by the talking-head tests: apt-get install -y ffmpeg espeak-ng");
-    }
-}
-
 fn remote(name: &str, url: &str) -> RemoteEngineSettings {
     // A render takes longer than an image: 120 s.
     RemoteEngineSettings { timeout_secs: 120, ..remote_engine(name, RemoteEngineKind::Sadtalker, url, &["sadtalker"]) }
@@ -74,7 +67,7 @@ async fn finished(server: &TestServer, token: &str, id: &str) -> Value {
 }
 
 async fn talking_head_videos(backend: Backend) -> anyhow::Result<()> {
-    require_tools();
+    seidra_testkit::require_av_tools();
     let steady = Behavior { steps: 4, step_delay: Duration::from_millis(100), ..Behavior::default() };
     let talker = FakeEngine::sadtalker(steady.clone()).await?;
     let picky = FakeEngine::sadtalker(Behavior { failure: Some(Failure::BadRequest), ..steady.clone() }).await?;

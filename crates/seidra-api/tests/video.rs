@@ -20,14 +20,6 @@ fn s(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_owned()
 }
 
-/// CI installs these: a missing tool must fail loudly, not skip.
-fn require_tools() {
-    for (tool, arg) in [("ffprobe", "-version"), ("ffmpeg", "-version"), ("espeak-ng", "--version")] {
-        let ok = std::process::Command::new(tool).arg(arg).output().is_ok_and(|o| o.status.success());
-        assert!(ok, "`{tool}` is required by the video tests: apt-get install -y ffmpeg espeak-ng");
-    }
-}
-
 fn png(w: u32, h: u32, shade: u8) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, shade]));
     let mut out = Vec::new();
@@ -83,7 +75,7 @@ fn wav_samples(bytes: &[u8]) -> (Vec<i16>, u32) {
 }
 
 async fn speech_jobs_and_waveforms(backend: Backend) -> anyhow::Result<()> {
-    require_tools();
+    seidra_testkit::require_av_tools();
     let server = TestServer::builder(backend).with_workers(1).start().await?;
     let alice = s(&server.register("alice", PASSWORD).await?["access_token"]);
 
@@ -171,7 +163,7 @@ fn clip(start: f64, duration: f64, media: &Value) -> Value {
 }
 
 async fn timeline_crud_and_validation(backend: Backend) -> anyhow::Result<()> {
-    require_tools();
+    seidra_testkit::require_av_tools();
     let server = TestServer::builder(backend).start().await?;
     let alice = s(&server.register("alice", PASSWORD).await?["access_token"]);
     let bob = s(&server.register("bob", PASSWORD).await?["access_token"]);
@@ -294,7 +286,7 @@ async fn timeline_crud_and_validation(backend: Backend) -> anyhow::Result<()> {
 }
 
 async fn storyboard_renders_an_mp4(backend: Backend) -> anyhow::Result<()> {
-    require_tools();
+    seidra_testkit::require_av_tools();
     let server = TestServer::builder(backend).with_workers(1).start().await?;
     let alice = s(&server.register("alice", PASSWORD).await?["access_token"]);
     let a = upload(&server, &alice, "a.png", "image/png", png(400, 300, 40)).await;
@@ -374,7 +366,7 @@ fn processes_with(needle: &str) -> Vec<u32> {
 }
 
 async fn cancelling_a_render_kills_ffmpeg(backend: Backend) -> anyhow::Result<()> {
-    require_tools();
+    seidra_testkit::require_av_tools();
     let server = TestServer::builder(backend).with_workers(1).start().await?;
     let alice = s(&server.register("alice", PASSWORD).await?["access_token"]);
     let still = upload(&server, &alice, "a.png", "image/png", png(64, 64, 3)).await;

@@ -13,18 +13,23 @@ fn s(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_owned()
 }
 
-async fn generate_through_the_job_api(backend: Backend) -> anyhow::Result<()> {
-    let models = tempfile::tempdir()?;
-    seidra_candle::tiny::write_model(&models.path().join("tiny-sd"))?;
-    let dir = models.path().to_path_buf();
-    let server = TestServer::builder(backend)
+/// A server with the candle engine on, reading models from `dir`, and one worker.
+async fn candle_server(backend: Backend, dir: &std::path::Path) -> anyhow::Result<TestServer> {
+    let dir = dir.to_path_buf();
+    TestServer::builder(backend)
         .settings(move |s| {
             s.models.dir = Some(dir);
             s.engines.candle.enabled = true;
         })
         .with_workers(1)
         .start()
-        .await?;
+        .await
+}
+
+async fn generate_through_the_job_api(backend: Backend) -> anyhow::Result<()> {
+    let models = tempfile::tempdir()?;
+    seidra_candle::tiny::write_model(&models.path().join("tiny-sd"))?;
+    let server = candle_server(backend, models.path()).await?;
     let token = s(&server.register("alice", "a-long-enough-passphrase").await?["access_token"]);
     let body = json!({
         "prompt": "a lighthouse at dusk", "engine": "candle", "model_name": "tiny-sd",
@@ -59,15 +64,7 @@ async fn sdxl_through_the_job_api(backend: Backend) -> anyhow::Result<()> {
     let models = tempfile::tempdir()?;
     seidra_candle::tiny::write_sdxl_model(&models.path().join("tiny-sdxl"), false)?;
     seidra_candle::tiny::write_sdxl_model(&models.path().join("tiny-sdxl-turbo"), true)?;
-    let dir = models.path().to_path_buf();
-    let server = TestServer::builder(backend)
-        .settings(move |s| {
-            s.models.dir = Some(dir);
-            s.engines.candle.enabled = true;
-        })
-        .with_workers(1)
-        .start()
-        .await?;
+    let server = candle_server(backend, models.path()).await?;
     let token = s(&server.register("alice", "a-long-enough-passphrase").await?["access_token"]);
     let run = |body: Value| {
         let (server, token) = (&server, &token);

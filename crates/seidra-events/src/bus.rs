@@ -198,19 +198,13 @@ impl EventBus {
     /// the error is returned for the caller to log or count.
     pub async fn publish(&self, event: &Event) -> Result<(), BusError> {
         let inner = &*self.inner;
-        let Some(publisher) = &inner.publisher else {
+        let (Some(publisher), Some(coalescer)) = (&inner.publisher, &inner.coalescer) else {
             // No receiver is not an error: nobody is watching.
             let _ = inner.tx.send(Arc::new(event.clone()));
             return Ok(());
         };
         let (payload, sent) = encode(event, publisher.max_payload(), &inner.channel)?;
-        let sent_out = match &inner.coalescer {
-            Some(coalescer) => coalescer.send(payload).await,
-            None => tokio::time::timeout(PUBLISH_TIMEOUT, publisher.send(&payload))
-                .await
-                .unwrap_or(Err(BusError::Timeout { what: "publishing an event", after: PUBLISH_TIMEOUT })),
-        };
-        match sent_out {
+        match coalescer.send(payload).await {
             Ok(()) => Ok(()),
             Err(err) => {
                 metrics::counter!("seidra_events_publish_errors_total", "transport" => inner.transport).increment(1);

@@ -35,17 +35,12 @@ pub const FFPROBE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Duration of the audio/video file in `path`, seconds, from `ffprobe` (a real process, killed
 /// after [`FFPROBE_TIMEOUT`]). `Invalid` when ffprobe cannot read the file.
 pub async fn duration_secs(ffprobe: &str, path: &Path) -> Result<f64, ProbeError> {
-    let mut cmd = tokio::process::Command::new(ffprobe);
-    cmd.args(["-v", "error", "-show_entries", "format=duration", "-of", "default=noprint_wrappers=1:nokey=1"])
-        .arg(path)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let output = match tokio::time::timeout(FFPROBE_TIMEOUT, cmd.output()).await {
-        Err(_) => return Err(ProbeError::Timeout),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Err(ProbeError::ToolMissing(e.to_string())),
-        Ok(Err(e)) => return Err(ProbeError::Io(e)),
-        Ok(Ok(out)) => out,
-    };
+    let output = ffprobe_output(
+        ffprobe,
+        &["-v", "error", "-show_entries", "format=duration", "-of", "default=noprint_wrappers=1:nokey=1"],
+        path,
+    )
+    .await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -60,17 +55,12 @@ pub async fn duration_secs(ffprobe: &str, path: &Path) -> Result<f64, ProbeError
 
 /// Width and height of the first video stream of the file in `path`, from `ffprobe`.
 pub async fn video_dimensions(ffprobe: &str, path: &Path) -> Result<(u32, u32), ProbeError> {
-    let mut cmd = tokio::process::Command::new(ffprobe);
-    cmd.args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
-        .arg(path)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let output = match tokio::time::timeout(FFPROBE_TIMEOUT, cmd.output()).await {
-        Err(_) => return Err(ProbeError::Timeout),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Err(ProbeError::ToolMissing(e.to_string())),
-        Ok(Err(e)) => return Err(ProbeError::Io(e)),
-        Ok(Ok(out)) => out,
-    };
+    let output = ffprobe_output(
+        ffprobe,
+        &["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"],
+        path,
+    )
+    .await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let parsed = stdout.lines().find_map(|l| {
         let (w, h) = l.trim().trim_end_matches(',').split_once(',')?;
@@ -84,13 +74,21 @@ pub async fn video_dimensions(ffprobe: &str, path: &Path) -> Result<(u32, u32), 
 
 /// Whether the file at `path` has an audio stream (`ffprobe`); `false` when it cannot tell.
 pub async fn has_audio(ffprobe: &str, path: &Path) -> bool {
+    let args = ["-v", "error", "-select_streams", "a", "-show_entries", "stream=index", "-of", "csv=p=0"];
+    match ffprobe_output(ffprobe, &args, path).await {
+        Ok(out) => out.status.success() && !out.stdout.trim_ascii().is_empty(),
+        Err(_) => false,
+    }
+}
+
+/// Runs `ffprobe ARGS PATH` (no stdin, killed when dropped or after [`FFPROBE_TIMEOUT`]).
+async fn ffprobe_output(ffprobe: &str, args: &[&str], path: &Path) -> Result<std::process::Output, ProbeError> {
     let mut cmd = tokio::process::Command::new(ffprobe);
-    cmd.args(["-v", "error", "-select_streams", "a", "-show_entries", "stream=index", "-of", "csv=p=0"])
-        .arg(path)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
+    cmd.args(args).arg(path).stdin(std::process::Stdio::null()).kill_on_drop(true);
     match tokio::time::timeout(FFPROBE_TIMEOUT, cmd.output()).await {
-        Ok(Ok(out)) => out.status.success() && !out.stdout.trim_ascii().is_empty(),
-        _ => false,
+        Err(_) => Err(ProbeError::Timeout),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(ProbeError::ToolMissing(e.to_string())),
+        Ok(Err(e)) => Err(ProbeError::Io(e)),
+        Ok(Ok(out)) => Ok(out),
     }
 }

@@ -265,6 +265,15 @@ pub fn ffprobe(bytes: &[u8]) -> (f64, Vec<(String, String, i64, i64)>) {
     (duration, streams)
 }
 
+/// Fails (never skips) when ffprobe, ffmpeg or espeak-ng is missing: CI installs them, and the
+/// audio/video tests must not pass by doing nothing.
+pub fn require_av_tools() {
+    for (tool, arg) in [("ffprobe", "-version"), ("ffmpeg", "-version"), ("espeak-ng", "--version")] {
+        let ok = std::process::Command::new(tool).arg(arg).output().is_ok_and(|o| o.status.success());
+        assert!(ok, "`{tool}` is required by the audio/video tests: apt-get install -y ffmpeg espeak-ng");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
