@@ -729,6 +729,19 @@ macro_rules! claim_sql {
     };
 }
 
+/// How a claim transaction starts on PostgreSQL.
+///
+/// - No waiting for the WAL flush at commit (~3 ms on this machine, more on network disks): a
+///   worker's claims are sequential, so a synchronous commit capped one worker near 300 claims
+///   a second. A claim lost in a server crash is harmless — the job is back in the queue as if
+///   its worker had died, and the first worker's completion is refused (its lease is gone).
+/// - The queue order comes from `jobs_claim_idx`, never a bitmap scan of every waiting job:
+///   after a burst of submits the statistics still say the queue is nearly empty, and the
+///   planner then sorted the whole queue (9,000 rows: 15–60 ms) for every claim.
+/// - No JIT: a claim is a few milliseconds of work, compiling it cost more.
+const PG_CLAIM_BEGIN: &str =
+    "BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off";
+
 /// Claims up to `max` jobs at once (see [`claim`]), in queue order. Taking several jobs per
 /// statement is what lets one worker keep many slots busy: each claim is a write, and on
 /// SQLite every write waits for the single writer.
@@ -748,7 +761,8 @@ pub async fn claim_batch(
     let window = max * 8 + 32;
     let mut rows: Vec<JobRow> = match db {
         Db::Postgres(pool) => {
-            sqlx::query_as(claim_sql!("c.engine = ANY($4)", " FOR UPDATE SKIP LOCKED"))
+            let mut tx = pool.begin_with(PG_CLAIM_BEGIN).await?;
+            let rows = sqlx::query_as(claim_sql!("c.engine = ANY($4)", " FOR UPDATE SKIP LOCKED"))
                 .bind(worker_id)
                 .bind(lease_until)
                 .bind(now)
@@ -756,8 +770,10 @@ pub async fn claim_batch(
                 .bind(max_running_per_owner)
                 .bind(window)
                 .bind(max)
-                .fetch_all(pool)
-                .await?
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            rows
         }
         Db::Sqlite(sqlite) => {
             sqlx::query_as(claim_sql!("c.engine IN (SELECT value FROM json_each($4))", ""))
