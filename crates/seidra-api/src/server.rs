@@ -240,6 +240,13 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let (tx, mut rx) = tokio::sync::watch::channel(false);
+    // Small writes (WebSocket events, streamed chunks) go out at once instead of waiting up to
+    // 40 ms for the client's delayed ACK of the previous one (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;

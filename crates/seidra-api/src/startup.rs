@@ -77,7 +77,7 @@ fn read_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Connects to Redis when configured. A Redis that is down at start is an error: it was asked for.
 pub async fn connect_redis(settings: &Settings) -> anyhow::Result<Option<redis::aio::ConnectionManager>> {
     let Some(url) = settings.redis_url.as_ref().filter(|u| !u.expose().is_empty()) else { return Ok(None) };
-    let client = redis::Client::open(url.expose()).context("invalid SEIDRA_REDIS_URL")?;
+    let client = seidra_events::redis_client(url.expose()).context("invalid SEIDRA_REDIS_URL")?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(3)))
         .set_response_timeout(Some(Duration::from_secs(2)));

@@ -49,7 +49,7 @@
 mod bus;
 mod listener;
 
-pub use bus::{BROADCAST_CAPACITY, BusError, EventBus, PG_MAX_PAYLOAD};
+pub use bus::{BROADCAST_CAPACITY, BusError, EventBus, PG_MAX_PAYLOAD, redis_client};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
