@@ -52,6 +52,9 @@ environment:
   SEIDRA_JOBS_BENCH_BIN    use this seidra-jobs-bench binary instead of building one
   SEIDRA_JOBS_TARGET_DIR   cargo target dir for both builds (default: target/bench-jobs)
   SEIDRA_BENCH_PG_URL      PostgreSQL server, no database (default: postgres://postgres@127.0.0.1:5432)
+  SEIDRA_BENCH_PG_PARAMS   connection parameters of the servers' database URL (default:
+                           sslmode=disable: TLS on a loopback connection only costs CPU; set it
+                           empty for sqlx's default, sslmode=prefer, as before session 7)
   SEIDRA_BENCH_REDIS_URL   give the servers this Redis for live events (default: none)
   SEIDRA_JOBS_BENCH_PORT   first port to try for servers (default: 18580)
 EOF
@@ -139,6 +142,7 @@ done
 
 PG_URL="${SEIDRA_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 PG_URL="${PG_URL%/}"
+PG_PARAMS="${SEIDRA_BENCH_PG_PARAMS-sslmode=disable}"
 NEXT_PORT="${SEIDRA_JOBS_BENCH_PORT:-18580}"
 TARGET_DIR="${SEIDRA_JOBS_TARGET_DIR:-$ROOT/target/bench-jobs}"
 ADMIN_PASSWORD="bench-admin-password-1"
@@ -288,7 +292,7 @@ start_server() {
     SERVER_PIDS+=("$!")
   else
     DB_NAME="$(new_database)"
-    DB_URL="$PG_URL/$DB_NAME"
+    DB_URL="$PG_URL/$DB_NAME${PG_PARAMS:+?$PG_PARAMS}"
     env_vars+=("SEIDRA_DATABASE_URL=$DB_URL" "SEIDRA_WORKER__EMBEDDED=0")
     env -i "${env_vars[@]}" "$BIN" migrate up >"$DATA_DIR/migrate.log" 2>&1 || die "migrate up failed: $(cat "$DATA_DIR/migrate.log")"
     log="$DATA_DIR/server.log"

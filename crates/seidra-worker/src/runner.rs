@@ -691,7 +691,10 @@ impl Worker {
     async fn complete_stored(&self, job: &Job, stored: Vec<NewMedia>) -> &'static str {
         match self.completer.complete(job.clone(), stored.clone(), None).await {
             Ok(Some(_)) => {
-                self.thumbs_wake.notify_one();
+                // Only outputs have thumbnails to make; an empty job must not cost a sweep.
+                if !stored.is_empty() {
+                    self.thumbs_wake.notify_one();
+                }
                 "succeeded"
             }
             Ok(None) => {
