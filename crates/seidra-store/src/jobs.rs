@@ -731,7 +731,7 @@ macro_rules! claim_sql {
     };
 }
 
-/// How a claim transaction starts on PostgreSQL.
+/// How a claim transaction starts on PostgreSQL (both claim statements).
 ///
 /// - No waiting for the WAL flush at commit (~3 ms on this machine, more on network disks): a
 ///   worker's claims are sequential, so a synchronous commit capped one worker near 300 claims
@@ -826,14 +826,17 @@ async fn claim_deep(
     }
     Ok(match db {
         Db::Postgres(pool) => {
-            sqlx::query_as(claim_deep_sql!("c.engine = ANY($4)", " FOR UPDATE SKIP LOCKED"))
+            let mut tx = pool.begin_with(PG_CLAIM_BEGIN).await?;
+            let row = sqlx::query_as(claim_deep_sql!("c.engine = ANY($4)", " FOR UPDATE SKIP LOCKED"))
                 .bind(worker_id)
                 .bind(lease_until)
                 .bind(now)
                 .bind(engines)
                 .bind(max_running_per_owner)
-                .fetch_optional(pool)
-                .await?
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            row
         }
         Db::Sqlite(sqlite) => {
             sqlx::query_as(claim_deep_sql!("c.engine IN (SELECT value FROM json_each($4))", ""))

@@ -174,16 +174,27 @@ macro_rules! delivery_columns {
     };
 }
 
+/// Whether an endpoint's `events` column (a JSON array of names) takes `event`: the name itself
+/// or `*`. The one rule for both enqueue statements; event names are plain dotted names, so
+/// the `LIKE` pattern can be built from them.
+macro_rules! subscribed_to {
+    ($events:literal, $event:literal) => {
+        concat!("(", $events, " LIKE '%\"' || ", $event, " || '\"%' OR ", $events, " LIKE '%\"*\"%')")
+    };
+}
+
 /// The outbox INSERT of [`enqueue`] (also run inside other transactions, see
 /// `jobs::complete_many`); bind it with [`bind_enqueue!`].
-pub(crate) const ENQUEUE_SQL: &str = "INSERT INTO webhook_deliveries (webhook_id, event, payload, status, attempts, next_attempt_at, created_at, updated_at) \
-     SELECT id, $1, $2, 'pending', 0, $3, $3, $3 FROM webhooks \
-     WHERE owner_id = $4 AND active = TRUE AND (events LIKE $5 OR events LIKE '%\"*\"%')";
+pub(crate) const ENQUEUE_SQL: &str = concat!(
+    "INSERT INTO webhook_deliveries (webhook_id, event, payload, status, attempts, next_attempt_at, created_at, updated_at) \
+     SELECT id, $1, $2, 'pending', 0, $3, $3, $3 FROM webhooks WHERE owner_id = $4 AND active = TRUE AND ",
+    subscribed_to!("events", "$1")
+);
 
 /// Binds owner, event, payload and time to [`ENQUEUE_SQL`].
 macro_rules! bind_enqueue {
     ($query:expr, $owner:expr, $event:expr, $payload:expr, $now:expr) => {
-        $query.bind($event).bind($payload).bind($now).bind($owner).bind(format!("%\"{}\"%", $event))
+        $query.bind($event).bind($payload).bind($now).bind($owner)
     };
 }
 pub(crate) use bind_enqueue;
@@ -199,8 +210,7 @@ pub async fn enqueue(db: &Db, owner_id: Uuid, event: &str, payload: &str) -> Sto
 }
 
 /// [`ENQUEUE_SQL`] for many owners' events in one statement (PostgreSQL arrays), inside the
-/// caller's transaction. Event names are plain dotted names, so building the `LIKE` pattern
-/// from the column is safe.
+/// caller's transaction.
 pub(crate) async fn enqueue_many_pg(
     tx: &mut sqlx::PgConnection,
     events: &[(Uuid, &OutboxEvent)],
@@ -209,13 +219,14 @@ pub(crate) async fn enqueue_many_pg(
     if events.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    sqlx::query(concat!(
         "INSERT INTO webhook_deliveries (webhook_id, event, payload, status, attempts, next_attempt_at, created_at, updated_at) \
          SELECT w.id, e.event, e.payload, 'pending', 0, $1, $1, $1 \
          FROM unnest($2::uuid[], $3::text[], $4::text[]) WITH ORDINALITY AS e(owner_id, event, payload, n) \
-         JOIN webhooks w ON w.owner_id = e.owner_id AND w.active = TRUE \
-         AND (w.events LIKE '%\"' || e.event || '\"%' OR w.events LIKE '%\"*\"%') ORDER BY e.n, w.id",
-    )
+         JOIN webhooks w ON w.owner_id = e.owner_id AND w.active = TRUE AND ",
+        subscribed_to!("w.events", "e.event"),
+        " ORDER BY e.n, w.id"
+    ))
     .bind(now)
     .bind(events.iter().map(|(owner, _)| *owner).collect::<Vec<_>>())
     .bind(events.iter().map(|(_, e)| e.event).collect::<Vec<_>>())
