@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 
-pub use downloads::{DownloadSigner, content_type_for, inline_disposition};
+pub use downloads::{DownloadSigner, LINK_STEP_SECS, LINK_TTL_SECS, content_type_for, inline_disposition};
 pub use local::LocalStore;
 pub use metered::Metered;
 pub use s3::{S3Config, S3Store};

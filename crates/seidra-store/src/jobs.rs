@@ -13,8 +13,8 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::db::{BeginWrite, with_pool, with_write_pool};
-use crate::sql::{Bind, Conditions, bind_all};
-use crate::{Db, StoreError, StoreResult};
+use crate::sql::{Bind, Conditions, PageRow, PageTotal, bind_all, split_page};
+use crate::{Db, RawJson, StoreError, StoreResult};
 
 /// A stored job.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +40,7 @@ pub struct Job {
     /// Persona version used.
     pub persona_version: Option<i32>,
     /// The full request as accepted (seed resolved).
-    pub request: Value,
+    pub request: RawJson,
     /// Prompt after persona merge.
     pub prompt: String,
     /// Negative prompt after persona merge.
@@ -95,7 +95,7 @@ struct JobRow {
     model: String,
     persona_id: Option<Uuid>,
     persona_version: Option<i32>,
-    request: Json<Value>,
+    request: Json<RawJson>,
     prompt: String,
     negative_prompt: String,
     error: Option<Json<JobError>>,
@@ -605,29 +605,32 @@ pub async fn list(db: &Db, filter: &JobFilter, limit: i64, offset: i64) -> Store
     let narrowed = conditions.next_placeholder() > owner_only;
     let where_sql = conditions.where_clause();
     let order = if filter.oldest_first { "queued_at ASC, id ASC" } else { "queued_at DESC, id DESC" };
-    let n = conditions.next_placeholder();
-    let sql = format!("SELECT {} FROM jobs{where_sql} ORDER BY {order} LIMIT ${n} OFFSET ${}", columns!(), n + 1);
-    let count_sql = format!("SELECT COUNT(*) FROM jobs{where_sql}");
+    // The total: counted under filters, else the per-owner counters kept by triggers (the owner
+    // is always `$1` when there is one).
+    let total = match (narrowed, filter.owner_id) {
+        (true, _) => PageTotal::Count(format!("SELECT COUNT(*) FROM jobs{where_sql}")),
+        (false, Some(_)) => PageTotal::Lookup("SELECT job_count FROM queue_owners WHERE owner_id = $1".to_owned()),
+        (false, None) => PageTotal::Lookup("SELECT SUM(job_count) FROM queue_owners".to_owned()),
+    };
+    let sql = format!(
+        "SELECT {}, {} FROM jobs{where_sql} ORDER BY {order}{}",
+        columns!(),
+        total.column(),
+        total.limit_offset(limit, offset, conditions.next_placeholder())
+    );
     let binds = &conditions.binds;
-    let (rows, total): (Vec<JobRow>, i64) = with_pool!(db, pool => {
+    let (rows, total) = with_pool!(db, pool => {
         // The SQL text is assembled only from fixed fragments; every value is a bound parameter.
-        let rows = bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())), binds)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(pool)
-            .await?;
-        let total: i64 = match (narrowed, filter.owner_id) {
-            (true, _) => bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.clone())), binds).fetch_one(pool).await?,
-            (false, Some(owner)) => sqlx::query_scalar("SELECT job_count FROM queue_owners WHERE owner_id = $1")
-                .bind(owner)
-                .fetch_optional(pool)
-                .await?
-                .unwrap_or(0),
-            (false, None) => sqlx::query_scalar("SELECT CAST(COALESCE(SUM(job_count), 0) AS BIGINT) FROM queue_owners")
-                .fetch_one(pool)
-                .await?,
-        };
-        (rows, total)
+        let query = bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())), binds);
+        let query = if total.binds_limit() { query.bind(limit).bind(offset) } else { query };
+        let page: Vec<PageRow<JobRow>> = query.fetch_all(pool).await?;
+        match split_page(page) {
+            (rows, Some(total)) => (rows, total),
+            (rows, None) => match total.without_page() {
+                Ok(total) => (rows, total),
+                Err(count) => (rows, bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(count)), binds).fetch_one(pool).await?),
+            },
+        }
     });
     Ok((rows_to_jobs(rows)?, total))
 }
@@ -1231,7 +1234,7 @@ struct MediaColumns<'a> {
     negative_prompt: Vec<&'a str>,
     engine: Vec<&'a str>,
     model: Vec<&'a str>,
-    parameters: Vec<Json<&'a Value>>,
+    parameters: Vec<Json<&'a RawJson>>,
     persona_id: Vec<Option<Uuid>>,
     persona_version: Vec<Option<i32>>,
     duration_ms: Vec<Option<i64>>,

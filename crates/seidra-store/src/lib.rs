@@ -8,6 +8,7 @@
 mod db;
 mod error;
 pub mod migrate;
+mod raw_json;
 mod sql;
 
 pub mod accounts;
@@ -28,3 +29,4 @@ pub mod workers;
 
 pub use db::{Backend, Db, DbOptions, SqliteDb};
 pub use error::{StoreError, StoreResult};
+pub use raw_json::RawJson;

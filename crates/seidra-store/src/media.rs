@@ -6,13 +6,12 @@
 //! prompt and the tags, behind the same [`MediaFilter::search`].
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::db::{BeginWrite, with_pool, with_write_pool};
-use crate::sql::{Bind, Conditions, bind_all};
-use crate::{Db, StoreError, StoreResult};
+use crate::sql::{Bind, Conditions, PageRow, PageTotal, bind_all, split_page};
+use crate::{Db, RawJson, StoreError, StoreResult};
 
 /// A stored media item.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -56,7 +55,7 @@ pub struct Media {
     /// Model.
     pub model: Option<String>,
     /// The full accepted request (parameters).
-    pub parameters: Option<Json<Value>>,
+    pub parameters: Option<Json<RawJson>>,
     /// Persona used.
     pub persona_id: Option<Uuid>,
     /// Persona version used.
@@ -211,6 +210,8 @@ pub async fn list(db: &Db, filter: &MediaFilter, limit: i64, offset: i64) -> Sto
     };
     let mut conditions = Conditions::default();
     let mut push = |cond: &dyn Fn(usize) -> String, value: Bind| conditions.push(cond, value);
+    // Owner, type and favourite come first, as `$1`, `$2`, `$3` (those present): the per-owner
+    // counters' total query refers to them.
     push(&|n| format!("owner_id = ${n}"), Bind::Uuid(filter.owner_id));
     if let Some(kind) = &filter.kind {
         push(&|n| format!("kind = ${n}"), Bind::Text(kind.clone()));
@@ -269,53 +270,61 @@ pub async fn list(db: &Db, filter: &MediaFilter, limit: i64, offset: i64) -> Sto
         MediaSort::Oldest => "created_at ASC, id ASC",
         MediaSort::Largest => "bytes DESC, id DESC",
     };
-    let n = conditions.next_placeholder();
+    let total = page_total(filter, sqlite_search.as_ref().map(|s| s.matches), &where_sql);
+    let (column, limit_offset) = (total.column(), total.limit_offset(limit, offset, conditions.next_placeholder()));
     let sql = if postgres {
-        format!("SELECT {} FROM media{where_sql} ORDER BY {order} LIMIT ${n} OFFSET ${}", columns!(), n + 1)
+        format!("SELECT {}, {column} FROM media{where_sql} ORDER BY {order}{limit_offset}", columns!())
     } else {
         // Keys first, rows second: SQLite sorts (and skips) narrow keys and reads only the page's
         // rows in full; a search sorting its 2,000 matches this way takes a third of the time.
         format!(
-            "SELECT {} FROM media WHERE rowid IN \
-             (SELECT rowid FROM media{where_sql} ORDER BY {order} LIMIT ${n} OFFSET ${}) ORDER BY {order}",
+            "SELECT {}, {column} FROM media WHERE rowid IN \
+             (SELECT rowid FROM media{where_sql} ORDER BY {order}{limit_offset}) ORDER BY {order}",
             columns!(),
-            n + 1
         )
     };
-    let count_sql = format!("SELECT COUNT(*) FROM media{where_sql}");
     let binds = &conditions.binds;
-    let counted = counted_total(db, filter, sqlite_search.as_ref().map(|s| s.matches)).await?;
     let (rows, total) = with_pool!(db, pool => {
         // The SQL text is assembled only from fixed fragments; every value is a bound parameter.
-        let rows: Vec<Media> = bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())), binds).bind(limit).bind(offset).fetch_all(pool).await?;
-        let total: i64 = match counted {
-            Some(total) => total,
-            None => bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.clone())), binds).fetch_one(pool).await?,
-        };
-        (rows, total)
+        let query = bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())), binds);
+        let query = if total.binds_limit() { query.bind(limit).bind(offset) } else { query };
+        let page: Vec<PageRow<Media>> = query.fetch_all(pool).await?;
+        match split_page(page) {
+            (rows, Some(total)) => (rows, total),
+            (rows, None) => match total.without_page() {
+                Ok(total) => (rows, total),
+                Err(count) => (rows, bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(count)), binds).fetch_one(pool).await?),
+            },
+        }
     });
     Ok((rows, total))
 }
 
-/// The listing's total without counting the matching rows, when it is known already: from the
-/// per-owner counters (`media_counts`, kept by triggers) when the filter uses nothing but type
-/// and favourites, or the SQLite index's own count (`search_matches`) for a plain search.
-/// `None` when the matches must be counted.
-async fn counted_total(db: &Db, filter: &MediaFilter, search_matches: Option<i64>) -> StoreResult<Option<i64>> {
-    let MediaFilter { owner_id, kind, favorite, tags, job_id, persona_id, from, to, search, .. } = filter;
+/// Where a listing's total comes from: the per-owner counters (`media_counts`, kept by
+/// triggers) when the filter uses nothing but type and favourites, the SQLite index's own count
+/// of a plain search, else counting the matching rows.
+fn page_total(filter: &MediaFilter, search_matches: Option<i64>, where_sql: &str) -> PageTotal {
+    let MediaFilter { kind, favorite, tags, job_id, persona_id, from, to, search, .. } = filter;
+    let count = || PageTotal::Count(format!("SELECT COUNT(*) FROM media{where_sql}"));
     if !tags.is_empty() || job_id.is_some() || persona_id.is_some() || from.is_some() || to.is_some() {
-        return Ok(None);
+        return count();
     }
     if search.as_deref().is_some_and(|s| !search_words(s).is_empty()) {
         let plain = kind.is_none() && favorite.is_none();
-        return Ok(search_matches.filter(|_| plain));
+        return match search_matches {
+            Some(matches) if plain => PageTotal::Known(matches),
+            _ => count(),
+        };
     }
-    let sql = "SELECT CAST(COALESCE(SUM(item_count), 0) AS BIGINT) FROM media_counts \
-               WHERE owner_id = $1 AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR favorite = $3)";
-    let total: i64 = with_pool!(db, pool => {
-        sqlx::query_scalar(sql).bind(owner_id).bind(kind.as_deref()).bind(*favorite).fetch_one(pool).await?
-    });
-    Ok(Some(total))
+    // Owner, type and favourite are `$1`, `$2`, `$3` of the listing (those present).
+    let mut sql = "SELECT SUM(item_count) FROM media_counts WHERE owner_id = $1".to_owned();
+    if kind.is_some() {
+        sql.push_str(" AND kind = $2");
+    }
+    if favorite.is_some() {
+        sql.push_str(if kind.is_some() { " AND favorite = $3" } else { " AND favorite = $2" });
+    }
+    PageTotal::Lookup(sql)
 }
 
 /// How to change an item's tags.

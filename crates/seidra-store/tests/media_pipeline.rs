@@ -155,6 +155,13 @@ async fn library_totals_follow_counters(backend: Backend) -> anyhow::Result<()> 
     // Filters outside the counters still count their matches.
     let tagged = MediaFilter { owner_id: alice, tags: vec!["x".into()], ..Default::default() };
     assert_eq!(media::list(db, &tagged, 10, 0).await?.1, 1);
+    // Pages past the end keep their totals, from the counters or counted.
+    let everything = MediaFilter { owner_id: alice, ..Default::default() };
+    assert_eq!(media::list(db, &everything, 10, 7).await?, (Vec::new(), 2));
+    assert_eq!(media::list(db, &favourites, 10, 7).await?, (Vec::new(), 0));
+    assert_eq!(media::list(db, &tagged, 10, 7).await?, (Vec::new(), 1));
+    let (second, total) = media::list(db, &everything, 1, 1).await?;
+    assert_eq!((second.len(), total), (1, 2));
     Ok(())
 }
 

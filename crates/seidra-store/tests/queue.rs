@@ -380,6 +380,14 @@ async fn listing_stats_and_depth(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(jobs::list(db, &JobFilter::default(), 10, 0).await?.1, 3);
     let nobody = JobFilter { owner_id: Some(Uuid::new_v4()), ..JobFilter::default() };
     assert_eq!(jobs::list(db, &nobody, 10, 0).await?, (Vec::new(), 0));
+    // Later pages, and pages past the end: the total is still there (read on its own when the
+    // page has no row to carry it), plain or filtered.
+    let (second, total) = jobs::list(db, &mine, 1, 1).await?;
+    assert_eq!((second.len(), total), (1, 2));
+    assert_eq!(second[0].prompt, "blue whale", "the second newest of alice's remaining jobs");
+    assert_eq!(jobs::list(db, &mine, 10, 5).await?, (Vec::new(), 2));
+    assert_eq!(jobs::list(db, &status, 10, 5).await?, (Vec::new(), 2));
+    assert_eq!(jobs::list(db, &JobFilter::default(), 10, 50).await?, (Vec::new(), 3));
     Ok(())
 }
 

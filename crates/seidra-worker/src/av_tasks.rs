@@ -93,7 +93,7 @@ pub(crate) async fn run_tts<S: ProgressSink>(
     sink: &S,
     cancel: &CancellationToken,
 ) -> Result<FileOutput, EngineError> {
-    let request: SpeechRequest = serde_json::from_value(job.request.clone()).map_err(|e| {
+    let request: SpeechRequest = job.request.parse().map_err(|e| {
         failed("invalid_stored_request", format!("the stored speech request cannot be read: {e}"), false)
     })?;
     let tools = speech_tools(deps);
@@ -188,7 +188,7 @@ pub(crate) async fn run_talking_head<S: ProgressSink>(
     sink: &S,
     cancel: &CancellationToken,
 ) -> Result<FileOutput, EngineError> {
-    let request: TalkingHeadJob = serde_json::from_value(job.request.clone()).map_err(|e| {
+    let request: TalkingHeadJob = job.request.parse().map_err(|e| {
         failed("invalid_stored_request", format!("the stored talking-head request cannot be read: {e}"), false)
     })?;
     let dir = spool()?;
@@ -246,7 +246,7 @@ pub(crate) async fn run_render<S: ProgressSink>(
     sink: &S,
     cancel: &CancellationToken,
 ) -> Result<FileOutput, EngineError> {
-    let request: RenderJobRequest = serde_json::from_value(job.request.clone()).map_err(|e| {
+    let request: RenderJobRequest = job.request.parse().map_err(|e| {
         failed("invalid_stored_request", format!("the stored render request cannot be read: {e}"), false)
     })?;
     let tl = &request.timeline;

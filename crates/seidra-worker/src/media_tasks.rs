@@ -257,7 +257,7 @@ pub(crate) async fn run_export<S: ProgressSink + Sync>(
     sink: &S,
     cancel: &CancellationToken,
 ) -> Result<ExportDone, EngineError> {
-    let selection: ExportSelection = serde_json::from_value(job.request.clone()).map_err(|e| {
+    let selection: ExportSelection = job.request.parse().map_err(|e| {
         failed("invalid_stored_request", format!("the stored export request cannot be read: {e}"), false)
     })?;
     let max = usize::try_from(deps.media.export_max_items).unwrap_or(usize::MAX);

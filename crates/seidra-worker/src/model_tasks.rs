@@ -80,7 +80,7 @@ pub(crate) async fn run_download<S: ProgressSink + Sync>(
     sink: &S,
     cancel: &CancellationToken,
 ) -> Result<Model, EngineError> {
-    let request: DownloadRequest = serde_json::from_value(job.request.clone()).map_err(|e| EngineError::Failed {
+    let request: DownloadRequest = job.request.parse().map_err(|e| EngineError::Failed {
         code: "invalid_stored_request".into(),
         message: format!("the stored download request cannot be read: {e}"),
         retryable: false,

@@ -477,7 +477,7 @@ impl Worker {
             }
             JobType::Image => {}
         }
-        let request: ImageRequest = serde_json::from_value(job.request.clone()).map_err(|e| EngineError::Failed {
+        let request: ImageRequest = job.request.parse().map_err(|e| EngineError::Failed {
             code: "invalid_stored_request".into(),
             message: format!("the stored request cannot be read: {e}"),
             retryable: false,

@@ -8,6 +8,8 @@ use clap::Parser;
 
 /// mimalloc instead of glibc's malloc: under concurrent requests glibc's arena locks and
 /// `malloc_consolidate` took a third of the server's CPU (perf, `GET /api/jobs` at full load).
+/// The crate's `override` feature routes C `malloc` (the bundled SQLite's row copies, freed on
+/// another thread) to it as well.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

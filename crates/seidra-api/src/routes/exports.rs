@@ -18,7 +18,7 @@ use crate::auth::{CanGenerate, CanRead};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, parse_uuid};
 use crate::routes::jobs::internal_job;
-use crate::routes::media::{normalize_tags, signed_url};
+use crate::routes::media::normalize_tags;
 use crate::state::AppState;
 
 /// Which items to export: `ids`, or a `filter` (the whole library when both are absent).
@@ -169,7 +169,7 @@ pub async fn get_export(
         job_id,
         items: export.items,
         bytes: export.bytes,
-        download_url: signed_url(&state, &export.storage_key),
+        download_url: state.signer.link(&export.storage_key),
         expires_at: export.expires_at,
     }))
 }

@@ -7,11 +7,11 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use seidra_core::ValidationError;
 use seidra_core::job::{ImageRequest, JobError, JobStatus, JobType, PriorityClass};
-use seidra_store::StoreError;
 use seidra_store::jobs::{
     self, CancelOutcome, Idempotency, Job, JobFilter, NewJob, SubmitError, SubmitEvents, SubmitLimits, Submitted,
 };
 use seidra_store::media::{self, Media};
+use seidra_store::{RawJson, StoreError};
 use seidra_worker::events::{JOB_CANCEL, JOBS_WAKE, control_event, job_event};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,8 +27,6 @@ use crate::state::AppState;
 pub const MAX_SEED: u64 = (1 << 53) - 1;
 /// Most requests in one batch.
 pub const MAX_BATCH: usize = 8;
-/// Signed download URLs stay valid this long.
-const DOWNLOAD_URL_TTL_SECS: i64 = 3600;
 
 /// One output file of a job.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -74,7 +72,7 @@ pub struct JobView {
     pub negative_prompt: String,
     /// The accepted request, seed resolved (submit it again to reproduce).
     #[schema(value_type = Object)]
-    pub request: serde_json::Value,
+    pub request: RawJson,
     /// 0..=1.
     pub progress: f64,
     /// Stage message.
@@ -144,10 +142,9 @@ impl JobView {
 
 /// A signed URL for a media item's file.
 pub fn output_view(state: &AppState, m: &Media) -> OutputView {
-    let exp = u64::try_from(Utc::now().timestamp() + DOWNLOAD_URL_TTL_SECS).unwrap_or(0);
     OutputView {
         media_id: m.id,
-        url: state.signer.sign(&m.storage_key, exp),
+        url: state.signer.link(&m.storage_key),
         mime: m.mime.clone(),
         width: m.width,
         height: m.height,
@@ -675,7 +672,7 @@ pub async fn retry(
             model: job.model.clone(),
             persona_id: job.persona_id,
             persona_version: job.persona_version,
-            request: job.request.clone(),
+            request: job.request.parse().map_err(ApiError::internal)?,
             prompt: job.prompt.clone(),
             negative_prompt: job.negative_prompt.clone(),
             max_attempts: job.max_attempts,
@@ -686,10 +683,10 @@ pub async fn retry(
         let (_, jobs) = submit(&state, &principal, vec![new_job], None).await?;
         return Ok(submit_response(&state, true, None, jobs));
     }
-    let mut request: ImageRequest = serde_json::from_value(job.request.clone()).map_err(ApiError::internal)?;
+    let mut request: ImageRequest = job.request.parse().map_err(ApiError::internal)?;
     // The stored request is already merged: retry it as is, keeping the persona reference.
     let persona = request.persona_id.take();
-    let every_key: Vec<String> = explicit_keys(&job.request);
+    let every_key: Vec<String> = explicit_keys(&job.request.parse().map_err(ApiError::internal)?);
     let mut new_job = prepare(&state, principal.user.id, request, &every_key, "", job.priority, job.batch_id).await?;
     new_job.persona_id = persona.or(job.persona_id);
     new_job.persona_version = job.persona_version;

@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use seidra_core::ValidationError;
-use seidra_store::StoreError;
 use seidra_store::media::{self, Media, MediaFilter, MediaSort, TagChange, TagMatch};
+use seidra_store::{RawJson, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -48,7 +48,7 @@ pub struct MediaView {
     pub seed: Option<i64>,
     /// Every parameter of the request (submit it again to reproduce).
     #[schema(value_type = Option<Object>)]
-    pub parameters: Option<serde_json::Value>,
+    pub parameters: Option<RawJson>,
     /// Persona.
     pub persona_id: Option<Uuid>,
     /// Persona version.
@@ -67,18 +67,12 @@ pub struct MediaView {
     pub original_name: Option<String>,
 }
 
-/// A short-lived signed URL for an object (the same lifetime as file URLs).
-pub fn signed_url(state: &AppState, key: &str) -> String {
-    let exp = u64::try_from(Utc::now().timestamp() + 3600).unwrap_or(0);
-    state.signer.sign(key, exp)
-}
-
 impl MediaView {
     /// The view of an item (taking the row, so its strings and parameters move instead of being
     /// copied), with signed URLs.
     pub fn new(state: &AppState, m: Media) -> Self {
         let ready = m.thumb_state == "ready";
-        let thumb = |key: &Option<String>| key.as_deref().filter(|_| ready).map(|k| signed_url(state, k));
+        let thumb = |key: &Option<String>| key.as_deref().filter(|_| ready).map(|k| state.signer.link(k));
         let (thumb_256_url, thumb_768_url) = (thumb(&m.thumb_256_key), thumb(&m.thumb_768_key));
         Self {
             id: m.id,
