@@ -10,7 +10,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::db::{BeginWrite, with_pool, with_write_pool};
-use crate::sql::{Bind, Conditions, PageRow, PageTotal, bind_all, split_page};
+use crate::sql::{Bind, Conditions, PageTotal, fetch_page};
 use crate::{Db, RawJson, StoreError, StoreResult};
 
 /// A stored media item.
@@ -284,19 +284,7 @@ pub async fn list(db: &Db, filter: &MediaFilter, limit: i64, offset: i64) -> Sto
         )
     };
     let binds = &conditions.binds;
-    let (rows, total) = with_pool!(db, pool => {
-        // The SQL text is assembled only from fixed fragments; every value is a bound parameter.
-        let query = bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())), binds);
-        let query = if total.binds_limit() { query.bind(limit).bind(offset) } else { query };
-        let page: Vec<PageRow<Media>> = query.fetch_all(pool).await?;
-        match split_page(page) {
-            (rows, Some(total)) => (rows, total),
-            (rows, None) => match total.without_page() {
-                Ok(total) => (rows, total),
-                Err(count) => (rows, bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(count)), binds).fetch_one(pool).await?),
-            },
-        }
-    });
+    let (rows, total) = with_pool!(db, pool => fetch_page!(pool, Media, sql.clone(), binds, total, limit, offset));
     Ok((rows, total))
 }
 

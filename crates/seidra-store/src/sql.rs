@@ -132,6 +132,29 @@ impl PageTotal {
     }
 }
 
+/// Runs a listing's page statement on `$pool` and returns `(rows, total)`: the conditions'
+/// `$binds`, then the limit and offset when [`PageTotal::binds_limit`], and the total from the
+/// page, or known, or read by its own statement when the page carried none.
+macro_rules! fetch_page {
+    ($pool:expr, $row:ty, $sql:expr, $binds:expr, $total:expr, $limit:expr, $offset:expr) => {{
+        // The SQL text is assembled only from fixed fragments; every value is a bound parameter.
+        let query = $crate::sql::bind_all!(sqlx::query_as(sqlx::AssertSqlSafe($sql)), $binds);
+        let query = if $total.binds_limit() { query.bind($limit).bind($offset) } else { query };
+        let page: Vec<$crate::sql::PageRow<$row>> = query.fetch_all($pool).await?;
+        match $crate::sql::split_page(page) {
+            (rows, Some(total)) => (rows, total),
+            (rows, None) => match $total.without_page() {
+                Ok(total) => (rows, total),
+                Err(count) => {
+                    let count = $crate::sql::bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(count)), $binds);
+                    (rows, count.fetch_one($pool).await?)
+                }
+            },
+        }
+    }};
+}
+pub(crate) use fetch_page;
+
 /// Splits a page into its rows and its total, when the statement read it.
 pub(crate) fn split_page<R>(rows: Vec<PageRow<R>>) -> (Vec<R>, Option<i64>) {
     let total = rows.first().and_then(|r| r.total);
